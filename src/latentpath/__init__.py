@@ -1,0 +1,4 @@
+"""latentpath: unsupervised discovery of structural units and their transformation
+pathways from atom-resolved STEM movies and piezoresponse force microscopy movies."""
+
+__version__ = "0.1.0"

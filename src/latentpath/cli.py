@@ -1,0 +1,165 @@
+"""The ``latentpath`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from latentpath import __version__
+
+
+class UserError(Exception):
+    """A problem the user can fix; reported as one line, without a traceback."""
+
+
+def _npz_path(out: str) -> Path:
+    path = Path(out)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
+def _figure_path(npz: Path) -> Path:
+    return npz.with_name(npz.stem + ".png")
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else ""
+        raise UserError(f"{existing[0]}{more} already exists; "
+                        "choose another output or pass --overwrite")
+
+
+def _stem_outputs(npz: Path) -> list[Path]:
+    from latentpath.synth.stem import TABLES
+
+    return [npz, _figure_path(npz), *(npz.with_name(f"{npz.stem}_{t}.parquet") for t in TABLES)]
+
+
+def _pfm_outputs(npz: Path) -> list[Path]:
+    return [npz, _figure_path(npz), npz.with_name(f"{npz.stem}_frames.parquet")]
+
+
+def _synth_stem(args: argparse.Namespace) -> Path:
+    from latentpath.report import figure_stem_truth
+    from latentpath.synth.stem import synth_stem_movie, write_synth_stem
+
+    npz = _npz_path(args.out)
+    _refuse_existing(_stem_outputs(npz), args.overwrite)
+    start = time.perf_counter()
+    result = synth_stem_movie(
+        args.frames, args.size, pixel_size_A=args.pixel_size, seed=args.seed,
+        dose_e_per_A2=args.dose, si_fraction=args.si_fraction,
+        final_disorder=args.final_disorder, progress=True)
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    write_synth_stem(result, npz, overwrite=args.overwrite)
+    figure_stem_truth(result, _figure_path(npz))
+    last = result.frames.iloc[-1]
+    print(f"synthetic STEM movie: {npz} ({args.frames} frames of {args.size}x{args.size} px at "
+          f"{args.pixel_size} A/px, {len(result.atoms)} atom rows, {len(result.rings)} rings, "
+          f"{len(result.events)} events; last frame {last.disorder_fraction:.0%} holes + "
+          f"amorphous) in {time.perf_counter() - start:.1f} s")
+    return npz
+
+
+def _synth_pfm(args: argparse.Namespace) -> Path:
+    from latentpath.report import figure_pfm_truth
+    from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
+
+    npz = _npz_path(args.out)
+    _refuse_existing(_pfm_outputs(npz), args.overwrite)
+    start = time.perf_counter()
+    result = synth_pfm_movie(args.frames, args.size, seed=args.seed, mode=args.mode,
+                             progress=True)
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    write_synth_pfm(result, npz, overwrite=args.overwrite)
+    figure_pfm_truth(result, _figure_path(npz))
+    fr = result.frames
+    print(f"synthetic PFM movie: {npz} ({args.frames} frames of {args.size}x{args.size} px, "
+          f"switched {fr.switched_fraction.iloc[0]:.0%} -> {fr.switched_fraction.iloc[-1]:.0%}) "
+          f"in {time.perf_counter() - start:.1f} s")
+    return npz
+
+
+def _demo(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    stem_args = argparse.Namespace(
+        out=str(out / "stem.npz"), frames=args.frames, size=args.size, pixel_size=0.1,
+        seed=args.seed, dose=5e5, si_fraction=0.01, final_disorder=0.6,
+        overwrite=args.overwrite)
+    pfm_args = argparse.Namespace(out=str(out / "pfm.npz"), frames=args.frames, size=256,
+                                  seed=args.seed, mode="tip", overwrite=args.overwrite)
+    _refuse_existing(_stem_outputs(_npz_path(stem_args.out))
+                     + _pfm_outputs(_npz_path(pfm_args.out)), args.overwrite)
+    _synth_stem(stem_args)
+    _synth_pfm(pfm_args)
+    print(f"demo written to {out}/ (figures: stem.png, pfm.png)")
+
+
+def _add_common(p: argparse.ArgumentParser, frames: int, size: int) -> None:
+    p.add_argument("--frames", type=int, default=frames,
+                   help="number of frames (default %(default)s)")
+    p.add_argument("--size", type=int, default=size,
+                   help="frame size in pixels (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latentpath",
+        description="Discover structural units and transformation pathways in STEM and PFM "
+                    "movies.")
+    parser.add_argument("--version", action="version", version=f"latentpath {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run on built-in synthetic data")
+    demo.add_argument("--out", default="latentpath-demo",
+                      help="output folder (default %(default)s)")
+    _add_common(demo, frames=50, size=512)
+    demo.set_defaults(func=_demo)
+
+    synth = sub.add_parser("synth", help="write a synthetic movie with its ground truth")
+    kinds = synth.add_subparsers(dest="kind", required=True)
+    stem = kinds.add_parser("stem", help="Si-doped graphene under the beam, ADF-STEM")
+    stem.add_argument("out", help="output .npz (tables go beside it as parquet)")
+    _add_common(stem, frames=50, size=512)
+    stem.add_argument("--pixel-size", type=float, default=0.1,
+                      help="angstrom per pixel (default %(default)s)")
+    stem.add_argument("--dose", type=float, default=5e5,
+                      help="electron dose per frame, e-/A^2 (default %(default)g)")
+    stem.add_argument("--si-fraction", type=float, default=0.01,
+                      help="fraction of Si atoms (default %(default)s)")
+    stem.add_argument("--final-disorder", type=float, default=0.6,
+                      help="holes + amorphous fraction in the last frame (default %(default)s)")
+    stem.set_defaults(func=_synth_stem)
+    pfm = kinds.add_parser("pfm", help="ferroelectric domain switching, PFM phase")
+    pfm.add_argument("out", help="output .npz (the per-frame table goes beside it as parquet)")
+    _add_common(pfm, frames=50, size=256)
+    pfm.add_argument("--mode", choices=["tip", "field"], default="tip",
+                     help="switching by a biased tip or a uniform field (default %(default)s)")
+    pfm.set_defaults(func=_synth_pfm)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, ValueError, FileExistsError, FileNotFoundError, OSError) as err:
+        if args.debug:
+            raise
+        print(f"latentpath: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("latentpath: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The latentpath command: synthetic movies, the demo, and how errors reach the user."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from latentpath.cli import main
+from latentpath.synth import read_synth_stem
+
+
+def test_synth_stem_writes_movie_tables_and_figure(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["synth", "stem", str(out), "--frames", "3", "--size", "96", "--seed", "2"]) == 0
+    assert "synthetic STEM movie" in capsys.readouterr().out
+    result = read_synth_stem(tmp_path / "sim.npz")
+    assert result.movie.shape == (3, 96, 96)
+    assert result.params["seed"] == 2
+    assert (tmp_path / "sim.png").stat().st_size > 10_000
+    assert (tmp_path / "sim_atoms.parquet").exists()
+
+
+def test_existing_output_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "sim.npz"
+    args = ["synth", "stem", str(out), "--frames", "2", "--size", "64"]
+    assert main(args) == 0
+    capsys.readouterr()
+    before = out.read_bytes()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err
+    assert err.count("\n") == 1
+    assert out.read_bytes() == before
+    assert main([*args, "--seed", "5", "--overwrite"]) == 0
+    assert out.read_bytes() != before
+
+
+def test_bad_argument_is_one_line_and_nonzero(tmp_path, capsys):
+    assert main(["synth", "stem", str(tmp_path / "x"), "--frames", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latentpath: error:") and "n_frames" in err
+    with pytest.raises(ValueError):
+        main(["--debug", "synth", "stem", str(tmp_path / "x"), "--frames", "0"])
+
+
+def test_console_script_help():
+    done = subprocess.run([sys.executable, "-m", "latentpath.cli", "--help"],
+                          capture_output=True, text=True, check=True)
+    assert "demo" in done.stdout and "synth" in done.stdout
+
+
+def test_movie_is_float32_counts(tmp_path):
+    main(["synth", "stem", str(tmp_path / "s"), "--frames", "1", "--size", "64"])
+    with np.load(tmp_path / "s.npz") as data:
+        assert data["movie"].dtype == np.float32
+        assert str(data["pixel_unit"]) == "A"
