@@ -491,23 +491,37 @@ class _Movie:
                 defects.attempt(s, defects.amorphize_bond(int(i), int(rng.choice(nbrs))))
         self.disorder = (hole, amorph)
 
-    def _amorphize(self, t: int, n_steps: int) -> None:
-        """Rotate bonds at the front of the amorphous region (or start a new patch)."""
+    def _amorphize(self, t: int, n_steps: int) -> int:
+        """Rotate bonds at the front of the amorphous regions; return how many took.
+
+        A share of the rotations (more when the fronts are stuck, e.g. hemmed in by
+        holes) starts new patches in the lattice, so amorphous carbon appears in
+        several places as it does under the beam.
+        """
         s, rng = self.sheet, self.rng
         view = self._inner(t, 1.0)
         is_amorph = s.region == REGION_AMORPHOUS
-        front = [int(i) for i in view if not is_amorph[i]
-                 and any(is_amorph[n] for n in s.nbrs[i])]
-        if not front:
-            front = [int(rng.choice(view))]
-        for _ in range(n_steps):
-            i = int(rng.choice(front))
-            nbrs = sorted(n for n in s.nbrs[i] if not is_amorph[n]) or sorted(s.nbrs[i])
+        lattice = [int(i) for i in view if not is_amorph[i] and s.coordination(i) == 3]
+        lattice_set = set(lattice)
+        front = [i for i in lattice if any(is_amorph[n] for n in s.nbrs[i])]
+        if not lattice:
+            return 0
+        accepted = 0
+        for step in range(n_steps):
+            stuck = step >= 10 and accepted < 0.2 * step
+            fresh = not front or rng.random() < (0.3 if stuck else 0.05)
+            i = int(rng.choice(lattice if fresh else front))
+            nbrs = sorted(n for n in s.nbrs[i] if s.region[n] != REGION_AMORPHOUS)
+            nbrs = nbrs or sorted(s.nbrs[i])
             if not nbrs:
                 continue
             done = defects.attempt(s, defects.amorphize_bond(i, int(rng.choice(nbrs))))
             if done:
+                accepted += 1
                 self.pending_events.append(("amorphization", done[:2]))
+                front.extend(n for k in done for n in s.nbrs[k]
+                             if n in lattice_set and s.region[n] != REGION_AMORPHOUS)
+        return accepted
 
     # -- truth ------------------------------------------------------------------------
     def record(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
