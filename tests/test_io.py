@@ -606,3 +606,27 @@ def test_metadata_is_strict_json():
     assert io._jsonable({"a": np.float64(np.inf), "b": np.arange(3), "c": b"x",
                          "d": np.zeros(100)}) == {
         "a": "inf", "b": [0, 1, 2], "c": "x", "d": "<array shape=(100,) dtype=float64>"}
+
+
+def test_check_writable_names_the_first_existing_file(tmp_path):
+    from latentpath.io import check_writable
+
+    a, b, c = tmp_path / "a.npz", tmp_path / "b.parquet", tmp_path / "c.png"
+    check_writable([a, b, c])
+    a.write_bytes(b"x")
+    c.write_bytes(b"y")
+    with pytest.raises(FileExistsError, match=r"a\.npz \(and 1 more output files\)"):
+        check_writable([a, b, c])
+    check_writable([a, b, c], overwrite=True)
+    assert a.read_bytes() == b"x"
+
+
+def test_tables_roundtrip_through_npz(tmp_path):
+    from latentpath.io import save_npz, tables_from_arrays, tables_to_arrays
+
+    atoms = pd.DataFrame({"frame": [0, 1], "species": ["C", "Si"], "x": [1.5, 2.5]})
+    path = save_npz(tmp_path / "t.npz", tables_to_arrays({"atoms": atoms}))
+    with np.load(path, allow_pickle=False) as data:
+        back = tables_from_arrays(data, ["atoms"])["atoms"]
+    assert list(back.columns) == ["frame", "species", "x"]
+    pd.testing.assert_frame_equal(back, atoms, check_dtype=False)

@@ -9,10 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from latentpath import __version__
-
-
-class UserError(Exception):
-    """A problem the user can fix; reported as one line, without a traceback."""
+from latentpath.io import check_writable
 
 
 def _npz_path(out: str) -> Path:
@@ -22,14 +19,6 @@ def _npz_path(out: str) -> Path:
 
 def _figure_path(npz: Path) -> Path:
     return npz.with_name(npz.stem + ".png")
-
-
-def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else ""
-        raise UserError(f"{existing[0]}{more} already exists; "
-                        "choose another output or pass --overwrite")
 
 
 def _stem_outputs(npz: Path) -> list[Path]:
@@ -47,7 +36,7 @@ def _synth_stem(args: argparse.Namespace) -> Path:
     from latentpath.synth.stem import synth_stem_movie, write_synth_stem
 
     npz = _npz_path(args.out)
-    _refuse_existing(_stem_outputs(npz), args.overwrite)
+    check_writable(_stem_outputs(npz), overwrite=args.overwrite)
     start = time.perf_counter()
     result = synth_stem_movie(
         args.frames, args.size, pixel_size_A=args.pixel_size, seed=args.seed,
@@ -69,7 +58,7 @@ def _synth_pfm(args: argparse.Namespace) -> Path:
     from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
 
     npz = _npz_path(args.out)
-    _refuse_existing(_pfm_outputs(npz), args.overwrite)
+    check_writable(_pfm_outputs(npz), overwrite=args.overwrite)
     start = time.perf_counter()
     result = synth_pfm_movie(args.frames, args.size, seed=args.seed, mode=args.mode,
                              progress=True)
@@ -91,8 +80,8 @@ def _demo(args: argparse.Namespace) -> None:
         overwrite=args.overwrite)
     pfm_args = argparse.Namespace(out=str(out / "pfm.npz"), frames=args.frames, size=256,
                                   seed=args.seed, mode="tip", overwrite=args.overwrite)
-    _refuse_existing(_stem_outputs(_npz_path(stem_args.out))
-                     + _pfm_outputs(_npz_path(pfm_args.out)), args.overwrite)
+    check_writable(_stem_outputs(_npz_path(stem_args.out))
+                   + _pfm_outputs(_npz_path(pfm_args.out)), overwrite=args.overwrite)
     _synth_stem(stem_args)
     _synth_pfm(pfm_args)
     print(f"demo written to {out}/ (figures: stem.png, pfm.png)")
@@ -150,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (UserError, ValueError, FileExistsError, FileNotFoundError, OSError) as err:
+    except (ValueError, OSError) as err:
         if args.debug:
             raise
         print(f"latentpath: error: {err}", file=sys.stderr)

@@ -21,7 +21,7 @@ import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -518,11 +518,54 @@ def _atomic_write(path: Path, overwrite: bool) -> Iterator[Path]:
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
-    if not overwrite and path.exists():
+    check_writable([path], overwrite=overwrite)
+
+
+def check_writable(paths: Sequence[str | os.PathLike], *, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, to replace any of several output files.
+
+    A writer that produces several files calls this first, so that an existing file
+    stops it with nothing written rather than half way through.
+
+    Raises
+    ------
+    FileExistsError
+        Naming the first existing file (and how many more exist), unless ``overwrite``.
+    """
+    if overwrite:
+        return
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else ""
         raise FileExistsError(
-            f"{path} already exists; pass overwrite=True (or --overwrite on the command "
-            "line) to replace it"
+            f"{existing[0]}{more} already exists; pass overwrite=True (or --overwrite on "
+            "the command line) to replace it"
         )
+
+
+def tables_to_arrays(tables: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """Flatten named tables into arrays ``<table>.<column>`` for an .npz file.
+
+    Text columns become fixed-width unicode arrays, so the file loads without
+    pickle; ``<table>.__columns__`` keeps the column order.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for name, df in tables.items():
+        for col in df.columns:
+            values = df[col].to_numpy()
+            arrays[f"{name}.{col}"] = values.astype(str) if values.dtype == object else values
+        arrays[f"{name}.__columns__"] = np.array([str(c) for c in df.columns], dtype=str)
+    return arrays
+
+
+def tables_from_arrays(data: Mapping[str, np.ndarray], names: Sequence[str]
+                       ) -> dict[str, pd.DataFrame]:
+    """Rebuild the tables written by :func:`tables_to_arrays` (e.g. from ``np.load``)."""
+    tables = {}
+    for name in names:
+        cols = [str(c) for c in data[f"{name}.__columns__"]]
+        tables[name] = pd.DataFrame({c: data[f"{name}.{c}"] for c in cols}, columns=cols)
+    return tables
 
 
 def _table_format(path: Path) -> str:

@@ -75,6 +75,14 @@ import pandas as pd
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from latentpath.io import (
+    check_writable,
+    save_npz,
+    tables_from_arrays,
+    tables_to_arrays,
+    write_table,
+)
+
 __all__ = ["E_COERCIVE", "SynthPFM", "read_synth_pfm", "synth_pfm_movie", "write_synth_pfm"]
 
 #: Intrinsic coercive field of the reduced double well ``P - P**3`` (reduced units).
@@ -1044,17 +1052,11 @@ def write_synth_pfm(result: SynthPFM, path: str | Path, *, overwrite: bool = Fal
         If the ``.npz`` or the Parquet file exists and ``overwrite`` is False; nothing
         is written then.
     """
-    from latentpath.io import save_npz, write_table
-
     path = Path(path)
     if path.suffix.lower() != ".npz":
         path = path.with_name(path.name + ".npz")
     table_path = path.with_name(f"{path.stem}_frames.parquet")
-    if not overwrite:
-        for target in (path, table_path):
-            if target.exists():
-                raise FileExistsError(
-                    f"{target} already exists; pass overwrite=True to replace it")
+    check_writable([path, table_path], overwrite=overwrite)
     params_json = json.dumps(result.params, sort_keys=True)
     meta = json.dumps({"kind": "synth_pfm", "channel": "phase", "unit": "deg",
                        "params": result.params}, sort_keys=True)
@@ -1072,8 +1074,7 @@ def write_synth_pfm(result: SynthPFM, path: str | Path, *, overwrite: bool = Fal
         "params_json": np.str_(params_json),
         "metadata": np.str_(meta),
     }
-    for col in result.frames.columns:
-        arrays[f"frames.{col}"] = result.frames[col].to_numpy()
+    arrays.update(tables_to_arrays({"frames": result.frames}))
     save_npz(path, arrays, overwrite=overwrite, compressed=True)
     write_table(result.frames, table_path, overwrite=overwrite)
     return path
@@ -1104,12 +1105,11 @@ def read_synth_pfm(path: str | Path) -> SynthPFM:
     with np.load(path, allow_pickle=False) as npz:
         names = set(npz.files)
         need = {"movie", "amplitude", "polarization", "walls", "wall_velocity", "field",
-                "pixel_size", "params_json"}
+                "pixel_size", "params_json", "frames.__columns__"}
         missing = sorted(need - names)
         if missing:
             raise ValueError(f"{path}: not a synthetic PFM file, missing {', '.join(missing)}")
-        cols = [n[len("frames."):] for n in npz.files if n.startswith("frames.")]
-        frames = pd.DataFrame({c: npz[f"frames.{c}"] for c in cols})
+        frames = tables_from_arrays(npz, ["frames"])["frames"]
         return SynthPFM(
             phase=npz["movie"].astype(np.float32, copy=False),
             amplitude=npz["amplitude"].astype(np.float32, copy=False),

@@ -27,6 +27,13 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
+from latentpath.io import (
+    check_writable,
+    save_npz,
+    tables_from_arrays,
+    tables_to_arrays,
+    write_table,
+)
 from latentpath.synth import defects, render
 from latentpath.synth.sheet import (
     CC_BOND_A,
@@ -621,45 +628,19 @@ def write_synth_stem(result: SynthSTEM, path: str | Path, *, overwrite: bool = F
     Path
         The .npz written.
     """
-    from latentpath.io import save_npz, write_table
-
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     tables = {name: getattr(result, name) for name in TABLES}
     parquet = {name: path.with_name(f"{path.stem}_{name}.parquet") for name in TABLES}
-    if not overwrite:
-        for target in [path, *parquet.values()]:
-            if target.exists():
-                raise FileExistsError(
-                    f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    check_writable([path, *parquet.values()], overwrite=overwrite)
     arrays = {"movie": result.movie, "pixel_size": np.float64(result.pixel_size_A),
-              "pixel_unit": np.str_("A"), "params_json": np.str_(json.dumps(result.params))}
-    for name, df in tables.items():
-        arrays.update(_table_arrays(name, df))
+              "pixel_unit": np.str_("A"), "params_json": np.str_(json.dumps(result.params)),
+              **tables_to_arrays(tables)}
     save_npz(path, arrays, overwrite=overwrite)
     for name, df in tables.items():
         write_table(df, parquet[name], overwrite=overwrite)
     return path
-
-
-def _table_arrays(name: str, df: pd.DataFrame) -> dict[str, np.ndarray]:
-    out = {}
-    for col in df.columns:
-        values = df[col].to_numpy()
-        if values.dtype == object:
-            values = values.astype(str)
-        out[f"{name}.{col}"] = values
-    out[f"{name}.__columns__"] = np.array(list(df.columns), dtype=str)
-    return out
-
-
-def _tables_from_npz(data, names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    tables = {}
-    for name in names:
-        cols = [str(c) for c in data[f"{name}.__columns__"]]
-        tables[name] = pd.DataFrame({c: data[f"{name}.{c}"] for c in cols}, columns=cols)
-    return tables
 
 
 def read_synth_stem(path: str | Path) -> SynthSTEM:
@@ -675,4 +656,4 @@ def read_synth_stem(path: str | Path) -> SynthSTEM:
                              f"(missing {', '.join(missing)})")
         return SynthSTEM(movie=data["movie"], pixel_size_A=float(data["pixel_size"]),
                          params=json.loads(str(data["params_json"])),
-                         **_tables_from_npz(data, TABLES))
+                         **tables_from_arrays(data, TABLES))
