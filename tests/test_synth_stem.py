@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -211,6 +213,14 @@ def test_same_seed_same_movie_other_seed_other_movie():
     assert np.array_equal(a.movie, b.movie)
     pd.testing.assert_frame_equal(a.atoms, b.atoms)
     assert not np.array_equal(a.movie, c.movie)
+
+
+def test_params_record_everything_needed_to_repeat_the_movie():
+    first = synth_stem_movie(2, 96, seed=21)
+    expected = set(inspect.signature(synth_stem_movie).parameters) - {"progress"}
+    assert set(first.params) == expected
+    again = synth_stem_movie(**first.params)
+    assert np.array_equal(first.movie, again.movie)
 
 
 def test_truth_positions_are_where_the_image_shows_atoms():

@@ -202,6 +202,7 @@ def synth_stem_movie(
     -------
     SynthSTEM
     """
+    params = {k: v for k, v in locals().items() if k != "progress"}
     _check_positive_int("n_frames", n_frames, 1)
     _check_positive_int("size", size, 32)
     for name, value in (("pixel_size_A", pixel_size_A), ("dose_e_per_A2", dose_e_per_A2),
@@ -221,10 +222,12 @@ def synth_stem_movie(
                         ("strain", strain)):
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    params = {k: v for k, v in locals().items() if k not in ("progress",)}
     rng = np.random.default_rng(seed)
+    # Drawn even when given, so that repeating a movie from its recorded params
+    # (angle included) replays the same random stream.
+    random_angle = float(rng.uniform(0, 60))
     if lattice_angle_deg is None:
-        lattice_angle_deg = float(rng.uniform(0, 60))
+        lattice_angle_deg = random_angle
         params["lattice_angle_deg"] = lattice_angle_deg
     imaging = _Imaging(n_frames, size, pixel_size_A, strain, drift_A_per_frame, rng)
     field_A = size * pixel_size_A
@@ -329,11 +332,12 @@ class _Movie:
         si = [i for i in view if s.species[i] == 14]
         for i in si[: len(si) // 3]:
             defects.attempt(s, defects.si_to_fourfold(i, int(rng.choice(sorted(s.nbrs[i])))))
-        for _ in range(rng.poisson(0.5 * area_nm2) + 1):
+        # Early frames are mostly clean lattice: a few point defects of each kind.
+        for _ in range(rng.poisson(0.1 * area_nm2) + 1):
             self._stone_wales_somewhere(0)
-        for _ in range(rng.poisson(0.4 * area_nm2) + 1):
+        for _ in range(rng.poisson(0.08 * area_nm2) + 1):
             self._vacancy_somewhere(0, double=False)
-        for _ in range(rng.poisson(0.4 * area_nm2) + 1):
+        for _ in range(rng.poisson(0.08 * area_nm2) + 1):
             self._vacancy_somewhere(0, double=True)
         self._five_seven_chain(0)
         target_hole = self.p["initial_disorder"] * self.p["hole_share"]
@@ -486,9 +490,9 @@ class _Movie:
         for _ in range(20):
             if amorph >= amorph_target:
                 break
-            # An accepted rotation at the front converts about four atoms, and about
-            # half of the attempts are rejected (most would close a 4-ring).
-            n_steps = max(1, int((amorph_target - amorph) * view_area / _ATOM_AREA_A2))
+            # An accepted rotation converts about four atoms and a good half of the
+            # attempts are taken (most rejections would close a 4-ring).
+            n_steps = max(1, int((amorph_target - amorph) * view_area / _ATOM_AREA_A2 / 3))
             self._amorphize(t, n_steps)
             hole, amorph = self.measure_disorder(t)
         churn = [i for i in self.in_view(t) if s.region[i] == REGION_AMORPHOUS]
