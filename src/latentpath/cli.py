@@ -87,6 +87,47 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"demo written to {out}/ (figures: stem.png, pfm.png)")
 
 
+def _atoms(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from latentpath.atoms import compare_tables, find_atoms, load_model, self_train
+    from latentpath.atoms.model import resolve_device
+    from latentpath.io import load_movie, write_table
+    from latentpath.report import figure_atoms
+
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"--out {out}: use a .csv or .parquet file name")
+    figure = out.with_suffix(".png")
+    check_writable([out, figure], overwrite=args.overwrite)
+    movie = load_movie(args.movie, channel=args.channel)
+    device = resolve_device(args.device)
+    model = load_model(args.model, device=device)
+    start = time.perf_counter()
+    kwargs = {"pixel_size_A": args.pixel_size, "device": device, "threshold": args.threshold,
+              "keep_border": args.keep_border}
+    atoms = find_atoms(movie, model=model, progress=True, **kwargs)
+    px = atoms.attrs["pixel_size_A"]
+    print(f"pixel size {px:.4f} A ({atoms.attrs['pixel_size_source']})")
+    if args.self_train:
+        model, _ = self_train(movie, n_frames=args.self_train, pixel_size_A=px, model=model,
+                              device=device, progress=True)
+        before = atoms
+        atoms = find_atoms(movie, model=model, progress=True, **{**kwargs, "pixel_size_A": px})
+        change = compare_tables(before, atoms, radius_px=0.5 / px)
+        print(f"self-training on {args.self_train} frames: per frame "
+              f"{change.added.mean():.1f} atoms added, {change.removed.mean():.1f} removed, "
+              f"{change.species_changed.mean():.1f} changed species (mean over "
+              f"{len(change)} frames)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_table(pd.DataFrame(atoms), out, overwrite=args.overwrite)
+    figure_atoms(movie.data[0], atoms[atoms.frame == 0], figure,
+                 title=f"{Path(args.movie).name}, frame 0: {int((atoms.frame == 0).sum())} atoms")
+    counts = atoms.species.value_counts().to_dict()
+    print(f"{len(atoms)} atoms in {movie.n_frames} frames ({counts}) -> {out}, {figure} "
+          f"in {time.perf_counter() - start:.1f} s")
+
+
 def _add_common(p: argparse.ArgumentParser, frames: int, size: int) -> None:
     p.add_argument("--frames", type=int, default=frames,
                    help="number of frames (default %(default)s)")
@@ -131,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     pfm.add_argument("--mode", choices=["tip", "field"], default="tip",
                      help="switching by a biased tip or a uniform field (default %(default)s)")
     pfm.set_defaults(func=_synth_pfm)
+    atoms = sub.add_parser("atoms", help="find atoms in a STEM movie")
+    atoms.add_argument("movie", help="movie file (npy, npz, tif, h5, dm3/dm4, emd)")
+    atoms.add_argument("--out", required=True, help="atom table, .csv or .parquet")
+    atoms.add_argument("--channel", help="dataset or channel name inside the file")
+    atoms.add_argument("--pixel-size", type=float,
+                       help="angstrom per pixel (default: from the file, else estimated "
+                            "from the lattice)")
+    atoms.add_argument("--self-train", type=int, nargs="?", const=5, default=0, metavar="N",
+                       help="fine-tune on the first N frames (5 if N is omitted)")
+    atoms.add_argument("--threshold", type=float, default=0.5,
+                       help="atom probability threshold (default %(default)s)")
+    atoms.add_argument("--keep-border", action="store_true",
+                       help="keep atoms closer than 1 A to the frame edge")
+    atoms.add_argument("--model", help="model directory (default: the shipped weights)")
+    atoms.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    atoms.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    atoms.set_defaults(func=_atoms)
     return parser
 
 

@@ -84,3 +84,20 @@ def figure_pfm_truth(result: SynthPFM, path: str | Path) -> Path:
     ax.set_ylabel("switched fraction")
     ax.set_ylim(0, 1)
     return _save(fig, path)
+
+
+def figure_atoms(image: np.ndarray, atoms, path: str | Path, *, title: str = "") -> Path:
+    """One frame with its atoms: small cyan dots for C, larger red dots for Si, other
+    species in further colours."""
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(image, cmap="gray")
+    colours = {"C": ("c", 4), "Si": ("r", 30)}
+    spare = iter(["#ff7f00", "#ffff33", "#a65628", "#f781bf"])
+    for species, group in atoms.groupby("species"):
+        colour, size = colours.get(species, (next(spare, "w"), 16))
+        ax.scatter(group.x, group.y, s=size, c=colour, lw=0, label=f"{species} ({len(group)})")
+    if len(atoms):
+        ax.legend(loc="upper right", markerscale=2)
+    ax.set_title(title)
+    ax.set_axis_off()
+    return _save(fig, path)

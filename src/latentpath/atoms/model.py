@@ -1,0 +1,198 @@
+"""The segmentation network: a U-Net whose bottleneck is a pyramid of dilated convolutions.
+
+Dilated convolutions in the bottleneck see a wide context (several bond lengths) at
+little cost, which helps to tell atoms from noise and from amorphous contamination
+(Ziatdinov et al.; the method of the paper). A model directory holds ``config.json``
+and ``weights.safetensors``; loading never unpickles, so a model from a stranger cannot
+run code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+MODEL_KIND = "latentpath.atoms.AtomUNet"
+SHIPPED_MODEL_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass
+class AtomNetConfig:
+    """Architecture and sampling of a segmentation model.
+
+    Attributes
+    ----------
+    species : list of str
+        Atom classes after background (channel 0), e.g. ``["C", "Si"]``.
+    base_channels : int
+        Channels of the first level; each level down doubles them.
+    depth : int
+        Number of 2x downsamplings before the bottleneck.
+    dilations : list of int
+        Dilation rates of the bottleneck pyramid.
+    pixel_size_A : float
+        Sampling the model works at; inputs are resampled to it.
+    """
+
+    species: list[str] = field(default_factory=lambda: ["C", "Si"])
+    base_channels: int = 16
+    depth: int = 3
+    dilations: list[int] = field(default_factory=lambda: [2, 4, 6])
+    pixel_size_A: float = 0.2
+
+    @property
+    def n_classes(self) -> int:
+        return 1 + len(self.species)
+
+
+def _conv(c_in: int, c_out: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(c_out), nn.LeakyReLU(0.1))
+
+
+class DilatedPyramid(nn.Module):
+    """Sequential dilated convolutions whose outputs are summed: one feature map that
+    sees every scale from one to ``2 * max(dilations) + 1`` pixels."""
+
+    def __init__(self, c_in: int, c_out: int, dilations: list[int]):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            _conv(c_in if k == 0 else c_out, c_out, d) for k, d in enumerate(dilations))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for conv in self.convs:
+            x = conv(x)
+            total = total + x
+        return total
+
+
+class AtomUNet(nn.Module):
+    """U-Net: per-pixel logits (N, 1 + n_species, H, W) from images (N, 1, H, W)."""
+
+    def __init__(self, config: AtomNetConfig):
+        super().__init__()
+        self.config = config
+        widths = [config.base_channels * 2**k for k in range(config.depth + 1)]
+        self.down = nn.ModuleList()
+        c_in = 1
+        for w in widths[:-1]:
+            self.down.append(nn.Sequential(_conv(c_in, w), _conv(w, w)))
+            c_in = w
+        self.bottleneck = DilatedPyramid(widths[-2], widths[-1], config.dilations)
+        self.up = nn.ModuleList(
+            nn.Sequential(_conv(widths[k + 1] + widths[k], widths[k]), _conv(widths[k], widths[k]))
+            for k in reversed(range(config.depth)))
+        self.head = nn.Conv2d(widths[0], config.n_classes, 1)
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2**self.config.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = nn.functional.max_pool2d(x, 2)
+        x = self.bottleneck(x)
+        for block, skip in zip(self.up, reversed(skips), strict=True):
+            x = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+
+class ModelFileError(ValueError):
+    """A model directory that is missing, corrupt or of another kind."""
+
+
+def save_model(model: AtomUNet, directory: str | Path, *, extra: dict | None = None,
+               overwrite: bool = False) -> Path:
+    """Write ``config.json`` and ``weights.safetensors`` into ``directory``.
+
+    Parameters
+    ----------
+    model : AtomUNet
+    directory : str or Path
+        Created if needed; existing model files are kept unless ``overwrite``.
+    extra : dict, optional
+        Training record (data, steps, time, metrics) stored in the config.
+    """
+    from latentpath import __version__
+    from latentpath.io import check_writable, write_json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path, weights_path = directory / "config.json", directory / "weights.safetensors"
+    check_writable([config_path, weights_path], overwrite=overwrite)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = directory / ".weights.safetensors.tmp"
+    save_file(state, str(tmp))
+    tmp.replace(weights_path)
+    write_json({"kind": MODEL_KIND, "latentpath_version": __version__,
+                "architecture": asdict(model.config), "training": extra or {}},
+               config_path, overwrite=overwrite)
+    return directory
+
+
+def load_model(directory: str | Path | None = None, *, device: str | torch.device = "cpu"
+               ) -> AtomUNet:
+    """Load a segmentation model; ``None`` loads the weights shipped with latentpath.
+
+    Raises
+    ------
+    ModelFileError
+        When the directory lacks the files, the config is not JSON or not a
+        latentpath segmentation model, or the weights do not fit the architecture.
+    """
+    directory = SHIPPED_MODEL_DIR if directory is None else Path(directory)
+    config_path, weights_path = directory / "config.json", directory / "weights.safetensors"
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ModelFileError(f"{directory}: not a model directory ({path.name} missing)")
+    try:
+        record = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{config_path}: not valid JSON ({err})") from err
+    if not isinstance(record, dict) or record.get("kind") != MODEL_KIND:
+        kind = record.get("kind") if isinstance(record, dict) else None
+        raise ModelFileError(f"{config_path}: not a latentpath atom-segmentation model "
+                             f"(kind {kind!r}, expected {MODEL_KIND!r})")
+    try:
+        config = AtomNetConfig(**record["architecture"])
+        model = AtomUNet(config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{config_path}: bad architecture ({err})") from err
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError) as err:
+        raise ModelFileError(f"{weights_path}: unreadable weights ({err})") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise ModelFileError(f"{weights_path}: weights do not fit the architecture in "
+                             f"config.json ({first})") from err
+    model.training_record = record.get("training", {})
+    return model.to(device).eval()
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N)") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available here")
+    return resolved

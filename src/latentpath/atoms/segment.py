@@ -1,0 +1,126 @@
+"""Running the segmentation network on frames of any size and sampling.
+
+Frames are resampled to the model's sampling (fewer pixels when the data are finely
+sampled: the first saving), normalised, run in batches and the class probabilities
+resampled back, so that everything downstream works in the pixels of the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from latentpath.atoms.model import AtomUNet
+
+
+def normalize_frame(image: np.ndarray) -> np.ndarray:
+    """Scale a frame so that vacuum is near 0 and carbon peaks near 1.
+
+    Robust percentiles rather than min and max: a few hot pixels or bright heavy atoms
+    must not squash the contrast of the lattice.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(image, [1.0, 99.0])
+    return ((image - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)
+
+
+def resample(image: np.ndarray, factor: float, *, order: int = 1) -> np.ndarray:
+    """Zoom a 2-D array by ``factor`` (output pixels per input pixel).
+
+    Downsampling first blurs with a Gaussian of width ~ half the new pixel, so that
+    shot noise averages instead of aliasing.
+    """
+    if abs(factor - 1.0) < 1e-6:
+        return np.asarray(image, dtype=np.float32)
+    image = np.asarray(image, dtype=np.float32)
+    if factor < 1:
+        image = ndimage.gaussian_filter(image, sigma=0.5 / factor * 0.85)
+    return ndimage.zoom(image, factor, order=order, grid_mode=True, mode="nearest")
+
+
+def _pad_to(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)], mode="reflect")
+    return x, (h, w)
+
+
+@torch.no_grad()
+def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
+            device: torch.device | str = "cpu", batch_size: int = 4,
+            at_input_sampling: bool = True, progress: bool = False) -> np.ndarray:
+    """Class probabilities for every pixel of every frame.
+
+    Parameters
+    ----------
+    images : ndarray, shape (T, H, W)
+        Raw frames (any intensity scale).
+    model : AtomUNet
+    pixel_size_A : float
+        Angstrom per pixel of ``images``.
+    device : torch device
+    batch_size : int
+        Frames per forward pass.
+    at_input_sampling : bool
+        Resample the probabilities back to the pixels of the input (default); False
+        keeps them at the model's sampling (``model_shape(...)``), which is cheaper
+        when only atom positions are wanted.
+
+    Returns
+    -------
+    ndarray, shape (T, C, H, W) or (T, C, h, w), float32
+        Probabilities (background, then each species of ``model.config.species``).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    factor = pixel_size_A / model.config.pixel_size_A
+    model = model.to(device).eval()
+    n_frames, height, width = images.shape
+    small = model_shape((height, width), factor)
+    shape = (height, width) if at_input_sampling else small
+    out = np.empty((n_frames, model.config.n_classes, *shape), np.float32)
+    for start in tqdm(range(0, n_frames, batch_size), desc="segmenting", unit="batch",
+                      disable=not progress):
+        stop = min(start + batch_size, n_frames)
+        batch = np.stack([normalize_frame(_fit(resample(images[t], factor), small))
+                          for t in range(start, stop)])
+        padded, (h, w) = _pad_to(batch, model.multiple)
+        x = torch.from_numpy(padded[:, None]).to(device)
+        probs = torch.softmax(model(x), dim=1)[:, :, :h, :w].float().cpu().numpy()
+        if not at_input_sampling:
+            out[start:stop] = probs
+            continue
+        for k, t in enumerate(range(start, stop)):
+            for c in range(probs.shape[1]):
+                out[t, c] = _fit(resample(probs[k, c], 1.0 / factor), shape)
+    if at_input_sampling:
+        # Resampling blurs probabilities slightly; renormalise so classes sum to one.
+        out /= np.clip(out.sum(axis=1, keepdims=True), 1e-6, None)
+    return out
+
+
+def model_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
+    """Size of a frame of ``shape`` resampled by ``factor``."""
+    return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
+
+
+def to_input_pixels(coord: np.ndarray, factor: float) -> np.ndarray:
+    """Map coordinates at the model's sampling back to input pixels (pixel centres)."""
+    return (np.asarray(coord, dtype=np.float64) + 0.5) / factor - 0.5
+
+
+def to_model_pixels(coord: np.ndarray, factor: float) -> np.ndarray:
+    """Map input-pixel coordinates to the model's sampling (pixel centres)."""
+    return (np.asarray(coord, dtype=np.float64) + 0.5) * factor - 0.5
+
+
+def _fit(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Crop or edge-pad a resampled map to exactly ``shape``."""
+    h, w = shape
+    array = array[:h, :w]
+    ph, pw = h - array.shape[0], w - array.shape[1]
+    if ph or pw:
+        array = np.pad(array, [(0, ph), (0, pw)], mode="edge")
+    return array

@@ -1,0 +1,244 @@
+"""Atom finding: locating, the network and its files, pixel size, segmentation,
+training, self-training and the end-to-end finder with the shipped weights."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from latentpath.atoms import (
+    AtomNetConfig,
+    AtomUNet,
+    ModelFileError,
+    blobs,
+    compare_tables,
+    estimate_pixel_size,
+    find_atoms,
+    load_model,
+    refine_gaussian,
+    save_model,
+    segment,
+    self_train,
+)
+from latentpath.atoms.model import SHIPPED_MODEL_DIR
+from latentpath.atoms.training import label_map, synthetic_training_set, train_segmenter
+from latentpath.evaluate import score_atoms
+from latentpath.synth import synth_stem_movie
+
+TINY = AtomNetConfig(base_channels=4, depth=2, dilations=[2, 4])
+
+
+@pytest.fixture(scope="module")
+def frame():
+    """A synthetic movie never used in training (the shipped weights use seeds < 2^31
+    drawn from seed 0; this one is fixed and clean enough to judge positions)."""
+    return synth_stem_movie(2, 256, seed=987_654, final_disorder=0.4)
+
+
+def _ideal_maps(sim, radius_px=3.5):
+    t_count, height, width = sim.movie.shape
+    probs = np.zeros((t_count, 3, height, width), np.float32)
+    probs[:, 0] = 1
+    for t in range(t_count):
+        atoms = sim.atoms[(sim.atoms.frame == t) & sim.atoms.in_image]
+        cls = np.where(atoms.species == "Si", 2, 1)
+        lab = label_map((height, width), atoms.y.to_numpy(), atoms.x.to_numpy(), cls, radius_px)
+        for c in (1, 2):
+            probs[t, c] = lab == c
+        probs[t, 0] = lab == 0
+    return probs
+
+
+def test_blobs_recover_true_atoms_from_ideal_maps(frame):
+    found = blobs(_ideal_maps(frame), species=("C", "Si"))
+    truth = frame.atoms[frame.atoms.in_image]
+    scores = score_atoms(found, truth, pixel_size_A=frame.pixel_size_A)
+    assert scores["f1"] > 0.99
+    assert scores["species_accuracy"] == 1.0
+    assert scores["mean_error_A"] < 0.03
+
+
+def test_blobs_on_empty_maps_give_an_empty_table():
+    probs = np.zeros((2, 3, 32, 32), np.float32)
+    probs[:, 0] = 1
+    table = blobs(probs, species=("C", "Si"))
+    assert list(table.columns) == ["frame", "y", "x", "species", "score"]
+    assert len(table) == 0
+
+
+def test_blobs_reject_bad_maps():
+    with pytest.raises(ValueError, match=r"\(T, C, H, W\)"):
+        blobs(np.zeros((4, 4)), species=("C",))
+    with pytest.raises(ValueError, match="species names"):
+        blobs(np.zeros((3, 8, 8)), species=("C",))
+    with pytest.raises(ValueError, match="NaN"):
+        blobs(np.full((2, 8, 8), np.nan), species=("C",))
+
+
+def test_gaussian_refinement_moves_guesses_onto_atoms():
+    clean = synth_stem_movie(1, 192, seed=31, dose_e_per_A2=1e8, jitter_px=0.0)
+    truth = clean.atoms[clean.atoms.in_image].reset_index(drop=True)
+    truth = truth[truth.x.between(6, 185) & truth.y.between(6, 185)].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    guess = truth[["frame", "y", "x", "species"]].copy()
+    guess["y"] += rng.normal(0, 0.7, len(guess))
+    guess["x"] += rng.normal(0, 0.7, len(guess))
+    refined = refine_gaussian(clean.movie, guess, half_width_px=4, sigma_px=4.5)
+    before = np.hypot(guess.y - truth.y, guess.x - truth.x)
+    after = np.hypot(refined.y - truth.y, refined.x - truth.x)
+    assert refined.refined.mean() > 0.9
+    assert np.median(after[refined.refined]) < 0.3 < np.median(before)
+
+
+def test_model_forward_and_safe_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    model = AtomUNet(TINY).eval()
+    x = torch.randn(2, 1, 32, 48)
+    out = model(x)
+    assert out.shape == (2, 3, 32, 48)
+    save_model(model, tmp_path / "m", extra={"note": "test"})
+    loaded = load_model(tmp_path / "m")
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.training_record == {"note": "test"}
+    with pytest.raises(FileExistsError):
+        save_model(model, tmp_path / "m")
+
+
+def test_bad_model_directories_give_clear_errors(tmp_path):
+    with pytest.raises(ModelFileError, match="config.json missing"):
+        load_model(tmp_path)
+    model = AtomUNet(TINY)
+    save_model(model, tmp_path / "m")
+    (tmp_path / "m" / "weights.safetensors").write_bytes(b"not a tensor file at all")
+    with pytest.raises(ModelFileError, match="unreadable weights"):
+        load_model(tmp_path / "m")
+    save_model(model, tmp_path / "k")
+    record = json.loads((tmp_path / "k" / "config.json").read_text())
+    (tmp_path / "k" / "config.json").write_text(json.dumps({**record, "kind": "rvae"}))
+    with pytest.raises(ModelFileError, match="not a latentpath atom-segmentation model"):
+        load_model(tmp_path / "k")
+    record["architecture"]["base_channels"] = 8
+    (tmp_path / "k" / "config.json").write_text(json.dumps(record))
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_model(tmp_path / "k")
+    (tmp_path / "k" / "config.json").write_text("{broken")
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        load_model(tmp_path / "k")
+
+
+@pytest.mark.parametrize("pixel_size", [0.06, 0.11, 0.18])
+def test_pixel_size_from_the_lattice(pixel_size):
+    # At least ten lattice periods across the frame.
+    sim = synth_stem_movie(1, 384, pixel_size_A=pixel_size, seed=5, final_disorder=0.3)
+    estimate, prominence = estimate_pixel_size(sim.movie)
+    assert estimate == pytest.approx(pixel_size, rel=0.04)
+    assert prominence > 1
+
+
+def test_segment_shapes_and_probabilities():
+    model = AtomUNet(TINY).eval()
+    images = np.random.default_rng(0).random((3, 70, 90)).astype(np.float32)
+    probs = segment(images, model, pixel_size_A=0.1, batch_size=2)
+    assert probs.shape == (3, 3, 70, 90)
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    small = segment(images, model, pixel_size_A=0.1, at_input_sampling=False)
+    assert small.shape == (3, 3, 35, 45)
+
+
+def test_training_lowers_the_loss():
+    images, labels, meta = synthetic_training_set(2, frames_per_movie=2, size_px=64, seed=1)
+    assert images.shape == labels.shape == (4, 64, 64)
+    assert set(np.unique(labels)) <= {0, 1, 2} and (labels == 1).any()
+    assert {"pixel_size_A", "dose_e_per_A2"} <= set(meta.columns)
+    torch.manual_seed(0)
+    model = AtomUNet(TINY)
+    history = train_segmenter(model, images, labels, steps=150, batch_size=4, crop_px=32,
+                              lr=3e-3, seed=0)
+    assert history.loss.iloc[-1] < 0.6 * history.loss.iloc[0]
+
+
+def test_find_atoms_rejects_bad_input():
+    model = AtomUNet(TINY).eval()
+    with pytest.raises(ValueError, match=r"\(T, H, W\)"):
+        find_atoms(np.zeros((1, 1, 64, 64)), pixel_size_A=0.1, model=model)
+    noisy = np.random.default_rng(0).random((2, 200, 200)).astype(np.float32)
+    nan = noisy.copy()
+    nan[1, 5, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        find_atoms(nan, pixel_size_A=0.1, model=model)
+    flat = noisy.copy()
+    flat[1] = 3.0
+    with pytest.raises(ValueError, match="constant"):
+        find_atoms(flat, pixel_size_A=0.1, model=model)
+    with pytest.raises(ValueError, match="too small"):
+        find_atoms(noisy[:, :40, :40], pixel_size_A=0.1, model=model)
+    with pytest.raises(ValueError, match="pixel size"):
+        find_atoms(noisy, pixel_size_A=-1.0, model=model)
+
+
+def test_score_atoms_counts_what_it_should(frame):
+    truth = frame.atoms[frame.atoms.in_image]
+    perfect = score_atoms(truth, truth, pixel_size_A=0.1)
+    assert perfect["f1"] == 1.0 and perfect["mean_error_A"] == 0.0
+    half = truth.iloc[::2]
+    scores = score_atoms(half, truth, pixel_size_A=0.1, frames_table=frame.frames,
+                         image_shape=frame.movie.shape[1:])
+    assert scores["precision"] == 1.0
+    assert scores["recall"] == pytest.approx(len(half) / len(truth))
+    assert scores["false_per_10nm2_disordered"] == 0.0
+
+
+shipped = pytest.mark.skipif(not (SHIPPED_MODEL_DIR / "weights.safetensors").exists(),
+                             reason="no shipped weights (run scripts/train_atom_weights.py)")
+
+
+@shipped
+def test_shipped_weights_are_small_and_load():
+    assert (SHIPPED_MODEL_DIR / "weights.safetensors").stat().st_size < 10 * 2**20
+    model = load_model()
+    assert model.config.species == ["C", "Si"]
+    assert model.training_record["seconds"]["total"] > 0
+
+
+@shipped
+def test_shipped_weights_find_atoms_on_unseen_synthetic_frames(frame):
+    found = find_atoms(frame.movie, pixel_size_A=frame.pixel_size_A, device="cpu")
+    scores = score_atoms(found, frame.atoms, pixel_size_A=frame.pixel_size_A)
+    assert scores["f1"] > 0.95
+    assert scores["species_accuracy"] > 0.98
+    assert scores["mean_error_A"] < 0.1
+    assert found.attrs["pixel_size_source"] == "argument"
+
+
+@shipped
+def test_vacuum_gives_an_empty_table_and_a_warning():
+    rng = np.random.default_rng(3)
+    vacuum = rng.poisson(5.0, (1, 256, 256)).astype(np.float32)
+    with pytest.warns(UserWarning, match="no atoms"):
+        found = find_atoms(vacuum, pixel_size_A=0.1, device="cpu")
+    assert len(found) == 0 and list(found.columns)[:5] == ["frame", "y", "x", "species",
+                                                          "score"]
+
+
+@shipped
+def test_self_training_returns_a_tuned_copy(frame):
+    base = load_model()
+    tuned, labels = self_train(frame.movie, n_frames=1, pixel_size_A=0.1, model=base,
+                               steps=3, batch_size=2, device="cpu")
+    assert tuned is not base
+    assert len(labels) > 100
+    first = next(iter(base.parameters()))
+    assert not torch.equal(first, next(iter(tuned.parameters())))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        after = find_atoms(frame.movie, pixel_size_A=0.1, model=tuned, device="cpu")
+    change = compare_tables(labels, after[after.frame == 0], radius_px=5)
+    assert list(change.columns) == ["frame", "before", "after", "added", "removed",
+                                    "species_changed"]
+    assert isinstance(change, pd.DataFrame)
