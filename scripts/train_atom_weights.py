@@ -60,7 +60,7 @@ def main() -> None:
     print(history.iloc[::10].to_string(index=False))
     record = {
         "data": {"movies": args.movies, "frames_per_movie": args.frames, "size_px": args.size,
-                 "frames": int(len(images)), "seed": args.seed},
+                 "frames": len(images), "seed": args.seed},
         "schedule": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
                      "crop_px": 128, "loss": "ce", "optimizer": "Adam"},
         "final_loss": float(history.loss.iloc[-1]),

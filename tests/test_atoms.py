@@ -111,7 +111,7 @@ def test_model_forward_and_safe_roundtrip(tmp_path):
 
 
 def test_bad_model_directories_give_clear_errors(tmp_path):
-    with pytest.raises(ModelFileError, match="config.json missing"):
+    with pytest.raises(ModelFileError, match=r"config\.json missing"):
         load_model(tmp_path)
     model = AtomUNet(TINY)
     save_model(model, tmp_path / "m")

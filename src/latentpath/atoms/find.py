@@ -116,7 +116,7 @@ def find_atoms(
     atoms["y"] = to_input_pixels(atoms["y"].to_numpy(), small[0] / height)
     atoms["x"] = to_input_pixels(atoms["x"].to_numpy(), small[1] / width)
     if refine and len(atoms):
-        half = max(2, int(round(0.3 * 1.42 / px)))
+        half = max(2, round(0.3 * 1.42 / px))
         atoms = refine_gaussian(data, atoms, half_width_px=half,
                                 sigma_px=PROBE_SIGMA_A / px).drop(columns="refined")
     if not keep_border:

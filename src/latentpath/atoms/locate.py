@@ -129,7 +129,7 @@ def refine_gaussian(images: np.ndarray, atoms: pd.DataFrame, *, half_width_px: i
         return out
     h = int(half_width_px)
     max_shift = 0.75 * h if max_shift_px is None else max_shift_px
-    n_frames, height, width = images.shape
+    height, width = images.shape[1:]
     y0 = atoms["y"].to_numpy(np.float64)
     x0 = atoms["x"].to_numpy(np.float64)
     frame = atoms["frame"].to_numpy(np.int64)

@@ -40,7 +40,7 @@ def label_map(shape: tuple[int, int], y: np.ndarray, x: np.ndarray, classes: np.
     r = int(np.ceil(radius_px))
     dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
     for yc, xc, c in zip(y, x, classes, strict=True):
-        iy, ix = int(round(yc)), int(round(xc))
+        iy, ix = round(yc), round(xc)
         yy, xx = iy + dy, ix + dx
         inside = ((yy - yc) ** 2 + (xx - xc) ** 2 <= radius_px**2) & (
             (yy >= 0) & (yy < shape[0]) & (xx >= 0) & (xx < shape[1]))
