@@ -17,6 +17,7 @@ from latentpath.atoms import (
     ModelFileError,
     blobs,
     compare_tables,
+    drop_border,
     estimate_pixel_size,
     find_atoms,
     load_model,
@@ -186,12 +187,26 @@ def test_score_atoms_counts_what_it_should(frame):
     truth = frame.atoms[frame.atoms.in_image]
     perfect = score_atoms(truth, truth, pixel_size_A=0.1)
     assert perfect["f1"] == 1.0 and perfect["mean_error_A"] == 0.0
-    half = truth.iloc[::2]
+    shape = frame.movie.shape[1:]
+    inner = drop_border(truth, shape, 10.0)
+    half = inner.iloc[::2]
     scores = score_atoms(half, truth, pixel_size_A=0.1, frames_table=frame.frames,
-                         image_shape=frame.movie.shape[1:])
+                         image_shape=shape, border_A=1.0)
     assert scores["precision"] == 1.0
-    assert scores["recall"] == pytest.approx(len(half) / len(truth))
+    assert scores["recall"] == pytest.approx(len(half) / len(inner))
     assert scores["false_per_10nm2_disordered"] == 0.0
+    # A found atom in a hole is a false atom in the disordered area.
+    first = frame.atoms[frame.atoms.frame == 0]
+    gy, gx = np.mgrid[20:236:4, 20:236:4]
+    far = np.hypot(gy.ravel()[:, None] - first.y.to_numpy(),
+                   gx.ravel()[:, None] - first.x.to_numpy()).min(1) > 30
+    assert far.any(), "the fixture's first frame should have a hole"
+    k = int(np.flatnonzero(far)[0])
+    stray = pd.DataFrame({"frame": [0], "y": [float(gy.ravel()[k])],
+                          "x": [float(gx.ravel()[k])], "species": ["C"]})
+    with_stray = score_atoms(pd.concat([inner, stray]), truth, pixel_size_A=0.1,
+                             frames_table=frame.frames, image_shape=shape)
+    assert with_stray["false_per_10nm2_disordered"] > 0
 
 
 shipped = pytest.mark.skipif(not (SHIPPED_MODEL_DIR / "weights.safetensors").exists(),
@@ -209,11 +224,25 @@ def test_shipped_weights_are_small_and_load():
 @shipped
 def test_shipped_weights_find_atoms_on_unseen_synthetic_frames(frame):
     found = find_atoms(frame.movie, pixel_size_A=frame.pixel_size_A, device="cpu")
-    scores = score_atoms(found, frame.atoms, pixel_size_A=frame.pixel_size_A)
-    assert scores["f1"] > 0.95
+    scores = score_atoms(found, frame.atoms, pixel_size_A=frame.pixel_size_A,
+                         image_shape=frame.movie.shape[1:])
+    assert scores["f1"] > 0.98
     assert scores["species_accuracy"] > 0.98
     assert scores["mean_error_A"] < 0.1
     assert found.attrs["pixel_size_source"] == "argument"
+
+
+@shipped
+def test_tiles_are_stitched_without_duplicate_atoms(frame):
+    model = load_model()
+    whole = segment(frame.movie[:1], model, pixel_size_A=0.1, at_input_sampling=False)
+    tiled = segment(frame.movie[:1], model, pixel_size_A=0.1, at_input_sampling=False,
+                    tile_px=64, overlap_px=16)
+    a = blobs(whole, species=model.config.species)
+    b = blobs(tiled, species=model.config.species)
+    assert abs(len(a) - len(b)) <= 0.01 * len(a) + 1
+    scores = score_atoms(b, a.assign(in_image=True), pixel_size_A=0.2, match_radius_A=0.1)
+    assert scores["f1"] > 0.98
 
 
 @shipped
@@ -242,3 +271,12 @@ def test_self_training_returns_a_tuned_copy(frame):
     assert list(change.columns) == ["frame", "before", "after", "added", "removed",
                                     "species_changed"]
     assert isinstance(change, pd.DataFrame)
+
+
+@shipped
+def test_pixel_size_is_estimated_when_not_given(frame):
+    found = find_atoms(frame.movie[:1], device="cpu")
+    assert found.attrs["pixel_size_source"] == "lattice"
+    assert found.attrs["pixel_size_A"] == pytest.approx(0.1, rel=0.04)
+    given = find_atoms(frame.movie[:1], pixel_size_A=0.1, device="cpu")
+    assert abs(len(found) - len(given)) <= 0.03 * len(given)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -57,3 +58,31 @@ def test_movie_is_float32_counts(tmp_path):
     with np.load(tmp_path / "s.npz") as data:
         assert data["movie"].dtype == np.float32
         assert str(data["pixel_unit"]) == "A"
+
+
+def test_atoms_and_evaluate_commands(tmp_path, capsys):
+    from latentpath.atoms.model import SHIPPED_MODEL_DIR
+
+    if not (SHIPPED_MODEL_DIR / "weights.safetensors").exists():
+        pytest.skip("no shipped weights")
+    sim = tmp_path / "sim.npz"
+    assert main(["synth", "stem", str(sim), "--frames", "2", "--size", "192", "--seed", "9"]) == 0
+    table = tmp_path / "atoms.csv"
+    assert main(["atoms", str(sim), "--out", str(table), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "pixel size 0.1000 A (file)" in out
+    assert table.exists() and (tmp_path / "atoms.png").exists()
+    assert main(["atoms", str(sim), "--out", str(table)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    scores = tmp_path / "scores.json"
+    assert main(["evaluate", str(table), "--truth", str(sim), "--out", str(scores)]) == 0
+    assert "f1" in capsys.readouterr().out
+    assert json.loads(scores.read_text())["f1"] > 0.9
+
+
+def test_atoms_command_reports_bad_files(tmp_path, capsys):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"not numpy")
+    assert main(["atoms", str(bad), "--out", str(tmp_path / "a.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.npy" in err and err.count("\n") == 1

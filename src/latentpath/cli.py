@@ -128,6 +128,28 @@ def _atoms(args: argparse.Namespace) -> None:
           f"in {time.perf_counter() - start:.1f} s")
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from latentpath.evaluate import score_atoms
+    from latentpath.io import read_table, write_json
+    from latentpath.synth import read_synth_stem
+
+    truth = read_synth_stem(args.truth)
+    found = read_table(args.atoms)
+    missing = {"frame", "y", "x", "species"} - set(found.columns)
+    if missing:
+        raise ValueError(f"{args.atoms}: not an atom table (missing {sorted(missing)})")
+    scores = score_atoms(found, truth.atoms, pixel_size_A=truth.pixel_size_A,
+                         match_radius_A=args.match_radius, frames_table=truth.frames,
+                         image_shape=truth.movie.shape[1:])
+    for key, value in scores.items():
+        print(f"{key:>28}: {value:.4f}")
+    if args.out:
+        write_json({"atoms": str(args.atoms), "truth": str(args.truth),
+                    "match_radius_A": args.match_radius, **scores}, args.out,
+                   overwrite=args.overwrite)
+        print(f"scores -> {args.out}")
+
+
 def _add_common(p: argparse.ArgumentParser, frames: int, size: int) -> None:
     p.add_argument("--frames", type=int, default=frames,
                    help="number of frames (default %(default)s)")
@@ -189,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     atoms.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     atoms.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     atoms.set_defaults(func=_atoms)
+
+    evaluate = sub.add_parser("evaluate", help="score results on synthetic data against truth")
+    evaluate.add_argument("atoms", help="atom table from 'latentpath atoms' (.csv/.parquet)")
+    evaluate.add_argument("--truth", required=True, help="synthetic movie .npz with its truth")
+    evaluate.add_argument("--match-radius", type=float, default=0.5,
+                          help="largest distance of a detection, angstrom (default %(default)s)")
+    evaluate.add_argument("--out", help="also write the scores as JSON here")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 

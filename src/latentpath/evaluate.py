@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from latentpath.atoms.locate import drop_border
+
 HOLE_DISTANCE_A = 2.2
 """A point farther than this from every true atom lies in a hole."""
 
@@ -48,7 +50,8 @@ def match_atoms(found: pd.DataFrame, truth: pd.DataFrame, radius_px: float) -> p
 
 def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float,
                 match_radius_A: float = 0.5, frames_table: pd.DataFrame | None = None,
-                image_shape: tuple[int, int] | None = None) -> dict[str, float]:
+                image_shape: tuple[int, int] | None = None,
+                border_A: float = 1.0) -> dict[str, float]:
     """Detection, species and localisation scores of an atom table against the truth.
 
     Parameters
@@ -63,6 +66,9 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
     frames_table, image_shape : optional
         ``SynthSTEM.frames`` and the frame shape: with them the false atoms in holes and
         amorphous areas are counted per 10 nm^2 of that area.
+    border_A : float
+        With ``image_shape``, atoms (true and found) closer than this to the frame edge
+        are left out, as the atom finder leaves them out by default.
 
     Returns
     -------
@@ -72,6 +78,9 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
     """
     if "in_image" in truth:
         truth = truth[truth["in_image"]]
+    if image_shape is not None and border_A > 0:
+        truth = drop_border(truth, image_shape, border_A / pixel_size_A)
+        found = drop_border(found, image_shape, border_A / pixel_size_A)
     truth = truth.reset_index(drop=True)
     found = found.reset_index(drop=True)
     pairs = match_atoms(found, truth, match_radius_A / pixel_size_A)

@@ -148,7 +148,6 @@ def refine_gaussian(images: np.ndarray, atoms: pd.DataFrame, *, half_width_px: i
     p = np.stack([patches.max(1) - lo, y0[idx] - cy[idx], x0[idx] - cx[idx],
                   np.full(len(idx), np.log(sigma_px)), lo], axis=1)
     scale = np.maximum(patches.std(1), 1e-12)
-    damping = np.full(len(idx), 1e-2)
 
     def residual_and_jacobian(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s2 = np.exp(2 * q[:, 3:4])
@@ -160,21 +159,9 @@ def refine_gaussian(images: np.ndarray, atoms: pd.DataFrame, *, half_width_px: i
                         q[:, 0:1] * g * r2 / s2, np.ones_like(g)], axis=2)
         return (model - patches) / scale[:, None], jac / scale[:, None, None]
 
-    res, jac = residual_and_jacobian(p)
-    cost = (res**2).sum(1)
-    for _ in range(n_iter):
-        jtj = np.einsum("npi,npj->nij", jac, jac)
-        jtr = np.einsum("npi,np->ni", jac, res)
-        diag = np.einsum("nii->ni", jtj)
-        lhs = jtj + damping[:, None, None] * (np.eye(5)[None] * diag[:, :, None] + 1e-9 * np.eye(5))
-        step = np.linalg.solve(lhs, -jtr[:, :, None])[:, :, 0]
-        trial = p + step
-        res_t, jac_t = residual_and_jacobian(trial)
-        cost_t = (res_t**2).sum(1)
-        better = cost_t < cost
-        p[better], res[better], jac[better], cost[better] = (
-            trial[better], res_t[better], jac_t[better], cost_t[better])
-        damping = np.where(better, damping / 3, damping * 4)
+    # Runaway fits overflow on their way out; they are rejected below.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        p = _levenberg_marquardt(p, residual_and_jacobian, n_iter)
     shift = np.hypot(p[:, 1] - (y0[idx] - cy[idx]), p[:, 2] - (x0[idx] - cx[idx]))
     sigma = np.exp(p[:, 3])
     good = ((shift <= max_shift) & (p[:, 0] > 0) & (sigma > 0.3 * sigma_px)
@@ -184,6 +171,30 @@ def refine_gaussian(images: np.ndarray, atoms: pd.DataFrame, *, half_width_px: i
     out.loc[out.index[take], "x"] = cx[take] + p[good, 2]
     out.loc[out.index[take], "refined"] = True
     return out
+
+
+def _levenberg_marquardt(p: np.ndarray, residual_and_jacobian, n_iter: int) -> np.ndarray:
+    """Batched Levenberg-Marquardt: one damping factor per fit, a step kept only where it
+    lowers that fit's cost."""
+    p = p.copy()
+    damping = np.full(len(p), 1e-2)
+    res, jac = residual_and_jacobian(p)
+    cost = (res**2).sum(1)
+    eye = np.eye(p.shape[1])[None]
+    for _ in range(n_iter):
+        jtj = np.einsum("npi,npj->nij", jac, jac)
+        jtr = np.einsum("npi,np->ni", jac, res)
+        diag = np.einsum("nii->ni", jtj)
+        lhs = jtj + damping[:, None, None] * (eye * diag[:, :, None] + 1e-9 * eye)
+        step = np.linalg.solve(lhs, -jtr[:, :, None])[:, :, 0]
+        trial = p + step
+        res_t, jac_t = residual_and_jacobian(trial)
+        cost_t = (res_t**2).sum(1)
+        better = cost_t < cost
+        p[better], res[better], jac[better], cost[better] = (
+            trial[better], res_t[better], jac_t[better], cost_t[better])
+        damping = np.where(better, damping / 3, damping * 4)
+    return p
 
 
 def drop_border(atoms: pd.DataFrame, shape: tuple[int, int], border_px: float) -> pd.DataFrame:

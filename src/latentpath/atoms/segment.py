@@ -49,9 +49,38 @@ def _pad_to(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
 
 
 @torch.no_grad()
+def _probabilities(model: AtomUNet, batch: np.ndarray, device: torch.device | str
+                   ) -> np.ndarray:
+    """Softmax of the model on frames (N, h, w) at its sampling, any h and w."""
+    padded, (h, w) = _pad_to(batch, model.multiple)
+    x = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(device)
+    return torch.softmax(model(x), dim=1)[:, :, :h, :w].float().cpu().numpy()
+
+
+def _tiled_probabilities(model: AtomUNet, frame: np.ndarray, device: torch.device | str,
+                         tile_px: int, overlap_px: int) -> np.ndarray:
+    """Probabilities of one large frame, tile by tile.
+
+    Tiles overlap by ``overlap_px`` on each side and only their centres are kept, so
+    the stitched map is continuous and an atom on a seam is found once.
+    """
+    h, w = frame.shape
+    out = np.empty((model.config.n_classes, h, w), np.float32)
+    step = tile_px - 2 * overlap_px
+    for y0 in range(0, h, step):
+        for x0 in range(0, w, step):
+            ya, xa = max(0, y0 - overlap_px), max(0, x0 - overlap_px)
+            yb, xb = min(h, y0 + step + overlap_px), min(w, x0 + step + overlap_px)
+            probs = _probabilities(model, frame[None, ya:yb, xa:xb], device)[0]
+            ye, xe = min(h, y0 + step), min(w, x0 + step)
+            out[:, y0:ye, x0:xe] = probs[:, y0 - ya:ye - ya, x0 - xa:xe - xa]
+    return out
+
+
 def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
             device: torch.device | str = "cpu", batch_size: int = 4,
-            at_input_sampling: bool = True, progress: bool = False) -> np.ndarray:
+            at_input_sampling: bool = True, tile_px: int = 1024, overlap_px: int = 48,
+            progress: bool = False) -> np.ndarray:
     """Class probabilities for every pixel of every frame.
 
     Parameters
@@ -68,6 +97,9 @@ def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
         Resample the probabilities back to the pixels of the input (default); False
         keeps them at the model's sampling (``model_shape(...)``), which is cheaper
         when only atom positions are wanted.
+    tile_px, overlap_px : int
+        Frames larger than ``tile_px`` (at the model's sampling) are segmented in
+        overlapping tiles, so memory stays bounded however large the frame.
 
     Returns
     -------
@@ -75,6 +107,9 @@ def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
         Probabilities (background, then each species of ``model.config.species``).
     """
     images = np.asarray(images, dtype=np.float32)
+    if tile_px < 2 * overlap_px + 4 * model.multiple:
+        raise ValueError(f"tile_px ({tile_px}) must exceed twice the overlap ({overlap_px}) "
+                         f"by at least {4 * model.multiple} px")
     factor = pixel_size_A / model.config.pixel_size_A
     model = model.to(device).eval()
     n_frames, height, width = images.shape
@@ -86,9 +121,11 @@ def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
         stop = min(start + batch_size, n_frames)
         batch = np.stack([normalize_frame(_fit(resample(images[t], factor), small))
                           for t in range(start, stop)])
-        padded, (h, w) = _pad_to(batch, model.multiple)
-        x = torch.from_numpy(padded[:, None]).to(device)
-        probs = torch.softmax(model(x), dim=1)[:, :, :h, :w].float().cpu().numpy()
+        if max(small) > tile_px:
+            probs = np.stack([_tiled_probabilities(model, frame, device, tile_px, overlap_px)
+                              for frame in batch])
+        else:
+            probs = _probabilities(model, batch, device)
         if not at_input_sampling:
             out[start:stop] = probs
             continue

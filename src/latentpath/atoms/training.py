@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from latentpath.atoms.model import AtomUNet
 from latentpath.atoms.segment import normalize_frame, resample, to_model_pixels
+from latentpath.synth import render
 from latentpath.synth.stem import synth_stem_movie
 
 
@@ -57,10 +58,15 @@ def synthetic_training_set(
     species: tuple[str, ...] = ("C", "Si"),
     label_radius_A: float = 0.35,
     pixel_size_range_A: tuple[float, float] = (0.05, 0.2),
+    vacuum_fraction: float = 0.05,
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Frames and labels for training, at (about) the model's sampling.
+
+    A share ``vacuum_fraction`` of the frames is vacuum only (background and noise, no
+    atoms): normalised, their noise has full contrast, and the network must learn that
+    noise is not atoms.
 
     Returns
     -------
@@ -95,19 +101,32 @@ def synthetic_training_set(
         movie = synth_stem_movie(frames_per_movie, size_user, seed=int(rng.integers(2**31)),
                                  **params)
         for t in range(frames_per_movie):
-            full = resample(movie.movie[t], factor)
+            raw = movie.movie[t]
+            vacuum = rng.random() < vacuum_fraction
+            if vacuum:
+                raw = _vacuum_frame(raw.shape, params, rng)
+            full = resample(raw, factor)
             image = full[:size_px, :size_px]
             atoms = movie.atoms[movie.atoms.frame == t]
             y = to_model_pixels(atoms.y.to_numpy(), full.shape[0] / movie.movie.shape[1])
             x = to_model_pixels(atoms.x.to_numpy(), full.shape[1] / movie.movie.shape[2])
             cls = atoms.species.map(index).fillna(0).to_numpy(np.int64)
-            keep = cls > 0
+            keep = (cls > 0) & (not vacuum)
             images.append(normalize_frame(image))
             labels.append(label_map(image.shape, y[keep], x[keep], cls[keep],
                                     label_radius_A / sampled_px))
             rows.append({"movie": m, "frame": t, "sampled_pixel_size_A": sampled_px,
-                         **params})
+                         "vacuum": vacuum, **params})
     return np.stack(images), np.stack(labels), pd.DataFrame(rows)
+
+
+def _vacuum_frame(shape: tuple[int, int], params: dict, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """Detected counts of an empty field: background, shot and detector noise."""
+    signal = 0.05 + params["background"] * render.smooth_background(shape, rng, shape[0] / 6)
+    counts = params["dose_e_per_A2"] * params["pixel_size_A"] ** 2 * 0.01
+    return render.detect(signal, counts_per_unit=counts, read_noise=params["read_noise"],
+                         rng=rng)
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
