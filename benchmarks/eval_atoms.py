@@ -69,7 +69,8 @@ def main() -> None:
     for dose in doses:
         sim = synth_stem_movie(4, 384, seed=SEEDS[-1], dose_e_per_A2=dose, final_disorder=0.4)
         found = find_atoms(sim.movie, pixel_size_A=sim.pixel_size_A, model=model, device="cpu")
-        s = score_atoms(found, sim.atoms, pixel_size_A=sim.pixel_size_A)
+        s = score_atoms(found, sim.atoms, pixel_size_A=sim.pixel_size_A,
+                        image_shape=sim.movie.shape[1:])
         curve.append({"dose_e_per_A2": dose, "c_peak_counts": dose * 0.01 * 0.01, **s})
     curve = pd.DataFrame(curve)
     print(curve[["dose_e_per_A2", "c_peak_counts", "f1", "species_accuracy",

@@ -162,8 +162,8 @@ def refine_gaussian(images: np.ndarray, atoms: pd.DataFrame, *, half_width_px: i
     # Runaway fits overflow on their way out; they are rejected below.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         p = _levenberg_marquardt(p, residual_and_jacobian, n_iter)
+        sigma = np.exp(p[:, 3])
     shift = np.hypot(p[:, 1] - (y0[idx] - cy[idx]), p[:, 2] - (x0[idx] - cx[idx]))
-    sigma = np.exp(p[:, 3])
     good = ((shift <= max_shift) & (p[:, 0] > 0) & (sigma > 0.3 * sigma_px)
             & (sigma < 3 * sigma_px) & np.isfinite(p).all(1))
     take = idx[good]
