@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from latentpath.cli import main
@@ -86,3 +87,24 @@ def test_atoms_command_reports_bad_files(tmp_path, capsys):
     assert main(["atoms", str(bad), "--out", str(tmp_path / "a.csv")]) == 2
     err = capsys.readouterr().err
     assert "bad.npy" in err and err.count("\n") == 1
+
+
+def test_rvae_and_encode_commands(tmp_path, capsys):
+    from latentpath.synth.motifs import synth_motif_windows
+
+    windows, _ = synth_motif_windows(120, window_px=10, seed=1)
+    path = tmp_path / "w.npy"
+    np.save(path, windows)
+    model = tmp_path / "model"
+    args = ["rvae", str(path), "--out", str(model), "--epochs", "2", "--hidden", "16",
+            "--layers", "2", "--batch-size", "20", "--device", "cpu"]
+    assert main(args) == 0
+    assert "windows/s" in capsys.readouterr().out
+    assert (model / "config.json").exists() and (model / "checkpoint.json").exists()
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args[:4], "--epochs", "3", *args[6:], "--resume"]) == 0
+    out = tmp_path / "latents.csv"
+    assert main(["encode", str(model), str(path), "--out", str(out), "--device", "cpu"]) == 0
+    latents = pd.read_csv(out)
+    assert len(latents) == 120 and {"angle", "dx", "dy", "z1", "z2"} <= set(latents.columns)

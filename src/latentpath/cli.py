@@ -150,6 +150,32 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"scores -> {args.out}")
 
 
+def _rvae(args: argparse.Namespace) -> None:
+    from latentpath.rvae import fit_rvae
+
+    history = fit_rvae(args.windows, args.out, latent_dim=args.latent_dim, hidden=args.hidden,
+                       layers=args.layers, skip=args.skip, loss=args.loss, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       device=args.device, resume=args.resume, progress=True)
+    best = history.loc[history.val_loss.idxmin()]
+    print(f"model -> {args.out} (best epoch {int(best.epoch)}, val loss {best.val_loss:.3f}; "
+          f"{history.windows_per_s.median():.0f} windows/s)")
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from latentpath.atoms.model import resolve_device
+    from latentpath.io import read_table, write_table
+    from latentpath.rvae import encode, load_rvae
+
+    out = Path(args.out)
+    check_writable([out], overwrite=args.overwrite)
+    model = load_rvae(args.model, device=resolve_device(args.device))
+    table = read_table(args.table) if args.table else None
+    latents = encode(model, args.windows, table=table)
+    write_table(latents, out, overwrite=args.overwrite)
+    print(f"{len(latents)} windows encoded -> {out}")
+
+
 def _add_common(p: argparse.ArgumentParser, frames: int, size: int) -> None:
     p.add_argument("--frames", type=int, default=frames,
                    help="number of frames (default %(default)s)")
@@ -211,6 +237,32 @@ def build_parser() -> argparse.ArgumentParser:
     atoms.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     atoms.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     atoms.set_defaults(func=_atoms)
+
+    rvae = sub.add_parser("rvae", help="train a skip-rVAE on a stack of windows (N, w, w)")
+    rvae.add_argument("windows", help=".npy stack of windows (memory-mapped)")
+    rvae.add_argument("--out", required=True, help="model directory")
+    rvae.add_argument("--epochs", type=int, default=20)
+    rvae.add_argument("--batch-size", type=int, default=100)
+    rvae.add_argument("--latent-dim", type=int, default=2, help="content latents")
+    rvae.add_argument("--hidden", type=int, default=256, help="units per layer")
+    rvae.add_argument("--layers", type=int, default=4, help="layers of encoder and decoder")
+    rvae.add_argument("--skip", choices=["latent", "first_layer"], default="latent",
+                      help="latent skips into every decoder layer (paper) or AtomAI's variant")
+    rvae.add_argument("--loss", choices=["mse", "bce"], default="mse")
+    rvae.add_argument("--lr", type=float, default=1e-4)
+    rvae.add_argument("--seed", type=int, default=0)
+    rvae.add_argument("--device", default="auto")
+    rvae.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    rvae.set_defaults(func=_rvae)
+
+    enc = sub.add_parser("encode", help="encode windows with a trained skip-rVAE")
+    enc.add_argument("model", help="model directory")
+    enc.add_argument("windows", help=".npy stack of windows")
+    enc.add_argument("--out", required=True, help="latent table, .csv or .parquet")
+    enc.add_argument("--table", help="window table to carry along (row i = window i)")
+    enc.add_argument("--device", default="auto")
+    enc.add_argument("--overwrite", action="store_true")
+    enc.set_defaults(func=_encode)
 
     evaluate = sub.add_parser("evaluate", help="score results on synthetic data against truth")
     evaluate.add_argument("atoms", help="atom table from 'latentpath atoms' (.csv/.parquet)")

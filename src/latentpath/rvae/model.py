@@ -1,0 +1,146 @@
+"""The skip-rVAE: a rotation-invariant VAE whose latent vector feeds every decoder layer.
+
+The encoder maps a window to the mean and log-variance of 1 angle + 2 translations +
+k content latents. The decoder is a spatial generator: an MLP evaluated at every pixel
+coordinate of the window after the coordinates are rotated by the angle and shifted by
+the translation, so rotation and translation are absorbed by the first three latents
+and the content latents are free to describe structure (Bepler et al.; Kalinin et al.).
+As the method states, the content latents enter every decoder layer ("skip connections
+from the latent space", against posterior collapse); their projection is computed once
+per window and broadcast over its pixels, which is what makes the decoder affordable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RVAEConfig:
+    """Architecture, priors and input normalisation of a skip-rVAE.
+
+    Attributes
+    ----------
+    window_px : int
+        Window side w; inputs are (N, w, w).
+    latent_dim : int
+        Content latents k (the angle and the two translations come on top).
+    hidden : int
+        Units per layer, encoder and decoder.
+    layers : int
+        Hidden layers of the encoder and of the decoder.
+    angle_prior_rad : float
+        Width of the angle prior, radians: the posterior's uncertainty about the angle
+        is penalised against it, its mean is free (every orientation is equally
+        likely). Small values ask for a precise angle; wide ones let the angle latent
+        collapse and rotations leak into the content latents.
+    translation_prior : float
+        Standard deviation of the prior of the translations, in units of the window
+        half-width.
+    loss : {"mse", "bce"}
+        Gaussian (MSE) or Bernoulli (BCE on images scaled to [0, 1]) likelihood.
+    skip : {"latent", "first_layer"}
+        "latent": the content latents are projected into every decoder layer (the
+        paper); "first_layer": the first layer's latent embedding is re-added to every
+        layer (AtomAI's variant).
+    offset, scale : float
+        Input normalisation, ``(x - offset) / scale``, set from the training data and
+        stored with the model so that raw counts never reach the loss unscaled.
+    """
+
+    window_px: int = 32
+    latent_dim: int = 2
+    hidden: int = 256
+    layers: int = 4
+    angle_prior_rad: float = 0.1
+    translation_prior: float = 0.1
+    loss: str = "mse"
+    skip: str = "latent"
+    offset: float = 0.0
+    scale: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("mse", "bce"):
+            raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        if self.skip not in ("latent", "first_layer"):
+            raise ValueError(f"skip must be 'latent' or 'first_layer', got {self.skip!r}")
+        for name in ("window_px", "latent_dim", "hidden", "layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not self.scale > 0:
+            raise ValueError(f"scale must be positive, got {self.scale}")
+
+
+class SkipRVAE(nn.Module):
+    """Encoder MLP -> (angle, dx, dy, z); coordinate decoder with latent skips."""
+
+    def __init__(self, config: RVAEConfig):
+        super().__init__()
+        self.config = c = config
+        n_in, k, h = c.window_px**2, c.latent_dim, c.hidden
+        enc = [nn.Linear(n_in, h), nn.Tanh()]
+        for _ in range(c.layers - 1):
+            enc += [nn.Linear(h, h), nn.Tanh()]
+        self.encoder = nn.Sequential(*enc, nn.Linear(h, 2 * (3 + k)))
+        self.coord_in = nn.Linear(2, h)
+        self.hidden_layers = nn.ModuleList(nn.Linear(h, h) for _ in range(c.layers - 1))
+        n_skips = c.layers if c.skip == "latent" else 1
+        self.latent_in = nn.ModuleList(nn.Linear(k, h, bias=False) for _ in range(n_skips))
+        self.out = nn.Linear(h, 1)
+        axis = torch.linspace(-1, 1, c.window_px)
+        yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("grid", torch.stack([xx, yy], -1).reshape(-1, 2), persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.config.offset) / self.config.scale
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised windows (N, w, w) -> mean and log-variance (N, 3 + k)."""
+        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
+        return mu, logvar.clamp(-12, 8)
+
+    def decode(self, z: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Content latents (N, k), angle (N,) radians, shift (N, 2) -> images (N, w, w)
+        in normalised units (logits for the BCE loss)."""
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        coords = self.grid[None] @ rot.transpose(1, 2) + shift[:, None, :]
+        skips = [proj(z)[:, None, :] for proj in self.latent_in]
+        a = torch.tanh(self.coord_in(coords) + skips[0])
+        for i, layer in enumerate(self.hidden_layers):
+            a = torch.tanh(layer(a) + skips[min(i + 1, len(skips) - 1)])
+        w = self.config.window_px
+        return self.out(a).reshape(-1, w, w)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample the posterior and reconstruct; returns (reconstruction, mu, logvar)."""
+        mu, logvar = self.encode(x)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        sample = mu + eps * torch.exp(0.5 * logvar)
+        recon = self.decode(sample[:, 3:], sample[:, 0], sample[:, 1:3])
+        return recon, mu, logvar
+
+    def loss(self, x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor,
+             logvar: torch.Tensor, kl_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction and KL terms per window, averaged over the batch."""
+        n = x.shape[0]
+        if self.config.loss == "mse":
+            recon_term = 0.5 * ((recon - x) ** 2).reshape(n, -1).sum(1)
+        else:
+            recon_term = nn.functional.binary_cross_entropy_with_logits(
+                recon, x.clamp(0, 1), reduction="none").reshape(n, -1).sum(1)
+        c = self.config
+        prior_sd = torch.tensor([c.angle_prior_rad, c.translation_prior, c.translation_prior]
+                                + [1.0] * c.latent_dim, device=mu.device, dtype=mu.dtype)
+        # Every orientation is equally likely: the angle's mean is not pulled towards 0,
+        # only its uncertainty is compared with the prior width (as in spatial-VAE).
+        mean_term = torch.cat([torch.zeros_like(mu[:, :1]), mu[:, 1:]], dim=1)
+        var = logvar.exp()
+        kl = 0.5 * ((var + mean_term**2) / prior_sd**2 - 1 - logvar
+                    + 2 * torch.log(prior_sd)).sum(1)
+        return recon_term.mean(), kl_weight * kl.mean()

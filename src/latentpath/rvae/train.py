@@ -1,0 +1,216 @@
+"""Training the skip-rVAE: seeded, checkpointed every epoch, resumable, memory-mapped.
+
+Batches are read from the window array (a memory-mapped .npy works, however large)
+and converted to float32 one batch at a time, so the data set is never copied whole.
+The shuffling order of each epoch is derived from (seed, epoch) and the sampling noise
+comes from a ``torch.Generator`` saved in the checkpoint, so a run killed at any moment
+and resumed reaches exactly the result of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from latentpath.rvae.files import (
+    RVAEFileError,
+    load_checkpoint,
+    save_checkpoint,
+    save_rvae,
+)
+from latentpath.rvae.model import RVAEConfig, SkipRVAE
+
+_CHUNK = 4096
+
+
+def open_windows(windows: np.ndarray | str | Path) -> np.ndarray:
+    """A (N, w, w) window stack from an array or a .npy file (memory-mapped)."""
+    if isinstance(windows, str | Path):
+        path = Path(windows)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such window file")
+        try:
+            windows = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a readable .npy array ({err})") from err
+    if windows.ndim != 3 or windows.shape[1] != windows.shape[2]:
+        raise ValueError(f"windows must have shape (N, w, w) with square windows, "
+                         f"got {windows.shape}")
+    if windows.shape[0] < 2 or windows.shape[1] < 4:
+        raise ValueError(f"need at least 2 windows of at least 4x4 px, got {windows.shape}")
+    if not np.issubdtype(windows.dtype, np.number) or np.iscomplexobj(windows):
+        raise ValueError(f"windows must be real numbers, got dtype {windows.dtype}")
+    return windows
+
+
+def window_statistics(windows: np.ndarray) -> dict[str, float]:
+    """Mean, standard deviation, min and max, chunk by chunk; checks for NaN/inf."""
+    total, total_sq, count = 0.0, 0.0, 0
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(windows), _CHUNK):
+        chunk = np.asarray(windows[start:start + _CHUNK], dtype=np.float32)
+        bad = ~np.isfinite(chunk)
+        if bad.any():
+            first = start + int(np.flatnonzero(bad.reshape(len(chunk), -1).any(1))[0])
+            raise ValueError(f"windows contain NaN or infinite values (first in window "
+                             f"{first})")
+        total += float(chunk.sum(dtype=np.float64))
+        total_sq += float((chunk.astype(np.float64) ** 2).sum())
+        count += chunk.size
+        lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+    mean = total / count
+    std = float(np.sqrt(max(total_sq / count - mean**2, 0.0)))
+    return {"mean": mean, "std": std, "min": lo, "max": hi}
+
+
+def _batch(windows: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    # Sorted reads are sequential on a memory map; order within a batch does not matter.
+    return torch.from_numpy(np.asarray(windows[np.sort(idx)], dtype=np.float32)).to(device)
+
+
+def fit_rvae(
+    windows: np.ndarray | str | Path,
+    out_dir: str | Path,
+    *,
+    latent_dim: int = 2,
+    hidden: int = 256,
+    layers: int = 4,
+    skip: str = "latent",
+    loss: str = "mse",
+    angle_prior_rad: float = 0.1,
+    translation_prior: float = 0.1,
+    epochs: int = 20,
+    batch_size: int = 100,
+    lr: float = 1e-4,
+    kl_warmup_epochs: int = 0,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train a skip-rVAE on windows and keep the best model in ``out_dir``.
+
+    Parameters
+    ----------
+    windows : ndarray (N, w, w) or path to .npy
+        Any real dtype; a .npy is memory-mapped.
+    out_dir : path
+        Model directory: the best model by validation loss (``config.json`` +
+        ``weights.safetensors``) and the last epoch's checkpoint.
+    latent_dim, hidden, layers, skip, loss, angle_prior_rad, translation_prior
+        See :class:`~latentpath.rvae.model.RVAEConfig`.
+    epochs, batch_size, lr : int, int, float
+        Adam schedule.
+    kl_warmup_epochs : int
+        The KL weight ramps linearly from 0 to 1 over these epochs (0: always 1).
+    val_fraction : float
+        Share of windows held out for the validation loss.
+    seed : int
+        Seeds the split, the shuffling, the initial weights and the sampling noise.
+    device : {"auto", "cpu", "cuda", ...}
+    resume : bool
+        Continue from the checkpoint in ``out_dir``; without it an existing
+        checkpoint is an error (nothing is overwritten).
+
+    Returns
+    -------
+    DataFrame
+        Per epoch: ``epoch, train_loss, train_recon, train_kl, val_loss, seconds,
+        windows_per_s``.
+    """
+    from latentpath.atoms.model import resolve_device
+
+    data = open_windows(windows)
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
+    out_dir = Path(out_dir)
+    if (out_dir / "checkpoint.json").exists() and not resume:
+        raise FileExistsError(f"{out_dir} holds a training checkpoint; pass resume=True "
+                              "(--resume) to continue it or choose another directory")
+    if not resume and (out_dir / "weights.safetensors").exists():
+        raise FileExistsError(f"{out_dir} already holds a model; choose another directory")
+    device = resolve_device(device)
+    stats = window_statistics(data)
+    if loss == "bce":
+        offset, scale = stats["min"], max(stats["max"] - stats["min"], 1e-12)
+    else:
+        offset, scale = stats["mean"], max(stats["std"], 1e-12)
+    config = RVAEConfig(window_px=data.shape[1], latent_dim=latent_dim, hidden=hidden,
+                        layers=layers, angle_prior_rad=angle_prior_rad,
+                        translation_prior=translation_prior, loss=loss, skip=skip,
+                        offset=offset, scale=scale)
+    # Seeded initial weights without touching the caller's global torch RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SkipRVAE(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    order = np.random.default_rng(seed).permutation(len(data))
+    n_val = max(1, round(val_fraction * len(data)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    settings = {"n_windows": len(data), "window_px": data.shape[1], "seed": seed,
+                "batch_size": batch_size, "val_fraction": val_fraction,
+                "kl_warmup_epochs": kl_warmup_epochs}
+    state = {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings}
+    if resume and (out_dir / "checkpoint.json").exists():
+        state = load_checkpoint(out_dir, model, optimizer, gen)
+        if state["settings"] != settings:
+            raise RVAEFileError(f"{out_dir}: checkpoint was made with other data or "
+                                f"settings ({state['settings']} vs {settings})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for epoch in range(state["epoch"] + 1, epochs + 1):
+        kl_weight = min(1.0, epoch / kl_warmup_epochs) if kl_warmup_epochs else 1.0
+        model.train()
+        start = time.perf_counter()
+        shuffled = np.random.default_rng([seed, epoch]).permutation(train_idx)
+        sums = np.zeros(2)
+        batches = range(0, len(shuffled), batch_size)
+        for b in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress,
+                      leave=False):
+            x = model.normalize(_batch(data, shuffled[b:b + batch_size], device))
+            recon, mu, logvar = model(x, generator=gen)
+            rec, kl = model.loss(x, recon, mu, logvar, kl_weight)
+            optimizer.zero_grad()
+            (rec + kl).backward()
+            optimizer.step()
+            sums += [float(rec.detach()) * len(x), float(kl.detach()) * len(x)]
+        seconds = time.perf_counter() - start
+        val = _validation_loss(model, data, val_idx, batch_size, device, seed)
+        row = {"epoch": epoch, "train_loss": sums.sum() / len(shuffled),
+               "train_recon": sums[0] / len(shuffled), "train_kl": sums[1] / len(shuffled),
+               "val_loss": val, "seconds": seconds, "windows_per_s": len(shuffled) / seconds}
+        state["history"].append(row)
+        if progress:
+            print(f"epoch {epoch}/{epochs}: loss {row['train_loss']:.2f} (recon "
+                  f"{row['train_recon']:.2f}, KL {row['train_kl']:.2f}), val {val:.2f}, "
+                  f"{row['windows_per_s']:.0f} windows/s")
+        if val < state["best_val"]:
+            state["best_val"] = val
+            save_rvae(model, out_dir, training={"best_epoch": epoch, "val_loss": val,
+                                                **settings, "lr": lr, "epochs": epochs})
+        state["epoch"] = epoch
+        save_checkpoint(out_dir, model, optimizer, gen, state)
+    return pd.DataFrame(state["history"])
+
+
+@torch.no_grad()
+def _validation_loss(model: SkipRVAE, data: np.ndarray, idx: np.ndarray, batch_size: int,
+                     device: torch.device, seed: int) -> float:
+    """Loss on held-out windows with a fixed noise draw, so epochs compare fairly."""
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    total = 0.0
+    for b in range(0, len(idx), batch_size):
+        x = model.normalize(_batch(data, idx[b:b + batch_size], device))
+        recon, mu, logvar = model(x, generator=gen)
+        rec, kl = model.loss(x, recon, mu, logvar)
+        total += float(rec + kl) * len(x)
+    return total / len(idx)
