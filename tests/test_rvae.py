@@ -41,7 +41,7 @@ def trained(rings, tmp_path_factory):
 
 def test_decoder_takes_latents_in_every_layer():
     model = SkipRVAE(RVAEConfig(window_px=12, latent_dim=3, hidden=16, layers=4))
-    assert len(model.latent_in) == 4
+    assert len(model.latent_in) == 5
     atomai_like = SkipRVAE(RVAEConfig(window_px=12, latent_dim=3, hidden=16, layers=4,
                                       skip="first_layer"))
     assert len(atomai_like.latent_in) == 1
@@ -171,3 +171,12 @@ def test_bad_model_directories(tmp_path, trained):
     (bad / "weights.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(RVAEFileError, match="unreadable"):
         load_rvae(bad)
+
+
+def test_bfloat16_training_option(tmp_path):
+    windows, _ = synth_motif_windows(64, window_px=8, seed=5)
+    history = fit_rvae(windows, tmp_path / "m", epochs=1, seed=0, precision="bfloat16",
+                       **SMALL)
+    assert np.isfinite(history.val_loss).all()
+    with pytest.raises(ValueError, match="precision"):
+        fit_rvae(windows, tmp_path / "n", precision="float16", **SMALL)

@@ -31,7 +31,9 @@ class RVAEConfig:
     hidden : int
         Units per layer, encoder and decoder.
     layers : int
-        Hidden layers of the encoder and of the decoder.
+        Hidden layers of the encoder, and hidden layers of the decoder after its
+        coordinate input layer (AtomAI's convention: "4 x 256" is four 256 x 256
+        layers in the decoder).
     angle_prior_rad : float
         Width of the angle prior, radians: the posterior's uncertainty about the angle
         is penalised against it, its mean is free (every orientation is equally
@@ -87,8 +89,9 @@ class SkipRVAE(nn.Module):
             enc += [nn.Linear(h, h), nn.Tanh()]
         self.encoder = nn.Sequential(*enc, nn.Linear(h, 2 * (3 + k)))
         self.coord_in = nn.Linear(2, h)
-        self.hidden_layers = nn.ModuleList(nn.Linear(h, h) for _ in range(c.layers - 1))
-        n_skips = c.layers if c.skip == "latent" else 1
+        # The coordinate input layer plus `layers` hidden layers, as AtomAI counts them.
+        self.hidden_layers = nn.ModuleList(nn.Linear(h, h) for _ in range(c.layers))
+        n_skips = c.layers + 1 if c.skip == "latent" else 1
         self.latent_in = nn.ModuleList(nn.Linear(k, h, bias=False) for _ in range(n_skips))
         self.out = nn.Linear(h, 1)
         axis = torch.linspace(-1, 1, c.window_px)

@@ -91,6 +91,7 @@ def fit_rvae(
     val_fraction: float = 0.1,
     seed: int = 0,
     device: str | torch.device = "auto",
+    precision: str = "float32",
     resume: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -114,6 +115,10 @@ def fit_rvae(
     seed : int
         Seeds the split, the shuffling, the initial weights and the sampling noise.
     device : {"auto", "cpu", "cuda", ...}
+    precision : {"float32", "bfloat16"}
+        "bfloat16" runs the matrix products of the forward pass under bfloat16
+        autocast (weights, optimiser and loss stay float32): about twice the
+        throughput on CPUs with bfloat16 units and on GPUs.
     resume : bool
         Continue from the checkpoint in ``out_dir``; without it an existing
         checkpoint is an error (nothing is overwritten).
@@ -137,7 +142,11 @@ def fit_rvae(
                               "(--resume) to continue it or choose another directory")
     if not resume and (out_dir / "weights.safetensors").exists():
         raise FileExistsError(f"{out_dir} already holds a model; choose another directory")
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
     device = resolve_device(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=precision == "bfloat16")
     stats = window_statistics(data)
     if loss == "bce":
         offset, scale = stats["min"], max(stats["max"] - stats["min"], 1e-12)
@@ -158,7 +167,7 @@ def fit_rvae(
     val_idx, train_idx = order[:n_val], order[n_val:]
     settings = {"n_windows": len(data), "window_px": data.shape[1], "seed": seed,
                 "batch_size": batch_size, "val_fraction": val_fraction,
-                "kl_warmup_epochs": kl_warmup_epochs}
+                "kl_warmup_epochs": kl_warmup_epochs, "precision": precision}
     state = {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings}
     if resume and (out_dir / "checkpoint.json").exists():
         state = load_checkpoint(out_dir, model, optimizer, gen)
@@ -176,8 +185,9 @@ def fit_rvae(
         for b in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress,
                       leave=False):
             x = model.normalize(_batch(data, shuffled[b:b + batch_size], device))
-            recon, mu, logvar = model(x, generator=gen)
-            rec, kl = model.loss(x, recon, mu, logvar, kl_weight)
+            with autocast:
+                recon, mu, logvar = model(x, generator=gen)
+            rec, kl = model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight)
             optimizer.zero_grad()
             (rec + kl).backward()
             optimizer.step()
