@@ -46,8 +46,8 @@ class RVAEConfig:
         Gaussian (MSE) or Bernoulli (BCE on images scaled to [0, 1]) likelihood.
     skip : {"latent", "first_layer"}
         "latent": the content latents are projected into every decoder layer (the
-        paper); "first_layer": the first layer's latent embedding is re-added to every
-        layer (AtomAI's variant).
+        paper); "first_layer": the first layer's embedding of coordinates and latents
+        is re-added after every layer (AtomAI's residual variant).
     offset, scale : float
         Input normalisation, ``(x - offset) / scale``, set from the training data and
         stored with the model so that raw counts never reach the loss unscaled.
@@ -113,9 +113,17 @@ class SkipRVAE(nn.Module):
         rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
         coords = self.grid[None] @ rot.transpose(1, 2) + shift[:, None, :]
         skips = [proj(z)[:, None, :] for proj in self.latent_in]
-        a = torch.tanh(self.coord_in(coords) + skips[0])
-        for i, layer in enumerate(self.hidden_layers):
-            a = torch.tanh(layer(a) + skips[min(i + 1, len(skips) - 1)])
+        if self.config.skip == "latent":
+            a = torch.tanh(self.coord_in(coords) + skips[0])
+            for layer, skip in zip(self.hidden_layers, skips[1:], strict=True):
+                a = torch.tanh(layer(a) + skip)
+        else:
+            # AtomAI: the first layer's embedding of coordinates and latents is added
+            # back after every layer.
+            first = self.coord_in(coords) + skips[0]
+            a = first
+            for layer in self.hidden_layers:
+                a = torch.tanh(layer(a)) + first
         w = self.config.window_px
         return self.out(a).reshape(-1, w, w)
 
