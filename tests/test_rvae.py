@@ -11,8 +11,8 @@ import torch
 from scipy.spatial import cKDTree
 
 from latentpath.rvae import (
+    ModelFileError,
     RVAEConfig,
-    RVAEFileError,
     SkipRVAE,
     decode,
     encode,
@@ -133,7 +133,7 @@ def test_training_is_deterministic_and_resumes_to_the_same_result(tmp_path):
     assert np.array_equal(za.to_numpy(), zb.to_numpy())
     with pytest.raises(FileExistsError, match="resume"):
         fit_rvae(windows, tmp_path / "a", epochs=4, seed=7, **SMALL)
-    with pytest.raises(RVAEFileError, match="other data or settings"):
+    with pytest.raises(ModelFileError, match="other data or settings"):
         fit_rvae(windows, tmp_path / "a", epochs=5, seed=8, resume=True, **SMALL)
 
 
@@ -159,17 +159,17 @@ def test_bad_windows_are_rejected(tmp_path):
 
 
 def test_bad_model_directories(tmp_path, trained):
-    with pytest.raises(RVAEFileError, match=r"config\.json missing"):
+    with pytest.raises(ModelFileError, match=r"config\.json missing"):
         load_rvae(tmp_path)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text(json.dumps({"kind": "something else"}))
-    with pytest.raises(RVAEFileError, match="not a latentpath skip-rVAE"):
+    with pytest.raises(ModelFileError, match="not a latentpath skip-rVAE"):
         load_rvae(bad)
     record = json.loads((trained[0] / "config.json").read_text())
     (bad / "config.json").write_text(json.dumps(record))
     (bad / "weights.safetensors").write_bytes(b"\x00" * 20)
-    with pytest.raises(RVAEFileError, match="unreadable"):
+    with pytest.raises(ModelFileError, match="unreadable"):
         load_rvae(bad)
 
 

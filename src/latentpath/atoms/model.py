@@ -9,14 +9,20 @@ run code.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from latentpath.modelfiles import (
+    ModelFileError,
+    load_state,
+    read_record,
+    read_tensors,
+    write_record,
+    write_tensors,
+)
 
 MODEL_KIND = "latentpath.atoms.AtomUNet"
 SHIPPED_MODEL_DIR = Path(__file__).parent / "weights"
@@ -110,10 +116,6 @@ class AtomUNet(nn.Module):
         return self.head(x)
 
 
-class ModelFileError(ValueError):
-    """A model directory that is missing, corrupt or of another kind."""
-
-
 def save_model(model: AtomUNet, directory: str | Path, *, extra: dict | None = None,
                overwrite: bool = False) -> Path:
     """Write ``config.json`` and ``weights.safetensors`` into ``directory``.
@@ -127,19 +129,15 @@ def save_model(model: AtomUNet, directory: str | Path, *, extra: dict | None = N
         Training record (data, steps, time, metrics) stored in the config.
     """
     from latentpath import __version__
-    from latentpath.io import check_writable, write_json
+    from latentpath.io import check_writable
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config_path, weights_path = directory / "config.json", directory / "weights.safetensors"
     check_writable([config_path, weights_path], overwrite=overwrite)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = directory / ".weights.safetensors.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(weights_path)
-    write_json({"kind": MODEL_KIND, "latentpath_version": __version__,
-                "architecture": asdict(model.config), "training": extra or {}},
-               config_path, overwrite=overwrite)
+    write_tensors(model.state_dict(), weights_path)
+    write_record({"kind": MODEL_KIND, "latentpath_version": __version__,
+                  "architecture": asdict(model.config), "training": extra or {}}, config_path)
     return directory
 
 
@@ -155,32 +153,12 @@ def load_model(directory: str | Path | None = None, *, device: str | torch.devic
     """
     directory = SHIPPED_MODEL_DIR if directory is None else Path(directory)
     config_path, weights_path = directory / "config.json", directory / "weights.safetensors"
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise ModelFileError(f"{directory}: not a model directory ({path.name} missing)")
+    record = read_record(config_path, MODEL_KIND, "atom-segmentation model")
     try:
-        record = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{config_path}: not valid JSON ({err})") from err
-    if not isinstance(record, dict) or record.get("kind") != MODEL_KIND:
-        kind = record.get("kind") if isinstance(record, dict) else None
-        raise ModelFileError(f"{config_path}: not a latentpath atom-segmentation model "
-                             f"(kind {kind!r}, expected {MODEL_KIND!r})")
-    try:
-        config = AtomNetConfig(**record["architecture"])
-        model = AtomUNet(config)
+        model = AtomUNet(AtomNetConfig(**record["architecture"]))
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{config_path}: bad architecture ({err})") from err
-    try:
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError) as err:
-        raise ModelFileError(f"{weights_path}: unreadable weights ({err})") from err
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise ModelFileError(f"{weights_path}: weights do not fit the architecture in "
-                             f"config.json ({first})") from err
+    load_state(model, read_tensors(weights_path), weights_path)
     model.training_record = record.get("training", {})
     return model.to(device).eval()
 

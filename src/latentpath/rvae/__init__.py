@@ -6,12 +6,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentpath.rvae.files import RVAEFileError, load_rvae, save_rvae
+from latentpath.modelfiles import ModelFileError
+from latentpath.rvae.files import load_rvae, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
 from latentpath.rvae.train import fit_rvae, open_windows
 
-__all__ = ["RVAEConfig", "RVAEFileError", "SkipRVAE", "decode", "encode", "fit_rvae",
-           "load_rvae", "open_windows", "save_rvae"]
+__all__ = [
+    "ModelFileError",
+    "RVAEConfig",
+    "SkipRVAE",
+    "decode",
+    "encode",
+    "fit_rvae",
+    "load_rvae",
+    "open_windows",
+    "save_rvae",
+]
 
 
 @torch.no_grad()

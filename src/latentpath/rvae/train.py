@@ -17,12 +17,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from latentpath.rvae.files import (
-    RVAEFileError,
-    load_checkpoint,
-    save_checkpoint,
-    save_rvae,
-)
+from latentpath.modelfiles import ModelFileError
+from latentpath.rvae.files import load_checkpoint, save_checkpoint, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
 
 _CHUNK = 4096
@@ -172,7 +168,7 @@ def fit_rvae(
     if resume and (out_dir / "checkpoint.json").exists():
         state = load_checkpoint(out_dir, model, optimizer, gen)
         if state["settings"] != settings:
-            raise RVAEFileError(f"{out_dir}: checkpoint was made with other data or "
+            raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
                                 f"settings ({state['settings']} vs {settings})")
     out_dir.mkdir(parents=True, exist_ok=True)
     for epoch in range(state["epoch"] + 1, epochs + 1):
