@@ -269,7 +269,6 @@ class _Movie:
         self.rows: dict[str, list] = {k: [] for k in TABLES}
         self.pending_events: list[tuple[str, list[int]]] = []
         self.edge: set[int] = set()
-        self.disorder = (0.0, 0.0)
 
     # -- where things are ------------------------------------------------------------
     def image_A(self, idx: np.ndarray, t: int) -> np.ndarray:
@@ -500,10 +499,9 @@ class _Movie:
             nbrs = sorted(s.nbrs[i])
             if nbrs:
                 defects.attempt(s, defects.amorphize_bond(int(i), int(rng.choice(nbrs))))
-        self.disorder = (hole, amorph)
 
-    def _amorphize(self, t: int, n_steps: int) -> int:
-        """Rotate bonds at the front of the amorphous regions; return how many took.
+    def _amorphize(self, t: int, n_steps: int) -> None:
+        """Rotate bonds at the front of the amorphous regions.
 
         A share of the rotations (more when the fronts are stuck, e.g. hemmed in by
         holes) starts new patches in the lattice, so amorphous carbon appears in
@@ -516,7 +514,7 @@ class _Movie:
         lattice_set = set(lattice)
         front = [i for i in lattice if any(is_amorph[n] for n in s.nbrs[i])]
         if not lattice:
-            return 0
+            return
         accepted = 0
         for step in range(n_steps):
             stuck = step >= 10 and accepted < 0.2 * step
@@ -532,7 +530,6 @@ class _Movie:
                 self.pending_events.append(("amorphization", done[:2]))
                 front.extend(n for k in done for n in s.nbrs[k]
                              if n in lattice_set and s.region[n] != REGION_AMORPHOUS)
-        return accepted
 
     # -- truth ------------------------------------------------------------------------
     def record(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
