@@ -91,7 +91,7 @@ def _atoms(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from latentpath.atoms import compare_tables, find_atoms, load_model, self_train
-    from latentpath.atoms.model import resolve_device
+    from latentpath.device import resolve_device
     from latentpath.io import load_movie, write_table
     from latentpath.report import figure_atoms
 
@@ -163,7 +163,7 @@ def _rvae(args: argparse.Namespace) -> None:
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from latentpath.atoms.model import resolve_device
+    from latentpath.device import resolve_device
     from latentpath.io import read_table, write_table
     from latentpath.rvae import encode, load_rvae
 

@@ -8,12 +8,12 @@ from latentpath.atoms.model import (
     AtomUNet,
     ModelFileError,
     load_model,
-    resolve_device,
     save_model,
 )
 from latentpath.atoms.pixel_size import estimate_pixel_size
 from latentpath.atoms.segment import segment
 from latentpath.atoms.self_train import compare_tables, self_train
+from latentpath.device import resolve_device
 
 __all__ = [
     "AtomNetConfig",

@@ -13,9 +13,10 @@ import pandas as pd
 import torch
 
 from latentpath.atoms.locate import blobs, drop_border, refine_gaussian
-from latentpath.atoms.model import AtomUNet, load_model, resolve_device
+from latentpath.atoms.model import AtomUNet, load_model
 from latentpath.atoms.pixel_size import GRAPHENE_D100_A, estimate_pixel_size
 from latentpath.atoms.segment import model_shape, segment, to_input_pixels
+from latentpath.device import resolve_device
 from latentpath.io import Movie, validate_movie
 
 MIN_FRAME_A = 12.0

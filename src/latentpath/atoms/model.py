@@ -161,16 +161,3 @@ def load_model(directory: str | Path | None = None, *, device: str | torch.devic
     load_state(model, read_tensors(weights_path), weights_path)
     model.training_record = record.get("training", {})
     return model.to(device).eval()
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N)") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available here")
-    return resolved

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from latentpath.device import resolve_device
 from latentpath.modelfiles import ModelFileError
 from latentpath.rvae.files import load_checkpoint, save_checkpoint, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
@@ -125,8 +126,6 @@ def fit_rvae(
         Per epoch: ``epoch, train_loss, train_recon, train_kl, val_loss, seconds,
         windows_per_s``.
     """
-    from latentpath.atoms.model import resolve_device
-
     data = open_windows(windows)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
