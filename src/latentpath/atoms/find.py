@@ -18,11 +18,23 @@ from latentpath.atoms.pixel_size import GRAPHENE_D100_A, estimate_pixel_size
 from latentpath.atoms.segment import model_shape, segment, to_input_pixels
 from latentpath.device import resolve_device
 from latentpath.io import Movie, validate_movie
+from latentpath.synth.sheet import CC_BOND_A
 
 MIN_FRAME_A = 12.0
 """Smallest field of view worth segmenting: a few bond lengths of context."""
 PROBE_SIGMA_A = 0.45
 """Typical ADF probe width (Gaussian sigma) used as the starting width of the fits."""
+
+
+def movie_stack(movie: Movie | np.ndarray) -> np.ndarray:
+    """The frames of a Movie or an array as (T, H, W); one (H, W) image is one frame."""
+    data = np.asarray(movie.data if isinstance(movie, Movie) else movie)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise ValueError(f"movie must be (T, H, W) frames or one (H, W) image, "
+                         f"got shape {data.shape}")
+    return data
 
 
 def movie_pixel_size_A(movie: Movie | np.ndarray, pixel_size_A: float | None,
@@ -35,8 +47,7 @@ def movie_pixel_size_A(movie: Movie | np.ndarray, pixel_size_A: float | None,
         return float(pixel_size_A), "argument"
     if isinstance(movie, Movie) and movie.pixel_size is not None:
         return movie.pixel_size_in("A"), "file"
-    data = movie.data if isinstance(movie, Movie) else np.asarray(movie)
-    data = data if data.ndim == 3 else data[None]
+    data = movie_stack(movie)
     estimate, prominence = estimate_pixel_size(data[: min(len(data), 5)], spacing_A=spacing_A)
     if prominence < 0.5:
         warnings.warn(f"no clear lattice reflection (prominence {prominence:.2f}); the "
@@ -89,14 +100,7 @@ def find_atoms(
         ``attrs`` records the pixel size used and its source. An input without atoms
         gives an empty table and a warning.
     """
-    data = movie.data if isinstance(movie, Movie) else movie
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[None]
-    if data.ndim != 3:
-        raise ValueError(f"movie must be (T, H, W) frames or one (H, W) image, "
-                         f"got shape {data.shape}")
-    data = validate_movie(data, name="movie")
+    data = validate_movie(movie_stack(movie), name="movie")
     flat = np.flatnonzero(data.reshape(len(data), -1).std(axis=1) == 0)
     if len(flat):
         raise ValueError(f"frame(s) {flat.tolist()[:10]} are constant: no contrast to find "
@@ -119,7 +123,7 @@ def find_atoms(
     atoms["y"] = to_input_pixels(atoms["y"].to_numpy(), small[0] / height)
     atoms["x"] = to_input_pixels(atoms["x"].to_numpy(), small[1] / width)
     if refine and len(atoms):
-        half = max(2, round(0.3 * 1.42 / px))
+        half = max(2, round(0.3 * CC_BOND_A / px))
         atoms = refine_gaussian(data, atoms, half_width_px=half,
                                 sigma_px=PROBE_SIGMA_A / px).drop(columns="refined")
     if not keep_border:

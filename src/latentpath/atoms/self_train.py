@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentpath.atoms.find import find_atoms, movie_pixel_size_A
+from latentpath.atoms.find import find_atoms, movie_pixel_size_A, movie_stack
 from latentpath.atoms.model import AtomUNet, load_model
 from latentpath.atoms.segment import normalize_frame, resample, to_model_pixels
 from latentpath.atoms.training import label_map, train_segmenter
@@ -59,9 +59,7 @@ def self_train(
     labels : DataFrame
         The atoms used as labels (``frame, y, x, species, score``).
     """
-    data = movie.data if isinstance(movie, Movie) else np.asarray(movie, dtype=np.float32)
-    if data.ndim == 2:
-        data = data[None]
+    data = movie_stack(movie)
     if n_frames < 1:
         raise ValueError(f"n_frames must be at least 1, got {n_frames}")
     device = resolve_device(device)
