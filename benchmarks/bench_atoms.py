@@ -13,23 +13,19 @@ ours (0.64 M); timings do not depend on the weights, so it runs untrained.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from common import machine_line, run_script  # benchmarks/common.py, beside this script
 
 ATOMAI = r"""
 import json, sys, time
 import numpy as np, torch
 from atomai.nets import Unet
 from atomai.predictors import SegPredictor
-frames = np.load(sys.argv[1])
+
+frames = np.load(sys.argv[1] + "/data.npz")["frames"]
 repeat = int(sys.argv[2])
 torch.manual_seed(0)
 model = Unet(nb_classes=3, nb_filters=16, with_dilation=True)
@@ -56,8 +52,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2)
     parser.add_argument("--atomai-python", type=Path)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(machine_line())
     sim = synth_stem_movie(args.frames, 1024, pixel_size_A=0.1, seed=4242)
     model = load_model()
     print(f"latentpath U-Net: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
@@ -77,13 +72,8 @@ def main() -> None:
               f"{results[refine]:.3f} s per frame (median of {len(times)}), "
               f"{len(found)} atoms")
     if args.atomai_python:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "frames.npy"
-            np.save(path, sim.movie)
-            done = subprocess.run([str(args.atomai_python), "-c", ATOMAI, str(path),
-                                   str(args.repeat)], capture_output=True, text=True,
-                                  check=True)
-        atomai = json.loads(done.stdout.strip().splitlines()[-1])
+        atomai = run_script(args.atomai_python, ATOMAI, args.repeat,
+                            data={"frames": sim.movie})
         print(f"AtomAI SegPredictor.run (U-Net {atomai['params'] / 1e6:.2f} M parameters, "
               f"torch {atomai['torch']}, {atomai['threads']} threads), 1024x1024 at full "
               f"resolution with coordinates: {atomai['median_s']:.3f} s per frame")

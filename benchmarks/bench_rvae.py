@@ -14,22 +14,19 @@ its own environment (``--atomai-python``): it pulls its own torch and torchvisio
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from common import machine_line, run_script  # benchmarks/common.py, beside this script
 
 ATOMAI = r"""
 import json, sys, time
 import numpy as np, torch
 from atomai.models import rVAE
-data = np.load(sys.argv[1])
+
+data = np.load(sys.argv[1] + "/data.npz")
 train, test = data["train"], data["test"]
 epochs = int(sys.argv[2])
 model = rVAE((32, 32), latent_dim=2, numlayers_encoder=4, numhidden_encoder=256,
@@ -53,8 +50,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--atomai-python", type=Path)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(machine_line())
     windows, _ = synth_motif_windows(args.windows, window_px=32, pixel_size_A=0.15, seed=0)
     windows = ((windows - windows.mean()) / windows.std()).astype(np.float32)
     n_test = args.windows // 10
@@ -75,14 +71,9 @@ def main() -> None:
         else:
             ours_bf16 = history
     if args.atomai_python:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "windows.npz"
-            np.savez(path, train=train, test=test)
-            start = time.perf_counter()
-            done = subprocess.run([str(args.atomai_python), "-c", ATOMAI, str(path),
-                                   str(args.epochs)], capture_output=True, text=True,
-                                  check=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        start = time.perf_counter()
+        result = run_script(args.atomai_python, ATOMAI, args.epochs,
+                            data={"train": train, "test": test})
         print(f"AtomAI rVAE (skip=True, torch {result['torch']}, {result['threads']} "
               f"threads): {result['windows_per_s']:.0f} windows/s, validation loss per epoch "
               f"{[round(v, 1) for v in result['test_loss']]} "

@@ -11,19 +11,17 @@ Each run is a fresh process so that its peak resident memory is its own.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
 import sys
-import tempfile
+
+from common import machine_line, run_script  # benchmarks/common.py, beside this script
 
 RUN = r"""
 import json, resource, sys, time, tempfile, pathlib
 from latentpath.synth.stem import synth_stem_movie, write_synth_stem
 from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
-kind, out = sys.argv[1], sys.argv[5]
-frames, size, seed = (int(v) for v in sys.argv[2:5])
+
+out, kind = sys.argv[1], sys.argv[2]
+frames, size, seed = (int(v) for v in sys.argv[3:6])
 start = time.perf_counter()
 if kind == "stem":
     result = synth_stem_movie(frames, size, seed=seed)
@@ -43,10 +41,7 @@ print(json.dumps({"make_s": made - start, "write_s": done - made, "total_s": don
 
 
 def run_once(kind: str, frames: int, size: int, seed: int) -> dict:
-    with tempfile.TemporaryDirectory() as out:
-        done = subprocess.run([sys.executable, "-c", RUN, kind, str(frames), str(size),
-                               str(seed), out], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script(sys.executable, RUN, kind, frames, size, seed)
 
 
 def main() -> None:
@@ -56,8 +51,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kinds", nargs="+", default=["stem", "pfm"])
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}")
+    print(machine_line())
     for kind in args.kinds:
         runs = [run_once(kind, args.frames, args.size, seed) for seed in range(args.repeat)]
         total = sorted(r["total_s"] for r in runs)
