@@ -75,6 +75,7 @@ import pandas as pd
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from latentpath.checks import check_float, check_int, check_pair
 from latentpath.io import (
     check_writable,
     save_npz,
@@ -161,38 +162,6 @@ class SynthPFM:
 
 
 # ------------------------------------------------------------------ argument checks
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, *, minimum: float | None = None,
-                 maximum: float | None = None, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        rel = ">" if strict else ">="
-        raise ValueError(f"{name} must be {rel} {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
-def _check_pair(name: str, value: Any, minimum: float) -> tuple[float, float]:
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair (start, end), got {value!r}") from None
-    return (_check_float(f"{name}[0]", a, minimum=minimum),
-            _check_float(f"{name}[1]", b, minimum=minimum))
 
 
 # ------------------------------------------------------------------ generator
@@ -346,55 +315,55 @@ def synth_pfm_movie(
     others are pinned (0 px/frame); in field mode wall speeds rise from ~0.1 to a
     few px per frame as the field ramps up.
     """
-    n_frames = _check_int("n_frames", n_frames, 1)
-    size = _check_int("size", size, 32)
+    n_frames = check_int("n_frames", n_frames, 1)
+    size = check_int("size", size, 32)
     if size > 8192:
         raise ValueError(f"size must be <= 8192, got {size}")
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if initial not in _INITIAL:
         raise ValueError(f"initial must be one of {_INITIAL}, got {initial!r}")
-    pixel_size_nm = _check_float("pixel_size_nm", pixel_size_nm, minimum=0.0, strict=True)
-    noise = _check_float("noise", noise, minimum=0.0)
+    pixel_size_nm = check_float("pixel_size_nm", pixel_size_nm, minimum=0.0, strict=True)
+    noise = check_float("noise", noise, minimum=0.0)
     area = size * size
     if n_pinning is None:
         n_pinning = round(area / 1200)
-    n_pinning = _check_int("n_pinning", n_pinning, 0)
+    n_pinning = check_int("n_pinning", n_pinning, 0)
     if n_nucleation is None:
         n_nucleation = round(area / 1500)
-    n_nucleation = _check_int("n_nucleation", n_nucleation, 0)
-    pinning_strength = _check_float("pinning_strength", pinning_strength, minimum=0.0)
-    needle_axis_deg = _check_float("needle_axis_deg", needle_axis_deg)
-    anisotropy = _check_float("anisotropy", anisotropy, minimum=1.0, maximum=10.0)
-    side_friction = _check_float("side_friction", side_friction, minimum=0.0)
-    coercivity = _check_float("coercivity", coercivity, minimum=0.0)
-    random_field = _check_float("random_field", random_field, minimum=0.0)
+    n_nucleation = check_int("n_nucleation", n_nucleation, 0)
+    pinning_strength = check_float("pinning_strength", pinning_strength, minimum=0.0)
+    needle_axis_deg = check_float("needle_axis_deg", needle_axis_deg)
+    anisotropy = check_float("anisotropy", anisotropy, minimum=1.0, maximum=10.0)
+    side_friction = check_float("side_friction", side_friction, minimum=0.0)
+    coercivity = check_float("coercivity", coercivity, minimum=0.0)
+    random_field = check_float("random_field", random_field, minimum=0.0)
     if field_range is None:
         field_range = (0.3, 0.75) if mode == "field" else (0.0, 0.1)
-    field_range = _check_pair("field_range", field_range, minimum=-10.0)
-    tip_bias = _check_pair("tip_bias", tip_bias, minimum=0.0)
+    field_range = check_pair("field_range", field_range, minimum=-10.0)
+    tip_bias = check_pair("tip_bias", tip_bias, minimum=0.0)
     if tip_radius_px is None:
         tip_radius_px = max(8.0, size / 10.0)
-    tip_radius_px = _check_float("tip_radius_px", tip_radius_px, minimum=0.5)
-    initial_switched = _check_float("initial_switched", initial_switched, minimum=0.0,
+    tip_radius_px = check_float("tip_radius_px", tip_radius_px, minimum=0.5)
+    initial_switched = check_float("initial_switched", initial_switched, minimum=0.0,
                                     maximum=0.9)
     if sim_time is None:
         sim_time = 220.0 if mode == "field" else 2.2 * size
-    sim_time = _check_float("sim_time", sim_time, minimum=0.0)
+    sim_time = check_float("sim_time", sim_time, minimum=0.0)
     if not isinstance(stripes, bool | np.bool_):
         raise ValueError(f"stripes must be True or False, got {stripes!r}")
-    scan_lines = _check_float("scan_lines", scan_lines, minimum=0.0, maximum=1.0)
-    drift_px_per_frame = _check_float("drift_px_per_frame", drift_px_per_frame, minimum=0.0)
+    scan_lines = check_float("scan_lines", scan_lines, minimum=0.0, maximum=1.0)
+    drift_px_per_frame = check_float("drift_px_per_frame", drift_px_per_frame, minimum=0.0)
     if drift_px_per_frame * n_frames > 4 * size:
         raise ValueError(
             f"drift_px_per_frame={drift_px_per_frame} moves the sample more than 4 image "
             f"widths over {n_frames} frames"
         )
-    phase_offset_deg = _check_float("phase_offset_deg", phase_offset_deg)
-    wrap_low_deg = _check_float("wrap_low_deg", wrap_low_deg)
-    background = _check_float("background", background, minimum=0.0, maximum=0.5)
-    resolution_px = _check_float("resolution_px", resolution_px, minimum=0.0, maximum=20.0)
+    phase_offset_deg = check_float("phase_offset_deg", phase_offset_deg)
+    wrap_low_deg = check_float("wrap_low_deg", wrap_low_deg)
+    background = check_float("background", background, minimum=0.0, maximum=0.5)
+    resolution_px = check_float("resolution_px", resolution_px, minimum=0.0, maximum=20.0)
 
     params: dict[str, Any] = {
         "generator": "latentpath.synth.pfm.synth_pfm_movie",

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
+from latentpath.checks import check_float, check_int
 from latentpath.io import (
     check_writable,
     save_npz,
@@ -203,25 +204,20 @@ def synth_stem_movie(
     SynthSTEM
     """
     params = {k: v for k, v in locals().items() if k != "progress"}
-    _check_positive_int("n_frames", n_frames, 1)
-    _check_positive_int("size", size, 32)
+    check_int("n_frames", n_frames, 1)
+    check_int("size", size, 32)
     for name, value in (("pixel_size_A", pixel_size_A), ("dose_e_per_A2", dose_e_per_A2),
                         ("c_peak_fraction", c_peak_fraction), ("probe_fwhm_A", probe_fwhm_A)):
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        check_float(name, value, minimum=0.0, strict=True)
     for name, value in (("si_fraction", si_fraction), ("initial_disorder", initial_disorder),
-                        ("final_disorder", final_disorder), ("hole_share", hole_share),
-                        ("probe_tail_weight", probe_tail_weight)):
-        if not 0 <= value <= 1:
-            raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-    if final_disorder > 0.85:
-        raise ValueError(f"final_disorder must be at most 0.85, got {final_disorder!r}")
+                        ("hole_share", hole_share), ("probe_tail_weight", probe_tail_weight)):
+        check_float(name, value, minimum=0.0, maximum=1.0)
+    check_float("final_disorder", final_disorder, minimum=0.0, maximum=0.85)
     for name, value in (("event_rate", event_rate), ("read_noise", read_noise),
                         ("jitter_px", jitter_px), ("drift_A_per_frame", drift_A_per_frame),
                         ("background", background), ("ripple_A", ripple_A),
                         ("strain", strain)):
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        check_float(name, value, minimum=0.0)
     rng = np.random.default_rng(seed)
     # Drawn even when given, so that repeating a movie from its recorded params
     # (angle included) replays the same random stream.
@@ -253,11 +249,6 @@ def synth_stem_movie(
                                  read_noise=read_noise, rng=rng)
     tables = movie_maker.tables()
     return SynthSTEM(movie=movie, pixel_size_A=float(pixel_size_A), params=params, **tables)
-
-
-def _check_positive_int(name: str, value: int, minimum: int) -> None:
-    if not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
 
 
 class _Movie:
