@@ -26,11 +26,13 @@ def run_script(python: str | Path, script: str, *args: object,
     parsed as JSON.
 
     The script gets a temporary folder as ``sys.argv[1]`` (holding ``data.npz`` when
-    ``data`` is given; anything it writes there is removed afterwards) and ``args`` after.
+    ``data`` is given) and ``args`` after. It also runs in that folder, because some
+    tools write files into the working directory (AtomAI saves ``model.tar``), and the
+    folder is removed afterwards.
     """
     with tempfile.TemporaryDirectory() as tmp:
         if data is not None:
             np.savez(Path(tmp) / "data.npz", **data)
         done = subprocess.run([str(python), "-c", script, tmp, *map(str, args)],
-                              capture_output=True, text=True, check=True)
+                              cwd=tmp, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
