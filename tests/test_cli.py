@@ -97,7 +97,8 @@ def test_rvae_and_encode_commands(tmp_path, capsys):
     np.save(path, windows)
     model = tmp_path / "model"
     args = ["rvae", str(path), "--out", str(model), "--epochs", "2", "--hidden", "16",
-            "--layers", "2", "--batch-size", "20", "--device", "cpu"]
+            "--layers", "2", "--batch-size", "20", "--device", "cpu", "--precision", "float32",
+            "--no-compile"]
     assert main(args) == 0
     assert "windows/s" in capsys.readouterr().out
     assert (model / "config.json").exists() and (model / "checkpoint.json").exists()

@@ -22,19 +22,20 @@ from latentpath.rvae import (
 from latentpath.synth.motifs import synth_motif_windows
 
 SMALL = {"hidden": 32, "layers": 2, "batch_size": 32, "lr": 3e-3, "device": "cpu",
-         "progress": False}
+         "precision": "float32", "compile": False, "progress": False}
+MOTIFS = {"window_px": 16, "pixel_size_A": 0.3125, "seed": 0}
 
 
 @pytest.fixture(scope="module")
 def rings():
-    return synth_motif_windows(1200, window_px=16, pixel_size_A=0.3125, seed=0)
+    return synth_motif_windows(1200, **MOTIFS)
 
 
 @pytest.fixture(scope="module")
 def trained(rings, tmp_path_factory):
     windows, _ = rings
     out = tmp_path_factory.mktemp("rvae") / "model"
-    history = fit_rvae(windows, out, epochs=25, seed=0, **{**SMALL, "hidden": 64,
+    history = fit_rvae(windows, out, epochs=40, seed=0, **{**SMALL, "hidden": 64,
                                                            "layers": 3, "batch_size": 50})
     return out, history
 
@@ -88,6 +89,22 @@ def test_ring_sizes_separate_in_the_content_latents(rings, trained):
     assert (predicted == sizes[test]).mean() >= 0.95
 
 
+def test_content_latents_are_rotation_invariant(rings, trained):
+    windows, truth = rings
+    model = load_rvae(trained[0])
+    turn = np.random.default_rng(1).uniform(-np.pi, np.pi, len(windows))
+    turned, _ = synth_motif_windows(len(windows), rotate_rad=turn, **MOTIFS)
+    before, after = encode(model, windows), encode(model, turned)
+    z, z_turned = before[["z1", "z2"]].to_numpy(), after[["z1", "z2"]].to_numpy()
+    move = np.linalg.norm(z_turned - z, axis=1) / np.linalg.norm(z.std(0))
+    assert move.mean() < 0.10
+    # A ring of n atoms looks the same every 2 pi / n, so its angle is defined modulo
+    # that. Turning the coordinates by +a turns the image by -a, hence the sign.
+    period = 2 * np.pi / truth.ring_size.to_numpy()
+    error = (after.angle - before.angle + turn + period / 2) % period - period / 2
+    assert (np.abs(error) < 0.2).mean() >= 0.95
+
+
 def test_save_load_encode_identical(rings, trained, tmp_path):
     windows, truth = rings
     model = load_rvae(trained[0])
@@ -107,7 +124,7 @@ def test_save_load_encode_identical(rings, trained, tmp_path):
 
 def test_history_reports_speed_and_losses(trained):
     _, history = trained
-    assert list(history.epoch) == list(range(1, 26))
+    assert list(history.epoch) == list(range(1, 41))
     assert (history.windows_per_s > 0).all()
     assert history.val_loss.iloc[-5:].mean() < history.val_loss.iloc[:3].mean()
 
@@ -173,10 +190,35 @@ def test_bad_model_directories(tmp_path, trained):
         load_rvae(bad)
 
 
-def test_bfloat16_training_option(tmp_path):
+def test_compiled_training_matches_eager(tmp_path, monkeypatch):
+    windows, _ = synth_motif_windows(96, window_px=8, seed=6)
+    settings = {**SMALL, "epochs": 2, "seed": 0}
+    eager = fit_rvae(windows, tmp_path / "eager", **settings)
+    compiled = fit_rvae(windows, tmp_path / "compiled", **{**settings, "compile": True})
+    assert np.allclose(eager.val_loss, compiled.val_loss, rtol=1e-3)
+    fit_rvae(windows, tmp_path / "resumed", **{**settings, "compile": True, "epochs": 1})
+    resumed = fit_rvae(windows, tmp_path / "resumed", resume=True,
+                       **{**settings, "compile": True})
+    assert np.array_equal(resumed.val_loss, compiled.val_loss)
+
+    def broken(fn, **options):
+        def call(*args):
+            raise RuntimeError("no C++ compiler")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        fallback = fit_rvae(windows, tmp_path / "fallback", **{**settings, "compile": True})
+    assert np.array_equal(fallback.val_loss, eager.val_loss)
+
+
+def test_precision_options(tmp_path):
     windows, _ = synth_motif_windows(64, window_px=8, seed=5)
-    history = fit_rvae(windows, tmp_path / "m", epochs=1, seed=0, precision="bfloat16",
-                       **SMALL)
-    assert np.isfinite(history.val_loss).all()
+    settings = {**SMALL, "epochs": 1, "seed": 0}
+    for precision in ("bfloat16", "auto"):
+        history = fit_rvae(windows, tmp_path / precision, **{**settings, "precision": precision})
+        assert np.isfinite(history.val_loss).all()
+    chosen = json.loads((tmp_path / "auto" / "config.json").read_text())["training"]
+    assert chosen["precision"] in ("float32", "bfloat16")
     with pytest.raises(ValueError, match="precision"):
-        fit_rvae(windows, tmp_path / "n", precision="float16", **SMALL)
+        fit_rvae(windows, tmp_path / "n", **{**settings, "precision": "float16"})

@@ -156,7 +156,8 @@ def _rvae(args: argparse.Namespace) -> None:
     history = fit_rvae(args.windows, args.out, latent_dim=args.latent_dim, hidden=args.hidden,
                        layers=args.layers, skip=args.skip, loss=args.loss, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       device=args.device, resume=args.resume, progress=True)
+                       device=args.device, precision=args.precision, compile=args.compile,
+                       resume=args.resume, progress=True)
     best = history.loc[history.val_loss.idxmin()]
     print(f"model -> {args.out} (best epoch {int(best.epoch)}, val loss {best.val_loss:.3f}; "
           f"{history.windows_per_s.median():.0f} windows/s)")
@@ -252,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     rvae.add_argument("--lr", type=float, default=1e-4)
     rvae.add_argument("--seed", type=int, default=0)
     rvae.add_argument("--device", default="auto")
+    rvae.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                      help="bfloat16 autocast where the device has it natively (auto)")
+    rvae.add_argument("--no-compile", dest="compile", action="store_false",
+                      help="skip torch.compile (saves its ~10 s warm-up on tiny runs)")
     rvae.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     rvae.set_defaults(func=_rvae)
 

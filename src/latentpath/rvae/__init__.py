@@ -58,6 +58,9 @@ def encode(model: SkipRVAE, windows: np.ndarray, *, batch_size: int = 1024,
         mus.append(mu.cpu().numpy())
         sds.append(torch.exp(0.5 * logvar).cpu().numpy())
     mu, sd = np.concatenate(mus), np.concatenate(sds)
+    # The model's translation latents are standard normal; report half-widths.
+    mu[:, 1:3] *= model.config.translation_prior
+    sd[:, 1:3] *= model.config.translation_prior
     latents = pd.DataFrame(mu, columns=names)
     latents = latents.join(pd.DataFrame(sd, columns=[f"sd_{n}" for n in names]))
     if table is not None:

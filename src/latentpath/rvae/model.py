@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+COORD_INIT_SCALE = 3.0
+
 
 @dataclass
 class RVAEConfig:
@@ -41,7 +43,8 @@ class RVAEConfig:
         collapse and rotations leak into the content latents.
     translation_prior : float
         Standard deviation of the prior of the translations, in units of the window
-        half-width.
+        half-width. The two translation latents are standard normal and scaled by it
+        (AtomAI's convention), which conditions their encoder outputs like the others.
     loss : {"mse", "bce"}
         Gaussian (MSE) or Bernoulli (BCE on images scaled to [0, 1]) likelihood.
     skip : {"latent", "first_layer"}
@@ -94,17 +97,36 @@ class SkipRVAE(nn.Module):
         n_skips = c.layers + 1 if c.skip == "latent" else 1
         self.latent_in = nn.ModuleList(nn.Linear(k, h, bias=False) for _ in range(n_skips))
         self.out = nn.Linear(h, 1)
+        self._init_decoder()
         axis = torch.linspace(-1, 1, c.window_px)
         yy, xx = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("grid", torch.stack([xx, yy], -1).reshape(-1, 2), persistent=False)
+
+    def _init_decoder(self) -> None:
+        # PyTorch's default init shrinks activations by about sqrt(3) per tanh layer, and
+        # without residual paths (the paper's decoder has none) the decoder then sits for
+        # epochs on the mean image. Xavier init with the tanh gain keeps the signal at
+        # unit scale through the layers; coordinate weights COORD_INIT_SCALE times wider
+        # than the default start the first layer with features a few pixels across
+        # instead of the whole window. Measured: the validation loss after 3 epochs of
+        # the benchmark drops from 512 to 412 (docs/benchmarks.md).
+        for layer in self.hidden_layers:
+            nn.init.xavier_uniform_(layer.weight, gain=nn.init.calculate_gain("tanh"))
+            nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            self.coord_in.weight.mul_(COORD_INIT_SCALE)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.config.offset) / self.config.scale
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised windows (N, w, w) -> mean and log-variance (N, 3 + k)."""
-        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
-        return mu, logvar.clamp(-12, 8)
+        """Normalised windows (N, w, w) -> mean and log-variance (N, 3 + k) of the
+        latents (angle in radians, then standard-normal translations and contents)."""
+        # The head predicts log standard deviations, as AtomAI's does: the same
+        # posterior, but its width moves half as fast per step as a log-variance head,
+        # which trains more steadily.
+        mu, log_sd = self.encoder(x.flatten(1)).chunk(2, dim=1)
+        return mu, (2 * log_sd).clamp(-12, 8)
 
     def decode(self, z: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """Content latents (N, k), angle (N,) radians, shift (N, 2) -> images (N, w, w)
@@ -130,14 +152,23 @@ class SkipRVAE(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample the posterior and reconstruct; returns (reconstruction, mu, logvar)."""
+        eps = torch.randn((x.shape[0], 3 + self.config.latent_dim), generator=generator,
+                          device=x.device, dtype=torch.float32)
+        return self.reconstruct(x, eps)
+
+    def reconstruct(self, x: torch.Tensor, eps: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with the standard-normal noise ``eps`` (N, 3 + k) given, so
+        that the noise is drawn outside a compiled graph."""
         mu, logvar = self.encode(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         sample = mu + eps * torch.exp(0.5 * logvar)
-        recon = self.decode(sample[:, 3:], sample[:, 0], sample[:, 1:3])
+        shift = sample[:, 1:3] * self.config.translation_prior
+        recon = self.decode(sample[:, 3:], sample[:, 0], shift)
         return recon, mu, logvar
 
     def loss(self, x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor,
-             logvar: torch.Tensor, kl_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+             logvar: torch.Tensor, kl_weight: float | torch.Tensor = 1.0
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction and KL terms per window, averaged over the batch."""
         n = x.shape[0]
         if self.config.loss == "mse":
@@ -146,8 +177,8 @@ class SkipRVAE(nn.Module):
             recon_term = nn.functional.binary_cross_entropy_with_logits(
                 recon, x.clamp(0, 1), reduction="none").reshape(n, -1).sum(1)
         c = self.config
-        prior_sd = torch.tensor([c.angle_prior_rad, c.translation_prior, c.translation_prior]
-                                + [1.0] * c.latent_dim, device=mu.device, dtype=mu.dtype)
+        prior_sd = torch.tensor([c.angle_prior_rad] + [1.0] * (2 + c.latent_dim),
+                                device=mu.device, dtype=mu.dtype)
         # Every orientation is equally likely: the angle's mean is not pulled towards 0,
         # only its uncertainty is compared with the prior width (as in spatial-VAE).
         mean_term = torch.cat([torch.zeros_like(mu[:, :1]), mu[:, 1:]], dim=1)

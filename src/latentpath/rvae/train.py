@@ -10,6 +10,7 @@ and resumed reaches exactly the result of an uninterrupted run.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from latentpath.device import resolve_device
+from latentpath.device import has_fast_bfloat16, resolve_device
 from latentpath.modelfiles import ModelFileError
 from latentpath.rvae.files import load_checkpoint, save_checkpoint, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
@@ -70,6 +71,14 @@ def _batch(windows: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.
     return torch.from_numpy(np.asarray(windows[np.sort(idx)], dtype=np.float32)).to(device)
 
 
+def _loss_terms(model: SkipRVAE, x: torch.Tensor, eps: torch.Tensor,
+                kl_weight: torch.Tensor, bfloat16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's reconstruction and KL terms: the part of a step worth compiling."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        recon, mu, logvar = model.reconstruct(x, eps)
+    return model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight)
+
+
 def fit_rvae(
     windows: np.ndarray | str | Path,
     out_dir: str | Path,
@@ -88,7 +97,8 @@ def fit_rvae(
     val_fraction: float = 0.1,
     seed: int = 0,
     device: str | torch.device = "auto",
-    precision: str = "float32",
+    precision: str = "auto",
+    compile: bool = True,
     resume: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -112,10 +122,17 @@ def fit_rvae(
     seed : int
         Seeds the split, the shuffling, the initial weights and the sampling noise.
     device : {"auto", "cpu", "cuda", ...}
-    precision : {"float32", "bfloat16"}
+    precision : {"auto", "float32", "bfloat16"}
         "bfloat16" runs the matrix products of the forward pass under bfloat16
         autocast (weights, optimiser and loss stay float32): about twice the
-        throughput on CPUs with bfloat16 units and on GPUs.
+        throughput on CPUs with bfloat16 units and on GPUs, at the same loss. "auto"
+        takes it where the device has native bfloat16 (see
+        :func:`latentpath.device.has_fast_bfloat16`), float32 elsewhere.
+    compile : bool
+        Compile the forward pass and loss with ``torch.compile``: it fuses the
+        decoder's per-pixel element-wise work and, in the benchmark, trains 1.5x
+        faster after a warm-up of about 10 s. If compiling fails (no C++ compiler,
+        unsupported platform) training warns and goes on without it.
     resume : bool
         Continue from the checkpoint in ``out_dir``; without it an existing
         checkpoint is an error (nothing is overwritten).
@@ -137,11 +154,12 @@ def fit_rvae(
                               "(--resume) to continue it or choose another directory")
     if not resume and (out_dir / "weights.safetensors").exists():
         raise FileExistsError(f"{out_dir} already holds a model; choose another directory")
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', "
+                         f"got {precision!r}")
     device = resolve_device(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=precision == "bfloat16")
+    if precision == "auto":
+        precision = "bfloat16" if has_fast_bfloat16(device) else "float32"
     stats = window_statistics(data)
     if loss == "bce":
         offset, scale = stats["min"], max(stats["max"] - stats["min"], 1e-12)
@@ -162,7 +180,8 @@ def fit_rvae(
     val_idx, train_idx = order[:n_val], order[n_val:]
     settings = {"n_windows": len(data), "window_px": data.shape[1], "seed": seed,
                 "batch_size": batch_size, "val_fraction": val_fraction,
-                "kl_warmup_epochs": kl_warmup_epochs, "precision": precision}
+                "kl_warmup_epochs": kl_warmup_epochs, "precision": precision,
+                "compile": bool(compile)}
     state = {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings}
     if resume and (out_dir / "checkpoint.json").exists():
         state = load_checkpoint(out_dir, model, optimizer, gen)
@@ -170,8 +189,12 @@ def fit_rvae(
             raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
                                 f"settings ({state['settings']} vs {settings})")
     out_dir.mkdir(parents=True, exist_ok=True)
+    terms = torch.compile(_loss_terms, dynamic=True) if compile else _loss_terms
+    n_latents = 3 + latent_dim
     for epoch in range(state["epoch"] + 1, epochs + 1):
-        kl_weight = min(1.0, epoch / kl_warmup_epochs) if kl_warmup_epochs else 1.0
+        # A tensor, not a float, so that a KL warm-up does not recompile every epoch.
+        kl_weight = torch.tensor(min(1.0, epoch / kl_warmup_epochs) if kl_warmup_epochs
+                                 else 1.0, device=device)
         model.train()
         start = time.perf_counter()
         shuffled = np.random.default_rng([seed, epoch]).permutation(train_idx)
@@ -180,9 +203,17 @@ def fit_rvae(
         for b in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress,
                       leave=False):
             x = model.normalize(_batch(data, shuffled[b:b + batch_size], device))
-            with autocast:
-                recon, mu, logvar = model(x, generator=gen)
-            rec, kl = model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight)
+            eps = torch.randn((len(x), n_latents), generator=gen, device=device)
+            bf16 = precision == "bfloat16"
+            try:
+                rec, kl = terms(model, x, eps, kl_weight, bf16)
+            except Exception as err:  # torch.compile fails lazily, at the first call
+                if terms is _loss_terms:
+                    raise
+                warnings.warn(f"torch.compile failed, training without it: "
+                              f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=2)
+                terms = _loss_terms
+                rec, kl = terms(model, x, eps, kl_weight, bf16)
             optimizer.zero_grad()
             (rec + kl).backward()
             optimizer.step()

@@ -26,8 +26,8 @@ def _ring_atoms(size: int) -> np.ndarray:
 def synth_motif_windows(n: int, *, window_px: int = 24, pixel_size_A: float = 0.25,
                         ring_sizes: tuple[int, ...] = (5, 6, 7), atom_sigma_A: float = 0.35,
                         max_shift_px: float = 1.0, noise: float = 0.05,
-                        heavy_atom: bool = False, seed: int = 0
-                        ) -> tuple[np.ndarray, pd.DataFrame]:
+                        heavy_atom: bool = False, rotate_rad: float | np.ndarray = 0.0,
+                        seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
     """Hollow-site windows of rings of known sizes in random orientations.
 
     Parameters
@@ -49,6 +49,10 @@ def synth_motif_windows(n: int, *, window_px: int = 24, pixel_size_A: float = 0.
     heavy_atom : bool
         Make one ring atom twice as bright (a dopant): the motif then has no rotational
         symmetry, so its orientation is defined modulo 360 degrees.
+    rotate_rad : float or ndarray (n,)
+        Turn added to the random orientations, radians. The same seed with another
+        ``rotate_rad`` gives the same motifs, shifts and noise statistics, turned: the
+        test of rotation invariance.
     seed : int
 
     Returns
@@ -61,7 +65,7 @@ def synth_motif_windows(n: int, *, window_px: int = 24, pixel_size_A: float = 0.
         raise ValueError(f"need n >= 1 and window_px >= 4, got {n}, {window_px}")
     rng = np.random.default_rng(seed)
     kinds = rng.choice(np.asarray(ring_sizes), n)
-    angles = rng.uniform(-np.pi, np.pi, n)
+    angles = rng.uniform(-np.pi, np.pi, n) + np.broadcast_to(np.asarray(rotate_rad), (n,))
     shifts = rng.uniform(-max_shift_px, max_shift_px, (n, 2))
     centre = (window_px - 1) / 2
     yy, xx = np.mgrid[:window_px, :window_px].astype(np.float64)
