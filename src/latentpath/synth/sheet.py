@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+
+from latentpath.graph import planar_faces
 
 CC_BOND_A = 1.42
 """Carbon-carbon bond length of graphene, angstrom."""
@@ -415,49 +415,14 @@ class Faces:
                 if s and a > 0 and 3 <= len(m) <= max_size]
 
 
-def faces(sheet: Sheet) -> Faces:
+def faces(sheet: Sheet, max_size: int = 12) -> Faces:
     """Trace every face of the bond graph in its planar embedding.
 
-    Each directed bond ``u -> v`` is followed by ``v -> w``, where ``w`` is the
-    neighbour of ``v`` next clockwise from ``u``; the cycles of this permutation are the
-    faces. Vectorised: the cycles are found as connected components.
+    Faces of up to ``max_size`` atoms list them in boundary order; longer ones (hole
+    and sheet boundaries) list their atoms unordered and are never simple.
     """
-    b = sheet.bonds()
-    if len(b) == 0:
-        return Faces([], np.zeros(0, bool), np.zeros(0))
-    src = np.concatenate([b[:, 0], b[:, 1]])
-    dst = np.concatenate([b[:, 1], b[:, 0]])
-    d = sheet.pos[dst] - sheet.pos[src]
-    angle = np.arctan2(d[:, 1], d[:, 0])
-    order = np.lexsort((angle, src))
-    src, dst = src[order], dst[order]
-    n_half = len(src)
-    start = np.searchsorted(src, np.arange(sheet.n_slots))
-    degree = np.bincount(src, minlength=sheet.n_slots)
-    rank = np.arange(n_half) - start[src]
-    # Position of the twin v -> u inside v's angular list.
-    key = src * sheet.n_slots + dst
-    by_key = np.argsort(key)
-    twin = by_key[np.searchsorted(key[by_key], dst * sheet.n_slots + src)]
-    twin_rank = rank[twin]
-    nxt = start[dst] + (twin_rank - 1) % degree[dst]
-    graph = sp.coo_matrix((np.ones(n_half), (np.arange(n_half), nxt)), shape=(n_half, n_half))
-    n_faces, label = connected_components(graph, directed=True, connection="strong")
-    # Walk each face once in order, starting from its lowest half-edge.
-    first = np.full(n_faces, -1)
-    first[label[::-1]] = np.arange(n_half)[::-1]
-    members, simple, area = [], np.zeros(n_faces, bool), np.zeros(n_faces)
-    sizes = np.bincount(label, minlength=n_faces)
-    for f in range(n_faces):
-        h = first[f]
-        walk = np.empty(sizes[f], np.int64)
-        for k in range(sizes[f]):
-            walk[k] = src[h]
-            h = nxt[h]
-        members.append(walk)
-        simple[f] = len(np.unique(walk)) == len(walk)
-        xy = sheet.pos[walk]
-        area[f] = 0.5 * np.sum(xy[:, 0] * np.roll(xy[:, 1], -1) - np.roll(xy[:, 0], -1) * xy[:, 1])
-    # With this rule bounded faces come out counter-clockwise (positive area) and the
-    # outer boundary clockwise.
-    return Faces(members, simple, area)
+    traced = planar_faces(sheet.pos[:, ::-1], sheet.bonds(), max_size=max_size)
+    members = [row[:n] for row, n in zip(traced.walk, traced.size, strict=True)]
+    for f in np.flatnonzero(traced.size > max_size):
+        members[f] = np.unique(traced.edge_atom[traced.edge_face == f])
+    return Faces(members, traced.simple, traced.area)

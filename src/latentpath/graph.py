@@ -1,0 +1,310 @@
+"""The bond graph of a frame's atoms: bonds, primitive rings, ring centres, and the
+rings next to any point.
+
+Bonds join atoms closer than ``high`` and farther than ``low`` times the bond length
+(0.5 l < d < 1.2 l, the method's rule), found with a KD-tree. Bonds to Si are longer
+than C-C bonds (projected Si-C is 1.5-1.9 A against 1.42 A), so every species pair
+has its own bond length: ``pair_scale`` times the C-C one.
+
+Rings are the faces of the bond graph drawn in the plane: each directed bond
+``u -> v`` is followed by ``v -> w``, with ``w`` the neighbour of ``v`` next clockwise
+from ``u``; the cycles of this permutation are the faces. A face has no bond inside it,
+so it is a primitive (chordless) ring: two fused pentagons are two 5-rings, never an
+8-ring around both. The outer boundary of the sheet and of holes are faces too; they
+wind the other way round and are dropped, as are faces of more than ``max_size``
+atoms. Everything is vectorised over all atoms at once.
+
+Positions are ``(y, x)`` rows, in any unit, as long as the bond length is in the same
+unit (pixels or angstrom).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+CC_BOND_A = 1.42
+#: Bond length of a species pair relative to C-C. Si-C is about 1.85 A in 3-D and
+#: 1.5-1.9 A projected. Si-Si (2.3 A) gets the same scale: a longer one would bond two
+#: Si dopants that are second neighbours on one ring (2.6 A apart in projection).
+PAIR_SCALE = {("C", "Si"): 1.3, ("Si", "Si"): 1.3}
+
+
+def _check_positions(positions: np.ndarray, name: str = "positions") -> np.ndarray:
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (N, 2) of (y, x), got {pos.shape}")
+    if not np.isfinite(pos).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+    return pos
+
+
+def estimate_bond_length(positions: np.ndarray) -> float:
+    """Bond length from the nearest-neighbour distances, in the unit of ``positions``.
+
+    The median distance to the nearest neighbour: robust to a few missed or spurious
+    atoms, since most atoms of a sheet have their nearest neighbour at one bond length.
+    """
+    pos = _check_positions(positions)
+    if len(pos) < 3:
+        raise ValueError(f"need at least 3 atoms to estimate a bond length, got {len(pos)}")
+    dist, _ = cKDTree(pos).query(pos, k=2)
+    nearest = dist[:, 1]
+    nearest = nearest[nearest > 0]
+    if len(nearest) == 0:
+        raise ValueError("all atoms sit on the same point; no bond length")
+    return float(np.median(nearest))
+
+
+def find_bonds(positions: np.ndarray, species: np.ndarray | None = None, *,
+               bond_length: float | None = None, low: float = 0.5, high: float = 1.2,
+               pair_scale: dict[tuple[str, str], float] | None = None) -> np.ndarray:
+    """Bonds between atoms at ``low * l < d < high * l``.
+
+    Parameters
+    ----------
+    positions : ndarray (N, 2)
+        Atom positions ``(y, x)``.
+    species : array of str (N,), optional
+        Species names; with them, a pair's bond length is ``l * pair_scale[pair]``.
+        Without them every atom is treated as carbon.
+    bond_length : float, optional
+        C-C bond length l in the unit of ``positions``; estimated from the
+        nearest-neighbour distances when not given.
+    low, high : float
+        The bond window, in bond lengths (the method's 0.5 and 1.2).
+    pair_scale : dict, optional
+        Bond length of each species pair (sorted names) relative to C-C; pairs not
+        listed use 1. Default :data:`PAIR_SCALE`.
+
+    Returns
+    -------
+    ndarray (M, 2) of int
+        Atom index pairs ``i < j``, sorted.
+    """
+    pos = _check_positions(positions)
+    if not 0 <= low < high:
+        raise ValueError(f"need 0 <= low < high, got low={low}, high={high}")
+    if len(pos) < 2:
+        return np.zeros((0, 2), np.int64)
+    cc = estimate_bond_length(pos) if bond_length is None else float(bond_length)
+    if not cc > 0:
+        raise ValueError(f"bond_length must be positive, got {bond_length}")
+    scale = PAIR_SCALE if pair_scale is None else pair_scale
+    longest = max([1.0, *scale.values()]) if species is not None else 1.0
+    pairs = cKDTree(pos).query_pairs(high * cc * longest, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros((0, 2), np.int64)
+    pair_l = np.full(len(pairs), cc)
+    if species is not None:
+        names = np.asarray(species).astype(str)
+        if names.shape != (len(pos),):
+            raise ValueError(f"species must have one name per atom ({len(pos)}), got "
+                             f"shape {names.shape}")
+        a, b = names[pairs[:, 0]], names[pairs[:, 1]]
+        first, second = np.where(a < b, a, b), np.where(a < b, b, a)
+        for (s1, s2), factor in scale.items():
+            lo, hi = min(s1, s2), max(s1, s2)
+            pair_l[(first == lo) & (second == hi)] = cc * factor
+    d = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)
+    keep = (d > low * pair_l) & (d < high * pair_l)
+    bonds = np.sort(pairs[keep], axis=1)
+    return bonds[np.lexsort((bonds[:, 1], bonds[:, 0]))]
+
+
+def find_rings(positions: np.ndarray, bonds: np.ndarray, *, max_size: int = 8
+               ) -> pd.DataFrame:
+    """Primitive rings: the bounded faces of the planar bond graph, up to ``max_size``.
+
+    Parameters
+    ----------
+    positions : ndarray (N, 2)
+        Atom positions ``(y, x)``.
+    bonds : ndarray (M, 2) of int
+        Atom index pairs, from :func:`find_bonds`.
+    max_size : int
+        Largest ring kept; larger faces are holes or edges, not rings.
+
+    Returns
+    -------
+    DataFrame
+        One row per ring: ``ring`` (0..R-1), ``size``, ``y, x`` (centre of mass of the
+        members, unit of ``positions``), ``members`` (tuple of atom indices in
+        boundary order).
+    """
+    pos = _check_positions(positions)
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    if len(bonds) and (bonds.min() < 0 or bonds.max() >= len(pos)):
+        raise ValueError(f"bonds refer to atoms outside 0..{len(pos) - 1}")
+    if max_size < 3:
+        raise ValueError(f"max_size must be at least 3, got {max_size}")
+    faces = planar_faces(pos, bonds, max_size=max_size)
+    walk, sizes, simple, area = faces.walk, faces.size, faces.simple, faces.area
+    # Bounded faces wind counter-clockwise in (x, y), i.e. positive area; holes and the
+    # outer boundary wind the other way.
+    keep = simple & (area > 0) & (sizes >= 3) & (sizes <= max_size)
+    walk, sizes = walk[keep], sizes[keep]
+    members = [tuple(row[:n].tolist()) for row, n in zip(walk, sizes, strict=True)]
+    valid = walk >= 0
+    centre = (pos[np.where(valid, walk, 0)] * valid[..., None]).sum(1) / sizes[:, None]
+    return pd.DataFrame({"ring": np.arange(len(sizes)), "size": sizes,
+                         "y": centre[:, 0], "x": centre[:, 1], "members": members})
+
+
+@dataclass
+class Faces:
+    """Faces of a bond graph drawn in the plane.
+
+    Attributes
+    ----------
+    walk : ndarray (F, max_size) of int
+        Atoms around each face in boundary order, padded with -1; faces longer than
+        ``max_size`` hold only their first ``max_size`` atoms.
+    size : ndarray (F,)
+        Number of directed bonds around each face (its atoms, for a simple face).
+    simple : ndarray (F,) of bool
+        At most ``max_size`` long and visits each atom once (no dangling bond inside).
+    area : ndarray (F,)
+        Signed area in the unit of the positions squared: positive for faces that wind
+        counter-clockwise in (x, y), which bounded faces do.
+    edge_face, edge_atom : ndarray (H,)
+        Face and origin atom of every directed bond, to list all atoms of long faces.
+    """
+
+    walk: np.ndarray
+    size: np.ndarray
+    simple: np.ndarray
+    area: np.ndarray
+    edge_face: np.ndarray
+    edge_atom: np.ndarray
+
+
+def planar_faces(positions: np.ndarray, bonds: np.ndarray, *, max_size: int = 8) -> Faces:
+    """Trace every face of the bond graph in its planar embedding (see module notes).
+
+    Parameters
+    ----------
+    positions : ndarray (N, 2)
+        Atom positions ``(y, x)``.
+    bonds : ndarray (M, 2) of int
+    max_size : int
+        Faces are walked in order up to this many atoms.
+    """
+    pos = _check_positions(positions)
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    n = len(pos)
+    if len(bonds) == 0:
+        none = np.zeros(0, np.int64)
+        return Faces(np.zeros((0, max_size), np.int64), none, np.zeros(0, bool),
+                     np.zeros(0), none, none)
+    src = np.concatenate([bonds[:, 0], bonds[:, 1]])
+    dst = np.concatenate([bonds[:, 1], bonds[:, 0]])
+    d = pos[dst] - pos[src]
+    order = np.lexsort((np.arctan2(d[:, 0], d[:, 1]), src))
+    src, dst = src[order], dst[order]
+    n_half = len(src)
+    start = np.searchsorted(src, np.arange(n))
+    degree = np.bincount(src, minlength=n)
+    rank = np.arange(n_half) - start[src]
+    key = src * n + dst
+    by_key = np.argsort(key)
+    twin = by_key[np.searchsorted(key[by_key], dst * n + src)]
+    nxt = start[dst] + (rank[twin] - 1) % degree[dst]
+    graph = sp.coo_matrix((np.ones(n_half), (np.arange(n_half), nxt)),
+                          shape=(n_half, n_half))
+    n_faces, label = connected_components(graph, directed=True, connection="strong")
+    sizes = np.bincount(label, minlength=n_faces)
+    first = np.full(n_faces, -1)
+    first[label[::-1]] = np.arange(n_half)[::-1]
+    # Walk all faces at once, max_size steps.
+    walk = np.full((n_faces, max_size), -1, np.int64)
+    h = first.copy()
+    for k in range(max_size):
+        on = k < sizes
+        walk[on, k] = src[h[on]]
+        h = nxt[h]
+    filled = walk >= 0
+    x, y = pos[np.where(filled, walk, 0), 1], pos[np.where(filled, walk, 0), 0]
+    # Shoelace over the members, closing each face at its own last member.
+    last = np.minimum(sizes, max_size) - 1
+    x_next = np.where(np.arange(max_size) < last[:, None], np.roll(x, -1, axis=1),
+                      x[:, :1])
+    y_next = np.where(np.arange(max_size) < last[:, None], np.roll(y, -1, axis=1),
+                      y[:, :1])
+    area = 0.5 * np.where(filled, x * y_next - x_next * y, 0).sum(1)
+    distinct = np.sort(np.where(filled, walk, -1), axis=1)
+    repeated = ((distinct[:, 1:] == distinct[:, :-1]) & (distinct[:, 1:] >= 0)).any(1)
+    simple = ~repeated & (sizes <= max_size)
+    return Faces(walk, sizes, simple, area, label, src)
+
+
+def ring_counts(n_atoms: int, rings: pd.DataFrame, sizes: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
+                ) -> pd.DataFrame:
+    """How many rings of each size every atom belongs to: columns ``n3..n8``."""
+    counts = np.zeros((n_atoms, max(sizes) + 1), np.int64)
+    if len(rings):
+        members = np.concatenate([np.asarray(m, np.int64) for m in rings.members])
+        size_of = np.repeat(rings["size"].to_numpy(), rings["size"].to_numpy())
+        np.add.at(counts, (members, np.minimum(size_of, max(sizes))), 1)
+    return pd.DataFrame({f"n{k}": counts[:, k] for k in sizes})
+
+
+def ring_at_points(points: np.ndarray, positions: np.ndarray, rings: pd.DataFrame
+                   ) -> np.ndarray:
+    """The ring containing each point (a hollow site), or -1.
+
+    Parameters
+    ----------
+    points : ndarray (P, 2)
+        ``(y, x)`` in the unit of ``positions``.
+    positions : ndarray (N, 2)
+        Atom positions.
+    rings : DataFrame
+        From :func:`find_rings`.
+
+    Returns
+    -------
+    ndarray (P,) of int
+        Row number in ``rings`` of the ring whose polygon contains the point.
+    """
+    pts = _check_positions(points, "points")
+    pos = _check_positions(positions)
+    found = np.full(len(pts), -1, np.int64)
+    if len(rings) == 0 or len(pts) == 0:
+        return found
+    centres = rings[["y", "x"]].to_numpy()
+    # A point lies in a ring only if it is near that ring's centre: test the 4 nearest.
+    k = min(4, len(rings))
+    _, near = cKDTree(centres).query(pts, k=k)
+    near = near.reshape(len(pts), k)
+    size = rings["size"].to_numpy()
+    width = int(size.max())
+    poly = np.full((len(rings), width), -1, np.int64)
+    for r, m in enumerate(rings.members):
+        poly[r, :len(m)] = m
+    for j in range(k - 1, -1, -1):
+        cand = near[:, j]
+        inside = _in_polygon(pts, pos, poly[cand], size[cand])
+        found[inside] = cand[inside]
+    return found
+
+
+def _in_polygon(pts: np.ndarray, pos: np.ndarray, poly: np.ndarray, size: np.ndarray
+                ) -> np.ndarray:
+    """Even-odd rule, one polygon per point; ``poly`` rows padded with -1."""
+    width = poly.shape[1]
+    idx = np.where(poly >= 0, poly, poly[:, :1])
+    nxt_col = (np.arange(width)[None] + 1) % size[:, None]
+    a = pos[idx]
+    b = pos[np.take_along_axis(idx, nxt_col, axis=1)]
+    py, px = pts[:, None, 0], pts[:, None, 1]
+    crosses = ((a[..., 0] > py) != (b[..., 0] > py)) & (
+        px < (b[..., 1] - a[..., 1]) * (py - a[..., 0]) / (b[..., 0] - a[..., 0] + 1e-300)
+        + a[..., 1])
+    crosses &= np.arange(width)[None] < size[:, None]
+    return crosses.sum(1) % 2 == 1

@@ -1,0 +1,112 @@
+"""The bond graph: bonds by the distance rule, primitive rings as planar faces, ring
+counts per atom, and the ring holding a hollow site."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from latentpath.graph import (
+    estimate_bond_length,
+    find_bonds,
+    find_rings,
+    ring_at_points,
+    ring_counts,
+)
+from latentpath.synth.sheet import CC_BOND_A, graphene_sheet
+from latentpath.synth.stem import synth_stem_movie
+
+
+def _lattice(seed: int = 0, size_A: float = 30.0) -> np.ndarray:
+    sheet = graphene_sheet((0, size_A, 0, size_A), angle_deg=17.0, ripple_amplitude_A=0.0,
+                           rng=np.random.default_rng(seed))
+    return sheet.pos[sheet.alive_indices()][:, ::-1]
+
+
+def test_pristine_lattice_is_all_six_rings():
+    pos = _lattice()
+    assert estimate_bond_length(pos) == pytest.approx(CC_BOND_A, rel=0.01)
+    bonds = find_bonds(pos)
+    rings = find_rings(pos, bonds)
+    assert set(rings["size"]) == {6}
+    counts = ring_counts(len(pos), rings)
+    centre = pos.mean(0)
+    inner = np.linalg.norm(pos - centre, axis=1) < 8
+    assert (counts.n6.to_numpy()[inner] == 3).all()
+    # Centres of mass sit a bond length from each member.
+    for m, y, x in zip(rings.members[:20], rings.y[:20], rings.x[:20], strict=True):
+        d = np.linalg.norm(pos[list(m)] - [y, x], axis=1)
+        assert np.allclose(d, CC_BOND_A, rtol=0.02)
+
+
+def test_fused_pentagons_are_two_five_rings_not_an_eight_ring():
+    # Pentalene: two regular pentagons sharing a vertical bond on x = 0.
+    radius = CC_BOND_A / (2 * np.sin(np.pi / 5))
+    theta = np.deg2rad(36 + 72 * np.arange(5))
+    x = radius * np.cos(theta) - radius * np.cos(np.pi / 5)
+    y = radius * np.sin(theta)
+    left = np.stack([y, x], 1)
+    right = left[[1, 2, 3]] * [1, -1]  # the three atoms not on the shared bond, mirrored
+    pos = np.vstack([left, right])
+    bonds = find_bonds(pos, bond_length=1.42)
+    rings = find_rings(pos, bonds)
+    assert sorted(rings["size"]) == [5, 5]
+    assert len(bonds) == 9
+
+
+def test_rings_equal_the_truth_ring_for_ring():
+    sim = synth_stem_movie(3, 256, seed=1, final_disorder=0.4, si_fraction=0.03)
+    field = 256 * sim.pixel_size_A
+    assert (sim.atoms.species == "Si").any()
+    for t in range(3):
+        atoms = sim.atoms[sim.atoms.frame == t].reset_index(drop=True)
+        pos, ids = atoms[["y_A", "x_A"]].to_numpy(), atoms.id.to_numpy()
+        bonds = find_bonds(pos, atoms.species.to_numpy(), bond_length=CC_BOND_A)
+        truth_bonds = sim.bonds[sim.bonds.frame == t]
+        assert {frozenset(ids[b]) for b in bonds} == {
+            frozenset(p) for p in zip(truth_bonds.id_a, truth_bonds.id_b, strict=True)}
+        rings = find_rings(pos, bonds)
+        rings = rings[rings.y.between(0, field) & rings.x.between(0, field)]
+        truth = sim.rings[sim.rings.frame == t]
+        assert sorted(tuple(sorted(ids[list(m)])) for m in rings.members) == sorted(
+            tuple(sorted(map(int, m.split()))) for m in truth.members)
+        # Ring counts of atoms whose rings are all in the list.
+        counts = ring_counts(len(pos), find_rings(pos, bonds))
+        inside = ((pos > 5) & (pos < field - 5)).all(1)
+        for k in (5, 6, 7, 8):
+            assert np.array_equal(counts[f"n{k}"].to_numpy()[inside],
+                                  atoms[f"n{k}"].to_numpy()[inside])
+
+
+def test_silicon_bonds_need_their_own_length():
+    # A 4-fold Si with projected Si-C bonds of 1.9 A: too long for the C-C rule.
+    pos = np.array([[0.0, 0.0], [1.9, 0.0], [-1.9, 0.0], [0.0, 1.9], [0.0, -1.9]])
+    species = np.array(["Si", "C", "C", "C", "C"])
+    assert len(find_bonds(pos, species, bond_length=1.42)) == 4
+    assert len(find_bonds(pos, bond_length=1.42)) == 0
+
+
+def test_hollow_sites_find_their_ring():
+    pos = _lattice(size_A=20.0)
+    rings = find_rings(pos, find_bonds(pos))
+    centres = rings[["y", "x"]].to_numpy()
+    rng = np.random.default_rng(0)
+    jitter = rng.uniform(-0.5, 0.5, centres.shape)
+    assert np.array_equal(ring_at_points(centres + jitter, pos, rings), rings.ring.to_numpy())
+    far = np.array([[-50.0, -50.0]])
+    assert ring_at_points(far, pos, rings)[0] == -1
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"positions must have shape \(N, 2\)"):
+        find_bonds(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        find_bonds(np.array([[0.0, 0.0], [np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="one name per atom"):
+        find_bonds(np.zeros((3, 2)) + np.arange(3)[:, None], ["C"], bond_length=1.0)
+    with pytest.raises(ValueError, match="at least 3 atoms"):
+        estimate_bond_length(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="outside"):
+        find_rings(np.zeros((3, 2)), np.array([[0, 5]]))
+    assert len(find_bonds(np.zeros((1, 2)))) == 0
+    assert len(find_rings(np.zeros((0, 2)), np.zeros((0, 2), int))) == 0
