@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+#: Carbon-carbon bond length of graphene, angstrom.
 CC_BOND_A = 1.42
 #: Bond length of a species pair relative to C-C. Si-C is about 1.85 A in 3-D and
 #: 1.5-1.9 A projected. Si-Si (2.3 A) gets the same scale: a longer one would bond two

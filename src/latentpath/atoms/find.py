@@ -17,8 +17,8 @@ from latentpath.atoms.model import AtomUNet, load_model
 from latentpath.atoms.pixel_size import GRAPHENE_D100_A, estimate_pixel_size
 from latentpath.atoms.segment import model_shape, segment, to_input_pixels
 from latentpath.device import resolve_device
+from latentpath.graph import CC_BOND_A
 from latentpath.io import Movie, validate_movie
-from latentpath.synth.sheet import CC_BOND_A
 
 MIN_FRAME_A = 12.0
 """Smallest field of view worth segmenting: a few bond lengths of context."""

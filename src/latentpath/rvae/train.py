@@ -191,6 +191,7 @@ def fit_rvae(
     out_dir.mkdir(parents=True, exist_ok=True)
     terms = torch.compile(_loss_terms, dynamic=True) if compile else _loss_terms
     n_latents = 3 + latent_dim
+    bf16 = precision == "bfloat16"
     for epoch in range(state["epoch"] + 1, epochs + 1):
         # A tensor, not a float, so that a KL warm-up does not recompile every epoch.
         kl_weight = torch.tensor(min(1.0, epoch / kl_warmup_epochs) if kl_warmup_epochs
@@ -204,7 +205,6 @@ def fit_rvae(
                       leave=False):
             x = model.normalize(_batch(data, shuffled[b:b + batch_size], device))
             eps = torch.randn((len(x), n_latents), generator=gen, device=device)
-            bf16 = precision == "bfloat16"
             try:
                 rec, kl = terms(model, x, eps, kl_weight, bf16)
             except Exception as err:  # torch.compile fails lazily, at the first call

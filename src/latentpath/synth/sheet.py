@@ -19,10 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from latentpath.graph import planar_faces
-
-CC_BOND_A = 1.42
-"""Carbon-carbon bond length of graphene, angstrom."""
+from latentpath.graph import CC_BOND_A, planar_faces
 
 SI_C_BOND_3FOLD_A = 1.77
 SI_C_BOND_4FOLD_A = 1.85
