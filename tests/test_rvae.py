@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import MOTIFS, SMALL
 from scipy.spatial import cKDTree
 
 from latentpath.rvae import (
@@ -20,24 +21,6 @@ from latentpath.rvae import (
     load_rvae,
 )
 from latentpath.synth.motifs import synth_motif_windows
-
-SMALL = {"hidden": 32, "layers": 2, "batch_size": 32, "lr": 3e-3, "device": "cpu",
-         "precision": "float32", "compile": False, "progress": False}
-MOTIFS = {"window_px": 16, "pixel_size_A": 0.3125, "seed": 0}
-
-
-@pytest.fixture(scope="module")
-def rings():
-    return synth_motif_windows(1200, **MOTIFS)
-
-
-@pytest.fixture(scope="module")
-def trained(rings, tmp_path_factory):
-    windows, _ = rings
-    out = tmp_path_factory.mktemp("rvae") / "model"
-    history = fit_rvae(windows, out, epochs=40, seed=0, **{**SMALL, "hidden": 64,
-                                                           "layers": 3, "batch_size": 50})
-    return out, history
 
 
 def test_decoder_takes_latents_in_every_layer():

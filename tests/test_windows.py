@@ -77,3 +77,27 @@ def test_sampling_per_frame_and_species_is_seeded():
     assert sample_points(points, None) is points
     with pytest.raises(ValueError, match="no column"):
         sample_points(points.drop(columns="species"), {"C": 1})
+
+
+def test_step_resamples_a_window_of_fixed_extent():
+    frame = _gaussian_frame(20.0, 20.0)
+    points = pd.DataFrame({"y": [20.0], "x": [20.0]})
+    fine, _ = cut_windows(frame, points, 17, step_px=1.0)
+    coarse, _ = cut_windows(frame, points, 9, step_px=2.0)
+    # Every second sample of the fine window is a sample of the coarse one.
+    assert np.allclose(coarse[0], fine[0][::2, ::2], atol=1e-6)
+    _, table = cut_windows(frame, points.assign(y=5.0), 9, step_px=2.0)
+    assert len(table) == 0
+    with pytest.raises(ValueError, match="step_px"):
+        cut_windows(frame, points, 9, step_px=0)
+
+
+def test_circular_taper_keeps_the_centre_and_drops_the_corners():
+    from latentpath.windows import circular_taper
+
+    taper = circular_taper(24)
+    assert taper.shape == (24, 24) and taper.dtype == np.float32
+    assert taper[11:13, 11:13].min() == 1 and taper[0, 0] == 0
+    assert np.allclose(taper, taper.T) and np.allclose(taper, taper[::-1])
+    with pytest.raises(ValueError, match="flat"):
+        circular_taper(24, flat=1.2)

@@ -82,9 +82,58 @@ def _demo(args: argparse.Namespace) -> None:
                                   seed=args.seed, mode="tip", overwrite=args.overwrite)
     check_writable(_stem_outputs(_npz_path(stem_args.out))
                    + _pfm_outputs(_npz_path(pfm_args.out)), overwrite=args.overwrite)
-    _synth_stem(stem_args)
+    run = out / "stem-run"
+    check_writable([run / "config.json"], overwrite=args.overwrite)
+    npz = _synth_stem(stem_args)
     _synth_pfm(pfm_args)
-    print(f"demo written to {out}/ (figures: stem.png, pfm.png)")
+    print(f"STEM pipeline on {npz} -> {run}/")
+    _run_stem_and_summarise(str(npz), run, _stem_config(args), truth=npz,
+                            overwrite=args.overwrite)
+    print(f"demo written to {out}/ (truth figures stem.png, pfm.png; run figures in "
+          f"{run}/figures/; score it with: latentpath evaluate {run})")
+
+
+def _stem_config(args: argparse.Namespace):
+    from latentpath.pipeline import StemConfig
+
+    values = {}
+    for name in ("pixel_size_A", "channel", "self_train_frames", "window_A", "window_px",
+                 "epochs", "hidden", "layers", "map_points", "device", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
+        if getattr(args, name, None) is not None:
+            chosen = getattr(args, name)
+            values.setdefault("atoms_per_frame", {"C": 60, "Si": None})[key] = (
+                None if chosen < 0 else chosen)
+    if getattr(args, "hollow_per_frame", None) is not None:
+        values["hollow_per_frame"] = None if args.hollow_per_frame < 0 else args.hollow_per_frame
+    if getattr(args, "compile", True) is False:
+        values["compile"] = False
+    return StemConfig.from_dict(values)
+
+
+def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None,
+                            overwrite: bool) -> None:
+    from latentpath.pipeline import run_stem
+
+    result = run_stem(movie, out, config, truth=truth, overwrite=overwrite)
+    atoms = result["atoms"]
+    print(f"{len(atoms)} atoms in {atoms.frame.nunique()} frames, {len(result['rings'])} rings")
+    for kind in ("atom", "hollow"):
+        latents, space = result[f"latents_{kind}"], result[f"map_{kind}"]
+        top = space.classes()
+        top = top[top.structure != "unphysical"].head(5)
+        print(f"{kind}-centred: {len(latents)} windows; chemical-space map: "
+              f"{space.physical.mean():.0%} physical; structures "
+              + ", ".join(f"{r.structure} {r.share:.0%}" for r in top.itertuples()))
+    print(f"run -> {out}/ in {result['total_s']:.0f} s (figures in {out}/figures/)")
+
+
+def _stem(args: argparse.Namespace) -> None:
+    _run_stem_and_summarise(args.movie, Path(args.out), _stem_config(args), truth=args.truth,
+                            overwrite=args.overwrite)
 
 
 def _atoms(args: argparse.Namespace) -> None:
@@ -128,26 +177,65 @@ def _atoms(args: argparse.Namespace) -> None:
           f"in {time.perf_counter() - start:.1f} s")
 
 
+def _print_scores(scores: dict) -> None:
+    for key, value in scores.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:>32}: {shown}")
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from latentpath.evaluate import score_atoms
     from latentpath.io import read_table, write_json
     from latentpath.synth import read_synth_stem
 
+    target = Path(args.target)
+    if target.is_dir():
+        _evaluate_run(args, target)
+        return
+    if not args.truth:
+        raise ValueError("--truth is required to score an atom table")
     truth = read_synth_stem(args.truth)
-    found = read_table(args.atoms)
+    found = read_table(target)
     missing = {"frame", "y", "x", "species"} - set(found.columns)
     if missing:
-        raise ValueError(f"{args.atoms}: not an atom table (missing {sorted(missing)})")
+        raise ValueError(f"{target}: not an atom table (missing {sorted(missing)})")
     scores = score_atoms(found, truth.atoms, pixel_size_A=truth.pixel_size_A,
                          match_radius_A=args.match_radius, frames_table=truth.frames,
                          image_shape=truth.movie.shape[1:])
-    for key, value in scores.items():
-        print(f"{key:>28}: {value:.4f}")
+    _print_scores(scores)
     if args.out:
-        write_json({"atoms": str(args.atoms), "truth": str(args.truth),
+        write_json({"atoms": str(target), "truth": str(args.truth),
                     "match_radius_A": args.match_radius, **scores}, args.out,
                    overwrite=args.overwrite)
         print(f"scores -> {args.out}")
+
+
+def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
+    from latentpath.evaluate import score_atoms, score_chemical_space
+    from latentpath.io import write_json
+    from latentpath.pipeline import read_stem_run
+    from latentpath.synth import read_synth_stem
+
+    run = read_stem_run(run_dir)
+    truth_path = args.truth or run["config"].get("truth")
+    if not truth_path:
+        raise ValueError(f"{run_dir}: the run records no synthetic truth; pass --truth")
+    truth = read_synth_stem(truth_path)
+    scores = {"atoms": score_atoms(run["atoms"], truth.atoms, pixel_size_A=truth.pixel_size_A,
+                                   match_radius_A=args.match_radius,
+                                   frames_table=truth.frames,
+                                   image_shape=truth.movie.shape[1:]),
+              "chemical_space": score_chemical_space(run, truth.atoms, truth.rings,
+                                                     pixel_size_A=truth.pixel_size_A,
+                                                     match_radius_A=args.match_radius)}
+    for part, values in scores.items():
+        print(f"{part}:")
+        _print_scores(values)
+    out = Path(args.out) if args.out else run_dir / "scores.json"
+    write_json({"run": str(run_dir), "truth": str(truth_path),
+                "match_radius_A": args.match_radius, **scores}, out,
+               overwrite=args.overwrite or not args.out)
+    print(f"scores -> {out}")
 
 
 def _rvae(args: argparse.Namespace) -> None:
@@ -199,7 +287,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="latentpath-demo",
                       help="output folder (default %(default)s)")
     _add_common(demo, frames=50, size=512)
+    demo.add_argument("--epochs", type=int, help="skip-rVAE epochs (default 40)")
     demo.set_defaults(func=_demo)
+
+    stem_run = sub.add_parser("stem", help="the full STEM pipeline on a movie")
+    stem_run.add_argument("movie", help="movie file (npy, npz, tif, h5, dm3/dm4, emd)")
+    stem_run.add_argument("--out", required=True, help="run directory")
+    stem_run.add_argument("--channel", help="dataset or channel name inside the file")
+    stem_run.add_argument("--pixel-size", dest="pixel_size_A", type=float,
+                          help="angstrom per pixel (default: from the file or the lattice)")
+    stem_run.add_argument("--self-train", dest="self_train_frames", type=int, nargs="?",
+                          const=5, metavar="N",
+                          help="fine-tune the atom finder on the first N frames (5)")
+    stem_run.add_argument("--window", dest="window_A", type=float,
+                          help="window side, angstrom (default 8)")
+    stem_run.add_argument("--window-px", type=int, help="samples per window side (24)")
+    stem_run.add_argument("--c-per-frame", type=int,
+                          help="C-centred windows per frame (60; -1 for all)")
+    stem_run.add_argument("--si-per-frame", type=int,
+                          help="Si-centred windows per frame (-1, all, by default)")
+    stem_run.add_argument("--hollow-per-frame", type=int,
+                          help="hollow-site windows per frame (40; -1 for all)")
+    stem_run.add_argument("--epochs", type=int, help="skip-rVAE epochs (40)")
+    stem_run.add_argument("--hidden", type=int, help="skip-rVAE units per layer (128)")
+    stem_run.add_argument("--layers", type=int, help="skip-rVAE layers (3)")
+    stem_run.add_argument("--map-points", type=int,
+                          help="chemical-space map points per axis (200)")
+    stem_run.add_argument("--no-compile", dest="compile", action="store_false",
+                          help="skip torch.compile of the skip-rVAE")
+    stem_run.add_argument("--truth", help="synthetic truth .npz, for 'latentpath evaluate RUN'")
+    stem_run.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    stem_run.add_argument("--seed", type=int, help="random seed (0)")
+    stem_run.add_argument("--overwrite", action="store_true",
+                          help="replace an earlier run in --out")
+    stem_run.set_defaults(func=_stem)
 
     synth = sub.add_parser("synth", help="write a synthetic movie with its ground truth")
     kinds = synth.add_subparsers(dest="kind", required=True)
@@ -270,11 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     enc.set_defaults(func=_encode)
 
     evaluate = sub.add_parser("evaluate", help="score results on synthetic data against truth")
-    evaluate.add_argument("atoms", help="atom table from 'latentpath atoms' (.csv/.parquet)")
-    evaluate.add_argument("--truth", required=True, help="synthetic movie .npz with its truth")
+    evaluate.add_argument("target", help="a run directory, or an atom table from "
+                                         "'latentpath atoms' (.csv/.parquet)")
+    evaluate.add_argument("--truth", help="synthetic movie .npz with its truth (default for a "
+                                          "run: the truth it records)")
     evaluate.add_argument("--match-radius", type=float, default=0.5,
                           help="largest distance of a detection, angstrom (default %(default)s)")
-    evaluate.add_argument("--out", help="also write the scores as JSON here")
+    evaluate.add_argument("--out", help="write the scores as JSON here (a run's default: "
+                                        "RUN/scores.json, replaced on every evaluation)")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     evaluate.set_defaults(func=_evaluate)
     return parser

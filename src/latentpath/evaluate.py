@@ -6,8 +6,6 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from latentpath.atoms.locate import drop_border
-
 HOLE_DISTANCE_A = 2.2
 """A point farther than this from every true atom lies in a hole."""
 
@@ -79,6 +77,9 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
     if "in_image" in truth:
         truth = truth[truth["in_image"]]
     if image_shape is not None and border_A > 0:
+        # Imported here: latentpath.atoms imports this module's matching.
+        from latentpath.atoms.locate import drop_border
+
         truth = drop_border(truth, image_shape, border_A / pixel_size_A)
         found = drop_border(found, image_shape, border_A / pixel_size_A)
     truth = truth.reset_index(drop=True)
@@ -117,4 +118,120 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
             amorphous = t["region"].to_numpy()[near] == "amorphous"
             n_false += int((in_hole | amorphous).sum())
         scores["false_per_10nm2_disordered"] = 10 * n_false / area_nm2 if area_nm2 else 0.0
+    return scores
+
+
+def knn_accuracy(features: np.ndarray, labels: np.ndarray, *, k: int = 5,
+                 standardize: bool = True) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy: how well ``features`` separate
+    ``labels`` (each point is classified by the majority of its k nearest others).
+
+    Parameters
+    ----------
+    features : ndarray (N, d)
+    labels : array (N,)
+    k : int
+    standardize : bool
+        Scale each feature to unit variance first, so no axis dominates the distance.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features must be (N, d) with N = len(labels) = {len(y)}, got "
+                         f"{x.shape}")
+    if len(x) <= k:
+        raise ValueError(f"need more than k = {k} points, got {len(x)}")
+    if standardize:
+        x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1)
+    _, nearest = cKDTree(x).query(x, k=k + 1)
+    # Drop each point itself (the first neighbour, or wherever it sits among ties).
+    others = np.where(nearest == np.arange(len(x))[:, None], -1, nearest)
+    classes, coded = np.unique(y, return_inverse=True)
+    votes = np.zeros((len(x), len(classes)), np.int64)
+    for col in range(k + 1):
+        valid = others[:, col] >= 0
+        np.add.at(votes, (np.flatnonzero(valid), coded[others[valid, col]]), 1)
+    return float((votes.argmax(1) == coded).mean())
+
+
+def knn_per_class(features: np.ndarray, labels: np.ndarray, *, k: int = 5) -> dict:
+    """Leave-one-out kNN recall of each class (see :func:`knn_accuracy`)."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels)
+    x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1)
+    _, nearest = cKDTree(x).query(x, k=k + 1)
+    others = np.where(nearest == np.arange(len(x))[:, None], -1, nearest)
+    classes, coded = np.unique(y, return_inverse=True)
+    votes = np.zeros((len(x), len(classes)), np.int64)
+    for col in range(k + 1):
+        valid = others[:, col] >= 0
+        np.add.at(votes, (np.flatnonzero(valid), coded[others[valid, col]]), 1)
+    right = votes.argmax(1) == coded
+    return {str(c): float(right[coded == i].mean()) for i, c in enumerate(classes)}
+
+
+def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.DataFrame, *,
+                         pixel_size_A: float, match_radius_A: float = 0.5, k: int = 5
+                         ) -> dict[str, float | str]:
+    """Accuracy of a STEM run's latent space against synthetic truth.
+
+    - Atom-centred windows: the chemical-space class at each window's encoded latent
+      point (``map_n5..map_n8``) against the true ring counts of the atom it is centred
+      on, for the three most common true structures (each, and pooled); the same for
+      the found atoms' bond graph, for reference.
+    - Hollow-site windows: leave-one-out kNN accuracy of the true ring size from
+      ``(z1, z2)`` (overall, and the mean of the per-size recalls), and the map's ring
+      size against the truth.
+
+    Parameters
+    ----------
+    run : dict
+        From :func:`latentpath.pipeline.read_stem_run`.
+    truth_atoms, truth_rings : DataFrame
+        The synthetic truth's atoms (``n5..n8``) and rings (``size``), pixels.
+    """
+    from latentpath.latent import RING_SIZES, ring_label
+
+    cols = [f"n{s}" for s in RING_SIZES]
+    scores: dict[str, float | str] = {}
+    atoms, latents = run["atoms"], run["latents_atom"]
+    pairs = match_atoms(atoms, truth_atoms, match_radius_A / pixel_size_A)
+    true_of = pd.Series(pairs.truth.to_numpy(), index=pairs.found.to_numpy())
+    matched = latents[latents.atom.isin(true_of.index)]
+    truth = truth_atoms.loc[true_of.loc[matched.atom].to_numpy(), cols].to_numpy()
+    mapped = matched[[f"map_{c}" for c in cols]].to_numpy()
+    graph = atoms.loc[matched.atom, cols].to_numpy()
+    names = np.array([ring_label(c) for c in truth])
+    common = pd.Series(names).value_counts()
+    scores["atom_windows_matched"] = float(len(matched))
+    pooled = np.isin(names, common.index[:3])
+    for rank, name in enumerate(common.index[:3], start=1):
+        sel = names == name
+        scores[f"atom_top{rank}_structure"] = name
+        scores[f"atom_top{rank}_share"] = float(sel.mean())
+        scores[f"atom_top{rank}_map_accuracy"] = float((mapped[sel] == truth[sel]).all(1).mean())
+        scores[f"atom_top{rank}_graph_accuracy"] = float((graph[sel] == truth[sel]).all(1).mean())
+    scores["atom_top3_map_accuracy"] = float((mapped[pooled] == truth[pooled]).all(1).mean())
+    scores["atom_top3_graph_accuracy"] = float((graph[pooled] == truth[pooled]).all(1).mean())
+
+    hollow = run["latents_hollow"]
+    sizes = np.full(len(hollow), -1, np.int64)
+    radius = match_radius_A / pixel_size_A
+    for frame, rows in hollow.groupby("frame").indices.items():
+        true = truth_rings[truth_rings.frame == frame]
+        if len(true) == 0:
+            continue
+        dist, near = cKDTree(true[["y", "x"]].to_numpy()).query(
+            hollow[["y", "x"]].to_numpy()[rows])
+        sizes[rows] = np.where(dist < radius, true["size"].to_numpy()[near], -1)
+    ok = sizes > 0
+    z = hollow.loc[ok, ["z1", "z2"]].to_numpy()
+    scores["hollow_windows_matched"] = float(ok.sum())
+    scores["hollow_knn_accuracy"] = knn_accuracy(z, sizes[ok], k=k)
+    per_class = knn_per_class(z, sizes[ok], k=k)
+    scores["hollow_knn_balanced_accuracy"] = float(np.mean(list(per_class.values())))
+    scores.update({f"hollow_knn_recall_{c}": v for c, v in per_class.items()})
+    map_size = np.where((hollow[[f"map_{c}" for c in cols]].to_numpy() > 0).any(1),
+                        hollow[[f"map_{c}" for c in cols]].to_numpy().argmax(1) + 5, -1)
+    scores["hollow_map_accuracy"] = float((map_size[ok] == sizes[ok]).mean())
     return scores

@@ -101,3 +101,174 @@ def figure_atoms(image: np.ndarray, atoms, path: str | Path, *, title: str = "")
     ax.set_title(title)
     ax.set_axis_off()
     return _save(fig, path)
+
+
+def _ring_patches(ax: plt.Axes, atoms, rings) -> None:
+    """Rings of one frame as translucent polygons coloured by size."""
+    from matplotlib.collections import PolyCollection
+
+    yx = atoms[["y", "x"]]
+    polygons, colours = [], []
+    for members, size in zip(rings.members, rings["size"], strict=True):
+        pts = yx.loc[list(members)].to_numpy()
+        polygons.append(pts[:, ::-1])
+        colours.append(RING_COLOURS.get(int(size), "#999999"))
+    ax.add_collection(PolyCollection(polygons, facecolors=colours, edgecolors="none",
+                                     alpha=0.35))
+
+
+def figure_run_graph(frames: np.ndarray, atoms, rings, path: str | Path) -> Path:
+    """First, middle and last frame with the found atoms and their rings by size."""
+    shown = _frames_to_show(len(frames))
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 5.8), squeeze=False)
+    for ax, t in zip(axes[0], shown, strict=True):
+        ax.imshow(frames[t], cmap="gray")
+        fa, fr = atoms[atoms.frame == t], rings[rings.frame == t]
+        _ring_patches(ax, fa, fr)
+        for species, colour, size in (("C", "c", 2), ("Si", "r", 14)):
+            sel = fa[fa.species == species]
+            ax.scatter(sel.x, sel.y, s=size, c=colour, lw=0)
+        sizes = fr["size"].value_counts().sort_index()
+        ax.set_title(f"frame {t}: {len(fa)} atoms; rings "
+                     + ", ".join(f"{k}:{v}" for k, v in sizes.items()), fontsize=9)
+        ax.set_axis_off()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.5) for c in RING_COLOURS.values()]
+    fig.legend(handles, [f"{k}-ring" for k in RING_COLOURS], loc="lower center", ncol=4)
+    return _save(fig, path)
+
+
+def figure_manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, path: str | Path, *,
+                    title: str = "") -> Path:
+    """The decoded manifold: image at (z1, z2) on a grid, z2 upwards."""
+    from latentpath.latent import mosaic
+
+    tiles = mosaic(images)
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(tiles, cmap="viridis", extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def chemical_space_rgb(counts: np.ndarray, kind: str) -> np.ndarray:
+    """RGB image of a map's 5-, 6- and 7-ring counts (red, green, blue); 8-rings add
+    to red and blue (purple); unphysical points are black."""
+    full = 3.0 if kind == "atom" else 1.0
+    c = np.clip(np.asarray(counts, np.float32), 0, None) / full
+    rgb = np.stack([c[..., 0] + 0.6 * c[..., 3], c[..., 1], c[..., 2] + 0.6 * c[..., 3]], -1)
+    rgb = np.clip(rgb, 0, 1)
+    # Points without rings (edges, isolated atoms) grey, to tell them from unphysical.
+    none = (np.asarray(counts) == 0).all(-1)
+    rgb[none] = 0.35
+    return rgb
+
+
+def figure_chemical_space(space, latents, path: str | Path, *, title: str = "") -> Path:
+    """The chemical-space map as an RGB image of ring counts, beside the map of its
+    most common structures, with the encoded windows on top."""
+    from latentpath.latent import RING_SIZES, ring_label
+
+    extent = (space.z1[0], space.z1[-1], space.z2[0], space.z2[-1])
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.8))
+    axes[0].imshow(chemical_space_rgb(space.counts, space.kind), origin="lower",
+                   extent=extent, aspect="auto", interpolation="nearest")
+    axes[0].set_title("rings at the centre: 5 red, 6 green, 7 blue, 8 purple; none grey; "
+                      "unphysical black", fontsize=9)
+    classes = space.classes()
+    top = classes.head(9)
+    flat = space.counts.reshape(-1, len(RING_SIZES))
+    code = np.full(len(flat), len(top), np.int64)
+    for k, row in enumerate(top[[f"n{s}" for s in RING_SIZES]].to_numpy()):
+        code[(flat == row).all(1)] = k
+    cmap = plt.get_cmap("tab10", len(top) + 1)
+    axes[1].imshow(code.reshape(space.counts.shape[:2]), origin="lower", extent=extent,
+                   aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(top) + 0.5,
+                   interpolation="nearest")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(top) + 1)]
+    names = [f"{ring_label(r)} ({s:.0%})" for r, s in
+             zip(top[[f"n{s}" for s in RING_SIZES]].to_numpy(), top.share, strict=True)]
+    axes[1].legend(handles, [*names, "other"], loc="center left", bbox_to_anchor=(1.01, 0.5),
+                   fontsize=8)
+    axes[1].set_title("structures", fontsize=9)
+    for ax in axes:
+        ax.scatter(latents.z1, latents.z2, s=1, c="w", alpha=0.4, lw=0)
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+        ax.set_xlabel("z1")
+        ax.set_ylabel("z2")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def figure_latents(latents, labels, path: str | Path, *, title: str = "") -> Path:
+    """Encoded windows in the (z1, z2) plane, coloured by the structure the bond graph
+    of the found atoms gives them (the most common eight named)."""
+    labels = np.asarray(labels).astype(str)
+    counts = {k: v for k, v in zip(*np.unique(labels, return_counts=True), strict=True)}
+    top = sorted(counts, key=counts.get, reverse=True)[:8]
+    fig, ax = plt.subplots(figsize=(8, 7))
+    other = ~np.isin(labels, top)
+    ax.scatter(latents.z1[other], latents.z2[other], s=3, c="#cccccc", lw=0,
+               label=f"other ({other.sum()})")
+    cmap = plt.get_cmap("tab10")
+    for k, name in enumerate(top):
+        sel = labels == name
+        ax.scatter(latents.z1[sel], latents.z2[sel], s=4, color=cmap(k), lw=0,
+                   label=f"{name} ({sel.sum()})")
+    ax.legend(markerscale=3, fontsize=8, loc="best")
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def figure_encoded(frame: np.ndarray, windows, path: str | Path, *, radius_px: float,
+                   title: str = "") -> Path:
+    """A frame beside its windows' z1 and z2 drawn at their centres."""
+    from latentpath.latent import encoded_image
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6))
+    axes[0].imshow(frame, cmap="gray")
+    axes[0].set_title("frame")
+    for ax, name in zip(axes[1:], ("z1", "z2"), strict=True):
+        ax.imshow(frame, cmap="gray", alpha=0.5)
+        img = ax.imshow(encoded_image(frame.shape, windows, windows[name].to_numpy(),
+                                      radius_px=radius_px), cmap="coolwarm")
+        fig.colorbar(img, ax=ax, fraction=0.046)
+        ax.set_title(name)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def stem_run_figures(frames: np.ndarray, result: dict, folder: str | Path, *,
+                     pixel_size_A: float) -> list[Path]:
+    """All figures of a STEM run (see :func:`latentpath.pipeline.run_stem`)."""
+    from latentpath.latent import ring_label
+
+    folder = Path(folder)
+    atoms, rings = result["atoms"], result["rings"]
+    paths = [figure_run_graph(frames, atoms, rings, folder / "graph.png")]
+    for kind in ("atom", "hollow"):
+        latents, space = result[f"latents_{kind}"], result[f"map_{kind}"]
+        m1, m2, images = result[f"manifold_{kind}"]
+        what = "atom-centred" if kind == "atom" else "hollow-site-centred"
+        paths.append(figure_manifold(images, m1, m2, folder / f"{kind}_manifold.png",
+                                     title=f"{what} windows: decoded latent manifold"))
+        paths.append(figure_chemical_space(space, latents, folder / f"{kind}_chemical_space.png",
+                                           title=f"{what} windows: chemical-space map"))
+        if kind == "atom":
+            counts = atoms.loc[latents.atom, ["n5", "n6", "n7", "n8"]].to_numpy()
+            graph = [ring_label(c) for c in counts]
+        else:
+            graph = [f"{s}-ring" for s in latents["size"]]
+        paths.append(figure_latents(latents, graph, folder / f"{kind}_latents.png",
+                                    title=f"{what} windows, coloured by the bond graph"))
+        t = int(latents.frame.iloc[0])
+        paths.append(figure_encoded(frames[t], latents[latents.frame == t],
+                                    folder / f"{kind}_encoded.png",
+                                    radius_px=0.7 / pixel_size_A,
+                                    title=f"{what} windows of frame {t}, encoded"))
+    return paths

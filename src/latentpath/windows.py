@@ -22,7 +22,8 @@ EDGE_MODES = ("skip", "reflect", "nearest", "constant")
 
 
 def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
-                edge: str = "skip", order: int = 1, out: str | os.PathLike | None = None,
+                step_px: float = 1.0, edge: str = "skip", order: int = 1,
+                out: str | os.PathLike | None = None,
                 overwrite: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
     """Cut a ``window_px`` x ``window_px`` patch centred on every point.
 
@@ -34,7 +35,11 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
         ``frame, y, x`` in pixels (``frame`` may be left out for a single image);
         other columns are carried into the window table.
     window_px : int
-        Side of the patches, pixels.
+        Side of the patches, in samples.
+    step_px : float
+        Distance between neighbouring samples, pixels of ``images``: 1 cuts the pixels
+        as they are; other steps resample, so that a window of a fixed size in
+        angstrom becomes ``window_px`` samples whatever the pixel size.
     edge : {"skip", "reflect", "nearest", "constant"}
         Points whose patch runs off the frame are dropped ("skip"), or the frame is
         extended by reflection, by its edge pixels, or with zeros.
@@ -59,6 +64,8 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
         raise ValueError(f"images must have shape (T, H, W) or (H, W), got {np.shape(images)}")
     if int(window_px) != window_px or window_px < 2:
         raise ValueError(f"window_px must be an integer of at least 2, got {window_px}")
+    if not (np.isfinite(step_px) and step_px > 0):
+        raise ValueError(f"step_px must be a positive number of pixels, got {step_px}")
     if edge not in EDGE_MODES:
         raise ValueError(f"edge must be one of {EDGE_MODES}, got {edge!r}")
     if order not in (0, 1, 3):
@@ -75,7 +82,7 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
                         or not np.equal(np.mod(frames, 1), 0).all()):
         raise ValueError(f"points refer to frames outside 0..{len(stack) - 1}")
     frames = frames.astype(np.int64)
-    half = (window_px - 1) / 2
+    half = (window_px - 1) / 2 * step_px
     keep = np.ones(len(points), bool)
     if edge == "skip":
         h, w = stack.shape[1:]
@@ -91,7 +98,7 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
         windows = open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
     else:
         windows = np.empty(shape, np.float32)
-    offsets = np.arange(window_px) - half
+    offsets = (np.arange(window_px) - (window_px - 1) / 2) * step_px
     # Skipped points never reach the border; the mode only matters for the others.
     mode = "nearest" if edge == "skip" else edge
     for t in np.unique(frames[idx]):
@@ -152,3 +159,24 @@ def sample_points(points: pd.DataFrame, per_frame: dict[str, int | None] | int |
             chosen.append(rng.choice(group.index.to_numpy(), int(n), replace=False))
     index = np.concatenate(chosen) if chosen else np.zeros(0, points.index.dtype)
     return points.loc[points.index.isin(index)]
+
+
+def circular_taper(window_px: int, *, flat: float = 0.8, edge: float = 1.0) -> np.ndarray:
+    """A round weight for square windows: 1 within ``flat`` of the half-width, falling
+    smoothly (cosine) to 0 at ``edge`` of it, 0 in the corners.
+
+    Multiplying windows by it keeps what lies around the centre and drops the corners,
+    which turn in and out of a square window as the structure rotates: the rVAE's
+    rotation latent then has a round field of view to turn.
+
+    Returns
+    -------
+    ndarray (window_px, window_px), float32
+    """
+    if not 0 <= flat < edge:
+        raise ValueError(f"need 0 <= flat < edge, got flat={flat}, edge={edge}")
+    half = (window_px - 1) / 2
+    yy, xx = np.mgrid[:window_px, :window_px]
+    r = np.hypot(yy - half, xx - half) / max(half, 1e-9)
+    ramp = np.clip((r - flat) / (edge - flat), 0, 1)
+    return (0.5 * (1 + np.cos(np.pi * ramp))).astype(np.float32)

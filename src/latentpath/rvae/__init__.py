@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentpath.device import has_fast_bfloat16
 from latentpath.modelfiles import ModelFileError
 from latentpath.rvae.files import load_rvae, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
@@ -70,8 +71,8 @@ def encode(model: SkipRVAE, windows: np.ndarray, *, batch_size: int = 1024,
 
 @torch.no_grad()
 def decode(model: SkipRVAE, z: np.ndarray, *, angle: float | np.ndarray = 0.0,
-           shift: tuple[float, float] | np.ndarray = (0.0, 0.0), batch_size: int = 1024
-           ) -> np.ndarray:
+           shift: tuple[float, float] | np.ndarray = (0.0, 0.0), size: int | None = None,
+           precision: str = "float32", batch_size: int = 1024) -> np.ndarray:
     """Images of content latents, upright and centred unless an angle or shift is given.
 
     Parameters
@@ -81,27 +82,41 @@ def decode(model: SkipRVAE, z: np.ndarray, *, angle: float | np.ndarray = 0.0,
         Rotation, radians.
     shift : (dx, dy) or ndarray (M, 2)
         Translation, window half-widths.
+    size : int, optional
+        Side of the decoded images, pixels: the window's field of view sampled on a
+        ``size`` x ``size`` grid (default: the training windows' side w). A coarser
+        grid is cheaper where only the atoms' positions matter.
+    precision : {"float32", "bfloat16", "auto"}
+        "bfloat16" runs the decoder under bfloat16 autocast (about 3 significant
+        digits, 2-3x faster where the device has native bfloat16); "auto" takes it
+        there, for bulk work such as latent maps.
 
     Returns
     -------
-    ndarray (M, w, w), float32
+    ndarray (M, s, s), float32
         In the units of the training windows.
     """
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))
     if z.shape[1] != model.config.latent_dim:
         raise ValueError(f"z has {z.shape[1]} latents, the model has "
                          f"{model.config.latent_dim}")
+    if size is not None and (int(size) != size or size < 2):
+        raise ValueError(f"size must be an integer of at least 2, got {size}")
+    if precision not in ("float32", "bfloat16", "auto"):
+        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'auto', got {precision!r}")
     m = len(z)
     angles = np.broadcast_to(np.asarray(angle, dtype=np.float32), (m,))
     shifts = np.broadcast_to(np.asarray(shift, dtype=np.float32), (m, 2))
     device = next(model.parameters()).device
+    bfloat16 = precision == "bfloat16" or (precision == "auto" and has_fast_bfloat16(device))
     model.eval()
     out = []
     for start in range(0, m, batch_size):
         sl = slice(start, start + batch_size)
-        img = model.decode(torch.from_numpy(z[sl]).to(device),
-                           torch.tensor(angles[sl], device=device),
-                           torch.tensor(shifts[sl], device=device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
+            img = model.decode(torch.from_numpy(z[sl]).to(device),
+                               torch.tensor(angles[sl], device=device),
+                               torch.tensor(shifts[sl], device=device), size=size).float()
         if model.config.loss == "bce":
             img = torch.sigmoid(img)
         out.append((img * model.config.scale + model.config.offset).cpu().numpy())

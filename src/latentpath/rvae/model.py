@@ -80,6 +80,13 @@ class RVAEConfig:
             raise ValueError(f"scale must be positive, got {self.scale}")
 
 
+def _grid(size: int) -> torch.Tensor:
+    """Pixel centres of an s x s image as (x, y) rows in [-1, 1]."""
+    axis = torch.linspace(-1, 1, size)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([xx, yy], -1).reshape(-1, 2)
+
+
 class SkipRVAE(nn.Module):
     """Encoder MLP -> (angle, dx, dy, z); coordinate decoder with latent skips."""
 
@@ -98,9 +105,7 @@ class SkipRVAE(nn.Module):
         self.latent_in = nn.ModuleList(nn.Linear(k, h, bias=False) for _ in range(n_skips))
         self.out = nn.Linear(h, 1)
         self._init_decoder()
-        axis = torch.linspace(-1, 1, c.window_px)
-        yy, xx = torch.meshgrid(axis, axis, indexing="ij")
-        self.register_buffer("grid", torch.stack([xx, yy], -1).reshape(-1, 2), persistent=False)
+        self.register_buffer("grid", _grid(c.window_px), persistent=False)
 
     def _init_decoder(self) -> None:
         # PyTorch's default init shrinks activations by about sqrt(3) per tanh layer, and
@@ -128,12 +133,19 @@ class SkipRVAE(nn.Module):
         mu, log_sd = self.encoder(x.flatten(1)).chunk(2, dim=1)
         return mu, (2 * log_sd).clamp(-12, 8)
 
-    def decode(self, z: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        """Content latents (N, k), angle (N,) radians, shift (N, 2) -> images (N, w, w)
-        in normalised units (logits for the BCE loss)."""
+    def decode(self, z: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor,
+               size: int | None = None) -> torch.Tensor:
+        """Content latents (N, k), angle (N,) radians, shift (N, 2) -> images (N, s, s)
+        in normalised units (logits for the BCE loss).
+
+        The decoder is a function of continuous coordinates: ``size`` samples the same
+        field of view on an s x s grid (default: the training windows' w).
+        """
+        s = self.config.window_px if size is None else size
+        grid = self.grid if s == self.config.window_px else _grid(s).to(self.grid.device)
         cos, sin = torch.cos(angle), torch.sin(angle)
         rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-        coords = self.grid[None] @ rot.transpose(1, 2) + shift[:, None, :]
+        coords = grid[None] @ rot.transpose(1, 2) + shift[:, None, :]
         skips = [proj(z)[:, None, :] for proj in self.latent_in]
         if self.config.skip == "latent":
             a = torch.tanh(self.coord_in(coords) + skips[0])
@@ -146,8 +158,7 @@ class SkipRVAE(nn.Module):
             a = first
             for layer in self.hidden_layers:
                 a = torch.tanh(layer(a)) + first
-        w = self.config.window_px
-        return self.out(a).reshape(-1, w, w)
+        return self.out(a).reshape(-1, s, s)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

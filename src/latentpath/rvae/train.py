@@ -93,6 +93,7 @@ def fit_rvae(
     epochs: int = 20,
     batch_size: int = 100,
     lr: float = 1e-4,
+    kl_weight: float = 1.0,
     kl_warmup_epochs: int = 0,
     val_fraction: float = 0.1,
     seed: int = 0,
@@ -115,8 +116,13 @@ def fit_rvae(
         See :class:`~latentpath.rvae.model.RVAEConfig`.
     epochs, batch_size, lr : int, int, float
         Adam schedule.
+    kl_weight : float
+        Weight of the KL term (beta; 1 is the plain VAE). Below 1 the latents carry
+        more detail and reconstructions are sharper, at the price of a less regular
+        latent space.
     kl_warmup_epochs : int
-        The KL weight ramps linearly from 0 to 1 over these epochs (0: always 1).
+        The KL weight ramps linearly from 0 to ``kl_weight`` over these epochs (0: no
+        ramp).
     val_fraction : float
         Share of windows held out for the validation loss.
     seed : int
@@ -146,6 +152,8 @@ def fit_rvae(
     data = open_windows(windows)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    if not (np.isfinite(kl_weight) and kl_weight > 0):
+        raise ValueError(f"kl_weight must be a positive number, got {kl_weight}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
     out_dir = Path(out_dir)
@@ -180,7 +188,8 @@ def fit_rvae(
     val_idx, train_idx = order[:n_val], order[n_val:]
     settings = {"n_windows": len(data), "window_px": data.shape[1], "seed": seed,
                 "batch_size": batch_size, "val_fraction": val_fraction,
-                "kl_warmup_epochs": kl_warmup_epochs, "precision": precision,
+                "kl_weight": kl_weight, "kl_warmup_epochs": kl_warmup_epochs,
+                "precision": precision,
                 "compile": bool(compile)}
     state = {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings}
     if resume and (out_dir / "checkpoint.json").exists():
@@ -194,8 +203,8 @@ def fit_rvae(
     bf16 = precision == "bfloat16"
     for epoch in range(state["epoch"] + 1, epochs + 1):
         # A tensor, not a float, so that a KL warm-up does not recompile every epoch.
-        kl_weight = torch.tensor(min(1.0, epoch / kl_warmup_epochs) if kl_warmup_epochs
-                                 else 1.0, device=device)
+        beta = torch.tensor(kl_weight * (min(1.0, epoch / kl_warmup_epochs)
+                                         if kl_warmup_epochs else 1.0), device=device)
         model.train()
         start = time.perf_counter()
         shuffled = np.random.default_rng([seed, epoch]).permutation(train_idx)
@@ -206,20 +215,20 @@ def fit_rvae(
             x = model.normalize(_batch(data, shuffled[b:b + batch_size], device))
             eps = torch.randn((len(x), n_latents), generator=gen, device=device)
             try:
-                rec, kl = terms(model, x, eps, kl_weight, bf16)
+                rec, kl = terms(model, x, eps, beta, bf16)
             except Exception as err:  # torch.compile fails lazily, at the first call
                 if terms is _loss_terms:
                     raise
                 warnings.warn(f"torch.compile failed, training without it: "
                               f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=2)
                 terms = _loss_terms
-                rec, kl = terms(model, x, eps, kl_weight, bf16)
+                rec, kl = terms(model, x, eps, beta, bf16)
             optimizer.zero_grad()
             (rec + kl).backward()
             optimizer.step()
             sums += [float(rec.detach()) * len(x), float(kl.detach()) * len(x)]
         seconds = time.perf_counter() - start
-        val = _validation_loss(model, data, val_idx, batch_size, device, seed)
+        val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight)
         row = {"epoch": epoch, "train_loss": sums.sum() / len(shuffled),
                "train_recon": sums[0] / len(shuffled), "train_kl": sums[1] / len(shuffled),
                "val_loss": val, "seconds": seconds, "windows_per_s": len(shuffled) / seconds}
@@ -239,7 +248,7 @@ def fit_rvae(
 
 @torch.no_grad()
 def _validation_loss(model: SkipRVAE, data: np.ndarray, idx: np.ndarray, batch_size: int,
-                     device: torch.device, seed: int) -> float:
+                     device: torch.device, seed: int, kl_weight: float = 1.0) -> float:
     """Loss on held-out windows with a fixed noise draw, so epochs compare fairly."""
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed + 1)
@@ -247,6 +256,6 @@ def _validation_loss(model: SkipRVAE, data: np.ndarray, idx: np.ndarray, batch_s
     for b in range(0, len(idx), batch_size):
         x = model.normalize(_batch(data, idx[b:b + batch_size], device))
         recon, mu, logvar = model(x, generator=gen)
-        rec, kl = model.loss(x, recon, mu, logvar)
+        rec, kl = model.loss(x, recon, mu, logvar, kl_weight)
         total += float(rec + kl) * len(x)
     return total / len(idx)

@@ -1,0 +1,83 @@
+"""Chemical-space map speed: a 200 x 200 grid of latents -> decoded images -> atoms ->
+one bond graph -> rings at each image's centre.
+
+    python benchmarks/bench_latent_map.py [--points 200 --hidden 128 --layers 3]
+
+The model is a skip-rVAE trained briefly on hollow-site ring windows of 24 px (so the
+decoded images hold real rings and the graph work is realistic); the timing covers
+decoding (bfloat16 where the CPU has it), blob finding and the graph, split by stage.
+Target (issue: chemical space): a 200 x 200 map in at most 60 s on the 2-core CPU.
+The published notebook decodes and analyses one grid point at a time; the last line
+times that way on a sample of points, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import machine_line  # benchmarks/common.py, beside this script
+
+from latentpath.graph import CC_BOND_A
+from latentpath.latent import (
+    _plane,
+    centre_rings,
+    chemical_space_map,
+    find_decoded_atoms,
+    latent_grid,
+)
+from latentpath.rvae import decode, encode, fit_rvae, load_rvae
+from latentpath.synth.motifs import synth_motif_windows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=200)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--window-px", type=int, default=24)
+    parser.add_argument("--one-by-one", type=int, default=200,
+                        help="points timed one at a time, as the published notebook does")
+    args = parser.parse_args()
+    print(machine_line())
+    pixel_A = 8.0 / (args.window_px - 1)
+    windows, _ = synth_motif_windows(2000, window_px=args.window_px, pixel_size_A=pixel_A,
+                                     ring_sizes=(5, 6, 7, 8), seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        fit_rvae(windows, Path(tmp) / "m", hidden=args.hidden, layers=args.layers, epochs=8,
+                 lr=1e-3, seed=0, progress=False)
+        model = load_rvae(Path(tmp) / "m")
+    z1, z2 = latent_grid(encode(model, windows), args.points)
+    bond_px = CC_BOND_A / pixel_A
+    start = time.perf_counter()
+    space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind="hollow")
+    total = time.perf_counter() - start
+    z = _plane(z1, z2, model.config.latent_dim)[:4096]
+    t0 = time.perf_counter()
+    images = decode(model, z, precision="auto", batch_size=4096)
+    t1 = time.perf_counter()
+    atoms = find_decoded_atoms(images)
+    t2 = time.perf_counter()
+    centre_rings(atoms, len(images), args.window_px, bond_px, kind="hollow")
+    t3 = time.perf_counter()
+    share = np.array([t1 - t0, t2 - t1, t3 - t2])
+    share = share / share.sum()
+    n = args.points**2
+    print(f"{args.points} x {args.points} map ({n} decoded {args.window_px} px images, "
+          f"decoder {args.layers} x {args.hidden}): {total:.1f} s (target 60 s); "
+          f"decode {share[0]:.0%}, blobs {share[1]:.0%}, graph {share[2]:.0%}; "
+          f"{space.physical.mean():.0%} of the map physical")
+    t0 = time.perf_counter()
+    for row in z[: args.one_by_one]:
+        image = decode(model, row[None], precision="float32")
+        centre_rings(find_decoded_atoms(image), 1, args.window_px, bond_px, kind="hollow")
+    each = (time.perf_counter() - t0) / args.one_by_one
+    print(f"one point at a time: {each * 1e3:.1f} ms per point -> {each * n:.0f} s for the "
+          f"map ({each * n / total:.0f}x slower)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,427 @@
+"""Latent maps: what each point of a trained skip-rVAE's content-latent plane means.
+
+- :func:`manifold` decodes a grid of ``(z1, z2)`` into images (the method's Fig. 2a, 4a).
+- :func:`chemical_space_map` decodes every point of a fine grid, finds the atoms in
+  each decoded image (intensity above 0.5 of the normalised image), builds one bond
+  graph over all images at once and counts the 5-, 6-, 7- and 8-rings at the image
+  centre: around the centre atom for atom-centred windows, the ring holding the centre
+  for hollow-site windows; -1 marks unphysical images (Fig. 2c-e, 3b, 4b). The
+  published notebook decodes and analyses one grid point at a time; here decoding is
+  batched and the graph work is vectorised over all images.
+- :func:`encoded_image` paints each window's latent value at its place on its frame.
+- :func:`labels_at` reads the map's class at each window's encoded latent point.
+
+Content latents are called ``z1, z2`` as in the latent tables of
+:func:`latentpath.rvae.encode`. Decoded images are in the units of the training
+windows; pixel distances here are in pixels of the decoded images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from tqdm.auto import tqdm
+
+from latentpath.graph import find_bonds, find_rings, ring_at_points, ring_counts
+from latentpath.rvae import SkipRVAE, decode
+
+#: Ring sizes of the chemical-space map, in the order of its ``counts`` axis.
+RING_SIZES = (5, 6, 7, 8)
+#: Class of an unphysical decoded image.
+UNPHYSICAL = -1
+KINDS = ("atom", "hollow")
+
+
+def latent_grid(latents: pd.DataFrame, n: int, *, columns: tuple[str, str] = ("z1", "z2"),
+                quantile: float = 0.005, margin: float = 0.05
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Evenly spaced values of two latents that cover the encoded windows.
+
+    Parameters
+    ----------
+    latents : DataFrame
+        Latent table with ``columns``.
+    n : int
+        Points per axis.
+    quantile : float
+        The range runs from this quantile to its complement, so a few outliers do not
+        stretch the map.
+    margin : float
+        Extra room on each side, as a share of the range.
+
+    Returns
+    -------
+    (ndarray (n,), ndarray (n,))
+        Values of the first and of the second latent, ascending.
+    """
+    if n < 2:
+        raise ValueError(f"n must be at least 2, got {n}")
+    missing = [c for c in columns if c not in latents.columns]
+    if missing:
+        raise ValueError(f"latent table has no column(s) {missing}")
+    if len(latents) == 0:
+        raise ValueError("latent table is empty")
+    axes = []
+    for c in columns:
+        values = latents[c].to_numpy(np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(f"latent column {c!r} holds NaN or infinite values")
+        lo, hi = np.quantile(values, [quantile, 1 - quantile])
+        pad = margin * max(hi - lo, 1e-6)
+        axes.append(np.linspace(lo - pad, hi + pad, n))
+    return axes[0], axes[1]
+
+
+def _plane(z1: np.ndarray, z2: np.ndarray, latent_dim: int) -> np.ndarray:
+    """Grid points (len(z2) * len(z1), latent_dim): row-major over (z2, z1), further
+    content latents at their prior mean 0."""
+    g1, g2 = np.meshgrid(np.asarray(z1, np.float32), np.asarray(z2, np.float32))
+    z = np.zeros((g1.size, latent_dim), np.float32)
+    z[:, 0], z[:, 1] = g1.ravel(), g2.ravel()
+    return z
+
+
+def _check_model(model: SkipRVAE) -> None:
+    if model.config.latent_dim < 2:
+        raise ValueError("latent maps need a model with at least 2 content latents, this "
+                         f"one has {model.config.latent_dim}")
+
+
+def manifold(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *, size: int | None = None,
+             batch_size: int = 1024) -> np.ndarray:
+    """Decoded images of a grid of content latents, upright and centred.
+
+    Parameters
+    ----------
+    model : SkipRVAE
+    z1, z2 : ndarray (n1,), (n2,)
+        Values of the first two content latents (others are 0).
+    size : int, optional
+        Side of each decoded image, pixels (default: the window size).
+
+    Returns
+    -------
+    ndarray (n2, n1, s, s), float32
+        ``[i, j]`` is the image at ``(z1[j], z2[i])``.
+    """
+    _check_model(model)
+    z = _plane(z1, z2, model.config.latent_dim)
+    images = decode(model, z, size=size, batch_size=batch_size)
+    return images.reshape(len(z2), len(z1), *images.shape[1:])
+
+
+def mosaic(images: np.ndarray, gap_px: int = 1) -> np.ndarray:
+    """Tile a (n2, n1, s, s) manifold into one image, z2 increasing upwards.
+
+    Gaps are NaN, so that a figure draws them as background.
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (n2, n1, s, s), got {images.shape}")
+    n2, n1, s, _ = images.shape
+    step = s + gap_px
+    out = np.full((n2 * step - gap_px, n1 * step - gap_px), np.nan, np.float32)
+    for i in range(n2):
+        row = (n2 - 1 - i) * step
+        for j in range(n1):
+            out[row:row + s, j * step:j * step + s] = images[i, j]
+    return out
+
+
+def find_decoded_atoms(images: np.ndarray, *, threshold: float = 0.5,
+                       min_area_px: int = 2) -> pd.DataFrame:
+    """Atoms of decoded images: connected pixels above ``threshold``.
+
+    Parameters
+    ----------
+    images : ndarray (M, s, s)
+        Normalised images (atoms near 1, background near 0).
+    threshold : float
+    min_area_px : int
+        Smaller blobs are noise.
+
+    Returns
+    -------
+    DataFrame
+        ``image, y, x, area`` (pixels; position = centre weighted by the intensity
+        above the threshold).
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (M, s, s), got {images.shape}")
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = True  # 8-connected within an image, never across images
+    labels, n = ndimage.label(images > threshold, structure=structure)
+    if n == 0:
+        return pd.DataFrame({"image": np.zeros(0, np.int64), "y": np.zeros(0),
+                             "x": np.zeros(0), "area": np.zeros(0, np.int64)})
+    flat = labels.ravel()
+    on = flat > 0
+    lab = flat[on] - 1
+    # Weights fall to zero at the threshold, so the pixels that just make it in (which
+    # come in uneven sets around a sub-pixel centre) barely pull the centre.
+    weight = images.ravel()[on].astype(np.float64) - threshold
+    idx = np.flatnonzero(on)
+    img, rem = np.divmod(idx, images.shape[1] * images.shape[2])
+    yy, xx = np.divmod(rem, images.shape[2])
+    area = np.bincount(lab, minlength=n)
+    total = np.bincount(lab, weight, minlength=n)
+    table = pd.DataFrame({
+        "image": np.bincount(lab, img, minlength=n) // np.maximum(area, 1),
+        "y": np.bincount(lab, weight * yy, minlength=n) / total,
+        "x": np.bincount(lab, weight * xx, minlength=n) / total,
+        "area": area})
+    table["image"] = table["image"].astype(np.int64)
+    return table[table.area >= min_area_px].reset_index(drop=True)
+
+
+def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_px: float, *,
+                 kind: str = "atom", smeared_area_px: float | None = None,
+                 max_ring: int = 8) -> np.ndarray:
+    """Rings of each size at the centre of every image, from its atoms.
+
+    All images' atoms go into one graph (each image shifted far from the others), so
+    bonds, rings and counts are found in one vectorised pass.
+
+    Parameters
+    ----------
+    atoms : DataFrame
+        ``image, y, x, area`` from :func:`find_decoded_atoms`.
+    n_images, size_px : int
+        Number of images and their side, pixels.
+    bond_length_px : float
+        C-C bond length l in pixels of the images.
+    kind : {"atom", "hollow"}
+        "atom": rings containing the atom at the centre (within 0.4 l of it); "hollow":
+        the ring whose polygon holds the centre point.
+    smeared_area_px : float, optional
+        Blobs larger than this near the centre are smeared or merged atoms and make the
+        image unphysical; default the area of a disc of radius 0.45 l.
+
+    Returns
+    -------
+    ndarray (n_images, 4) of int
+        Counts of 5-, 6-, 7- and 8-rings (:data:`RING_SIZES`); rows of -1 for
+        unphysical images: no atom at the centre ("atom"), centre atom without a bond,
+        no ring around the centre or an atom on it ("hollow"), or smeared atoms near
+        the centre.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not bond_length_px > 0:
+        raise ValueError(f"bond_length_px must be positive, got {bond_length_px}")
+    out = np.full((n_images, len(RING_SIZES)), UNPHYSICAL, np.int64)
+    if len(atoms) == 0:
+        return out
+    centre = (size_px - 1) / 2
+    image = atoms["image"].to_numpy()
+    yx = atoms[["y", "x"]].to_numpy(np.float64)
+    r = np.hypot(yx[:, 0] - centre, yx[:, 1] - centre)
+    smeared_area = np.pi * (0.45 * bond_length_px) ** 2 if smeared_area_px is None \
+        else smeared_area_px
+    # Smeared atoms where they would change the counts: within the adjacent rings.
+    near = r < 2.5 * bond_length_px
+    bad = np.zeros(n_images, bool)
+    bad[image[near & (atoms["area"].to_numpy() > smeared_area)]] = True
+    # Lay the images side by side, far enough apart that no bond crosses between them.
+    pitch = size_px + 4 * bond_length_px
+    pos = yx + np.stack([np.zeros(len(image)), image * pitch], 1)
+    bonds = find_bonds(pos, bond_length=bond_length_px)
+    rings = find_rings(pos, bonds, max_size=max_ring)
+    if kind == "atom":
+        counts = ring_counts(len(pos), rings, sizes=RING_SIZES).to_numpy()
+        degree = np.bincount(bonds.ravel(), minlength=len(pos))
+        candidates = np.flatnonzero(r < 0.4 * bond_length_px)
+        # The atom nearest the centre of each image.
+        order = candidates[np.lexsort((r[candidates], image[candidates]))]
+        first = order[np.unique(image[order], return_index=True)[1]]
+        good = first[(degree[first] > 0) & ~bad[image[first]]]
+        out[image[good]] = counts[good]
+    else:
+        points = np.stack([np.full(n_images, centre), centre + np.arange(n_images) * pitch], 1)
+        holder = ring_at_points(points, pos, rings)
+        # A hollow site has no atom on it.
+        bad[image[r < 0.4 * bond_length_px]] = True
+        good = np.flatnonzero((holder >= 0) & ~bad)
+        sizes = rings["size"].to_numpy()[holder[good]]
+        out[good] = 0
+        for j, k in enumerate(RING_SIZES):
+            out[good[sizes == k], j] = 1
+        out[good[~np.isin(sizes, RING_SIZES)]] = UNPHYSICAL
+    return out
+
+
+def ring_label(counts: np.ndarray) -> str:
+    """Name of a structure from its ring counts: "6-6-6", "5-7-7", "6" (one 6-ring),
+    "no ring", or "unphysical"."""
+    counts = np.asarray(counts)
+    if (counts < 0).any():
+        return "unphysical"
+    parts = [str(k) for k, c in zip(RING_SIZES, counts, strict=True) for _ in range(int(c))]
+    return "-".join(parts) if parts else "no ring"
+
+
+@dataclass
+class ChemicalSpaceMap:
+    """Rings at the centre of the decoded image at every point of a latent grid.
+
+    Attributes
+    ----------
+    z1, z2 : ndarray (n1,), (n2,)
+        Grid values of the first two content latents.
+    counts : ndarray (n2, n1, 4) of int
+        5-, 6-, 7-, 8-ring counts at ``(z1[j], z2[i])``; -1 where unphysical.
+    kind : {"atom", "hollow"}
+    """
+
+    z1: np.ndarray
+    z2: np.ndarray
+    counts: np.ndarray
+    kind: str
+
+    @property
+    def physical(self) -> np.ndarray:
+        """(n2, n1) bool: the decoded image is a physical structure."""
+        return (self.counts >= 0).all(-1)
+
+    def classes(self) -> pd.DataFrame:
+        """Each distinct structure with its share of the physical map, largest first."""
+        flat = self.counts.reshape(-1, len(RING_SIZES))
+        unique, n = np.unique(flat, axis=0, return_counts=True)
+        table = pd.DataFrame(unique, columns=[f"n{k}" for k in RING_SIZES])
+        table.insert(0, "structure", [ring_label(u) for u in unique])
+        table["points"] = n
+        table["share"] = n / n.sum()
+        return table.sort_values("points", ascending=False, ignore_index=True)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"z1": self.z1, "z2": self.z2, "counts": self.counts,
+                "kind": np.array(self.kind)}
+
+    @classmethod
+    def from_arrays(cls, data: dict) -> ChemicalSpaceMap:
+        return cls(np.asarray(data["z1"]), np.asarray(data["z2"]),
+                   np.asarray(data["counts"]), str(data["kind"]))
+
+
+def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
+                       bond_length_px: float, kind: str = "atom",
+                       value_range: tuple[float, float] = (0.0, 1.0), threshold: float = 0.5,
+                       size: int | None = None, batch_size: int = 4096,
+                       progress: bool = False) -> ChemicalSpaceMap:
+    """Rings at the centre of the decoded image at every point of a latent grid.
+
+    Parameters
+    ----------
+    model : SkipRVAE
+    z1, z2 : ndarray (n1,), (n2,)
+        Grid values, e.g. from :func:`latent_grid` (200 each for the method's map).
+    bond_length_px : float
+        C-C bond length in pixels of the training windows.
+    kind : {"atom", "hollow"}
+        What the windows were centred on.
+    value_range : (float, float)
+        Intensities of background and of an atom in the training windows' units:
+        decoded images are normalised by them before thresholding (0 and 1 for
+        windows cut from the segmentation's atom probabilities).
+    threshold : float
+        Atoms are blobs above this share of the normalised intensity (the method's 0.5).
+    size : int, optional
+        Decode on an s x s grid instead of the window's w x w: fewer pixels, same
+        field of view (atoms need about 3 pixels per bond length to stay apart).
+    batch_size : int
+        Images decoded and analysed together.
+
+    Returns
+    -------
+    ChemicalSpaceMap
+    """
+    _check_model(model)
+    lo, hi = value_range
+    if not hi > lo:
+        raise ValueError(f"value_range must be (background, atom) with atom > background, "
+                         f"got {value_range}")
+    if size is not None and (int(size) != size or size < 4):
+        raise ValueError(f"size must be an integer of at least 4, got {size}")
+    w = model.config.window_px
+    s = w if size is None else int(size)
+    # The decoder's grid spans the window's field of view edge pixel to edge pixel.
+    scale = (s - 1) / (w - 1)
+    z = _plane(z1, z2, model.config.latent_dim)
+    counts = np.empty((len(z), len(RING_SIZES)), np.int64)
+    for start in tqdm(range(0, len(z), batch_size), desc="chemical-space map", unit="batch",
+                      disable=not progress):
+        images = decode(model, z[start:start + batch_size], size=s, precision="auto",
+                        batch_size=batch_size)
+        images = (images - lo) / (hi - lo)
+        atoms = find_decoded_atoms(images, threshold=threshold)
+        counts[start:start + len(images)] = centre_rings(
+            atoms, len(images), s, bond_length_px * scale, kind=kind)
+    return ChemicalSpaceMap(np.asarray(z1), np.asarray(z2),
+                            counts.reshape(len(z2), len(z1), len(RING_SIZES)), kind)
+
+
+def labels_at(space: ChemicalSpaceMap, latents: pd.DataFrame) -> pd.DataFrame:
+    """The map's class at each window's encoded ``(z1, z2)`` (nearest grid point).
+
+    Returns
+    -------
+    DataFrame
+        ``n5, n6, n7, n8, structure`` per row of ``latents`` (same index); points
+        outside the grid take the class of the nearest edge point.
+    """
+    missing = {"z1", "z2"} - set(latents.columns)
+    if missing:
+        raise ValueError(f"latent table has no column(s) {sorted(missing)}")
+    j = _nearest(space.z1, latents["z1"].to_numpy(np.float64))
+    i = _nearest(space.z2, latents["z2"].to_numpy(np.float64))
+    counts = space.counts[i, j]
+    table = pd.DataFrame(counts, columns=[f"n{k}" for k in RING_SIZES], index=latents.index)
+    unique, inverse = np.unique(counts, axis=0, return_inverse=True)
+    names = np.array([ring_label(u) for u in unique], dtype=object)
+    table["structure"] = names[inverse.ravel()] if len(counts) else []
+    return table
+
+
+def _nearest(axis: np.ndarray, values: np.ndarray) -> np.ndarray:
+    k = np.clip(np.searchsorted(axis, values), 1, len(axis) - 1)
+    return np.where(np.abs(values - axis[k - 1]) <= np.abs(axis[k] - values), k - 1, k)
+
+
+def encoded_image(shape: tuple[int, int], windows: pd.DataFrame, values: np.ndarray, *,
+                  radius_px: float) -> np.ndarray:
+    """One frame's windows drawn as discs of their latent value at their centres.
+
+    Parameters
+    ----------
+    shape : (H, W)
+        Frame size, pixels.
+    windows : DataFrame
+        ``y, x`` (pixels) of the frame's windows.
+    values : ndarray (N,)
+        The latent (or any per-window number) to draw.
+    radius_px : float
+        Disc radius; where discs overlap the nearest window wins.
+
+    Returns
+    -------
+    ndarray (H, W), float32
+        NaN away from every window.
+    """
+    values = np.asarray(values, np.float32)
+    if len(values) != len(windows):
+        raise ValueError(f"{len(values)} values for {len(windows)} windows")
+    out = np.full(shape, np.nan, np.float32)
+    if len(windows) == 0:
+        return out
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    pix = np.stack([yy.ravel(), xx.ravel()], 1)
+    dist, nearest = cKDTree(windows[["y", "x"]].to_numpy(np.float64)).query(
+        pix, distance_upper_bound=radius_px)
+    inside = np.isfinite(dist)
+    out.ravel()[inside] = values[nearest[inside]]
+    return out

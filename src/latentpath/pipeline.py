@@ -1,0 +1,407 @@
+"""The STEM pipeline, step by step, into a run directory.
+
+movie -> atoms (shipped U-Net, optional self-training) -> bond graph per frame (rings,
+ring counts per atom, hollow sites) -> atom-centred and hollow-site-centred windows cut
+from the segmentation's atom probabilities -> a skip-rVAE for each kind -> latents,
+manifold, chemical-space map, per-window classes -> figures.
+
+Every step is a plain function of arrays and tables; :func:`run_stem` chains them and
+writes::
+
+    RUN/config.json            the settings, the movie and the library version
+    RUN/atoms.parquet          frame, y, x, species, score, n5..n8, coordination
+    RUN/rings.parquet          frame, ring, size, y, x (pixels), members (atom rows)
+    RUN/<kind>/windows.npy     kind = atom | hollow: the windows (N, w, w), float32
+    RUN/<kind>/windows.parquet what each window is centred on
+    RUN/<kind>/model/          the skip-rVAE
+    RUN/<kind>/latents.parquet window table + latents + the map's class at each latent
+    RUN/<kind>/maps.npz        manifold images and chemical-space map
+    RUN/figures/*.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latentpath import __version__
+from latentpath.graph import CC_BOND_A, find_bonds, find_rings, ring_counts
+from latentpath.io import Movie, check_writable, load_movie, save_npz, write_json, write_table
+from latentpath.latent import (
+    RING_SIZES,
+    ChemicalSpaceMap,
+    chemical_space_map,
+    labels_at,
+    latent_grid,
+    manifold,
+)
+from latentpath.windows import cut_windows, sample_points
+
+KINDS = ("atom", "hollow")
+
+
+@dataclass
+class StemConfig:
+    """Settings of a STEM run. Lengths in angstrom unless named ``_px``.
+
+    Attributes
+    ----------
+    pixel_size_A : float, optional
+        Angstrom per pixel; from the file, else estimated from the lattice.
+    channel : str, optional
+        Dataset or channel inside the movie file.
+    self_train_frames : int
+        Fine-tune the segmentation on its own atoms of this many leading frames (0: no).
+    window_source : {"probability", "raw"}
+        Cut windows from the segmentation's atom probability (the method's "semantically
+        segmented contrast": atoms near 1 on 0, so the map's 0.5 threshold means what
+        it says) or from the raw frames, normalised per frame to their 1st-99.5th
+        percentiles.
+    smooth_A : float
+        Gaussian smoothing (sigma) of the atom probability map the windows are cut
+        from: the segmentation's small discs become smooth blobs, which the rVAE's
+        coordinate decoder learns far faster than sharp discs.
+    window_taper : bool
+        Weight windows by a round taper (:func:`latentpath.windows.circular_taper`):
+        the corners, which rotate in and out of a square window, are dropped.
+    window_A : float
+        Side of the windows. 8 A holds the three rings around an atom, 7- and 8-rings
+        included, and a hollow site's ring with its neighbours.
+    window_px : int
+        Samples per window side (the windows are resampled to it).
+    atoms_per_frame : dict
+        Atom-centred windows drawn per frame and species (None: all of them).
+    hollow_per_frame : int, optional
+        Hollow-site windows drawn per frame (None: all).
+    latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
+        The skip-rVAE and its training (:func:`latentpath.rvae.fit_rvae`).
+    map_points, manifold_points : int
+        Grid points per axis of the chemical-space map and of the manifold figure.
+    map_decode_px : int, optional
+        Side of the images decoded for the map (None: ``window_px``).
+    device : str
+        "auto", "cpu" or "cuda".
+    seed : int
+    """
+
+    pixel_size_A: float | None = None
+    channel: str | None = None
+    self_train_frames: int = 0
+    window_source: str = "probability"
+    smooth_A: float = 0.3
+    window_taper: bool = True
+    window_A: float = 8.0
+    window_px: int = 24
+    atoms_per_frame: dict = field(default_factory=lambda: {"C": 60, "Si": None})
+    hollow_per_frame: int | None = 40
+    latent_dim: int = 2
+    hidden: int = 128
+    layers: int = 3
+    epochs: int = 40
+    batch_size: int = 100
+    lr: float = 1e-3
+    kl_weight: float = 1.0
+    precision: str = "auto"
+    compile: bool = True
+    map_points: int = 200
+    manifold_points: int = 12
+    map_decode_px: int | None = None
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window_A <= 2 * CC_BOND_A:
+            raise ValueError(f"window_A must exceed two bond lengths ({2 * CC_BOND_A} A), "
+                             f"got {self.window_A}")
+        for name in ("window_px", "epochs", "batch_size", "map_points", "manifold_points",
+                     "latent_dim", "hidden", "layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got "
+                                 f"{getattr(self, name)}")
+        if self.latent_dim < 2:
+            raise ValueError("latent_dim must be at least 2 for the latent maps")
+        if self.window_source not in ("probability", "raw"):
+            raise ValueError(f"window_source must be 'probability' or 'raw', got "
+                             f"{self.window_source!r}")
+        if self.self_train_frames < 0:
+            raise ValueError(f"self_train_frames must be 0 or more, got "
+                             f"{self.self_train_frames}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> StemConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown STEM setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def atoms_and_probabilities(movie: Movie, config: StemConfig, *, progress: bool = True
+                            ) -> tuple[pd.DataFrame, np.ndarray, float]:
+    """Atoms of every frame and the segmentation's atom probability at the model's
+    sampling.
+
+    Returns
+    -------
+    atoms : DataFrame
+        ``frame, y, x, species, score`` (pixels of the movie).
+    probability : ndarray (T, h, w), float32
+        1 - P(background), at the model's pixel size.
+    map_pixel_A : float
+        Angstrom per pixel of ``probability``.
+    """
+    from latentpath.atoms import find_atoms, load_model, self_train
+    from latentpath.atoms.segment import segment
+    from latentpath.device import resolve_device
+
+    device = resolve_device(config.device)
+    model = load_model(device=device)
+    atoms = find_atoms(movie, pixel_size_A=config.pixel_size_A, model=model, device=device,
+                       progress=progress)
+    px = atoms.attrs["pixel_size_A"]
+    if config.self_train_frames:
+        model, _ = self_train(movie, n_frames=config.self_train_frames, pixel_size_A=px,
+                              model=model, device=device, seed=config.seed, progress=progress)
+        atoms = find_atoms(movie, pixel_size_A=px, model=model, device=device,
+                           progress=progress)
+    probs = segment(movie.data, model, pixel_size_A=px, device=device,
+                    at_input_sampling=False, progress=progress)
+    map_pixel_A = px * movie.data.shape[2] / probs.shape[3]
+    atoms.attrs["pixel_size_A"] = px
+    return atoms, 1.0 - probs[:, 0], map_pixel_A
+
+
+def window_images(movie: Movie, probability: np.ndarray, map_pixel_A: float,
+                  pixel_size_A: float, config: StemConfig) -> tuple[np.ndarray, float]:
+    """The images windows are cut from (``config.window_source``) and their pixel size,
+    angstrom."""
+    if config.window_source == "probability":
+        return atom_density(probability, config.smooth_A / map_pixel_A), map_pixel_A
+    frames = movie.data.astype(np.float32)
+    lo = np.percentile(frames, 1, axis=(1, 2), keepdims=True)
+    hi = np.percentile(frames, 99.5, axis=(1, 2), keepdims=True)
+    return (frames - lo) / np.maximum(hi - lo, 1e-12), pixel_size_A
+
+
+def cut_kind_windows(images: np.ndarray, image_pixel_A: float, movie_shape: tuple[int, ...],
+                     points: pd.DataFrame, config: StemConfig, out: Path, *,
+                     overwrite: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+    """Windows of ``config.window_A`` resampled to ``config.window_px``, centred on
+    ``points`` (pixels of the movie), into the memory-mapped ``out``; the table keeps
+    the points' movie pixels."""
+    from latentpath.windows import circular_taper
+
+    scale = images.shape[2] / movie_shape[2]
+    at = points.assign(y=(points.y + 0.5) * scale - 0.5, x=(points.x + 0.5) * scale - 0.5)
+    step_px = config.window_A / (config.window_px - 1) / image_pixel_A
+    windows, table = cut_windows(images, at, config.window_px, step_px=step_px, out=out,
+                                 overwrite=overwrite)
+    if config.window_taper:
+        windows *= circular_taper(config.window_px)
+        windows.flush()
+    table[["y", "x"]] = points[["y", "x"]].to_numpy()[table.point]
+    return windows, table.drop(columns="point")
+
+
+def atom_density(probability: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Smoothed atom probability (T, h, w), scaled so that an atom's peak is about 1."""
+    from scipy import ndimage
+
+    if sigma_px <= 0:
+        return probability.astype(np.float32)
+    smooth = ndimage.gaussian_filter(probability, (0, sigma_px, sigma_px))
+    peak = float(np.quantile(smooth[:, ::4, ::4], 0.995))
+    return (smooth / max(peak, 1e-6)).astype(np.float32)
+
+
+def frame_graphs(atoms: pd.DataFrame, pixel_size_A: float
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bonds and primitive rings of every frame's atoms.
+
+    Returns
+    -------
+    atoms : DataFrame
+        The input with ``coordination`` and ``n5..n8`` (rings each atom belongs to).
+    rings : DataFrame
+        ``frame, ring, size, y, x`` (centre of mass, pixels) and ``members`` (row
+        labels of ``atoms``).
+    """
+    atoms = atoms.copy()
+    counts = np.zeros((len(atoms), len(RING_SIZES)), np.int64)
+    coordination = np.zeros(len(atoms), np.int64)
+    ring_tables = []
+    index = atoms.index.to_numpy()
+    for frame, rows in atoms.groupby("frame").indices.items():
+        pos = atoms[["y", "x"]].to_numpy()[rows] * pixel_size_A
+        species = atoms["species"].to_numpy()[rows]
+        bonds = find_bonds(pos, species, bond_length=CC_BOND_A)
+        rings = find_rings(pos, bonds)
+        coordination[rows] = np.bincount(bonds.ravel(), minlength=len(rows))
+        counts[rows] = ring_counts(len(rows), rings, sizes=RING_SIZES).to_numpy()
+        rings["members"] = [tuple(index[rows][list(m)].tolist()) for m in rings.members]
+        rings[["y", "x"]] /= pixel_size_A
+        rings.insert(0, "frame", frame)
+        ring_tables.append(rings)
+    atoms["coordination"] = coordination
+    for j, k in enumerate(RING_SIZES):
+        atoms[f"n{k}"] = counts[:, j]
+    rings = (pd.concat(ring_tables, ignore_index=True) if ring_tables else
+             pd.DataFrame(columns=["frame", "ring", "size", "y", "x", "members"]))
+    return atoms, rings
+
+
+def window_points(atoms: pd.DataFrame, rings: pd.DataFrame, kind: str, config: StemConfig
+                  ) -> pd.DataFrame:
+    """The seeded sample of points to centre windows on: ``frame, y, x, kind`` and the
+    row of the atom (``atom``) or ring (``ring``) in its table."""
+    if kind == "atom":
+        points = atoms[["frame", "y", "x", "species"]].rename_axis("atom").reset_index()
+        points = sample_points(points, config.atoms_per_frame, by="species",
+                               seed=config.seed)
+    elif kind == "hollow":
+        points = rings[["frame", "y", "x", "size"]].rename_axis("ring").reset_index()
+        points = sample_points(points, config.hollow_per_frame, seed=config.seed)
+    else:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    points.insert(3, "kind", kind)
+    return points.reset_index(drop=True)
+
+
+def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | None = None, *,
+             truth: str | Path | None = None, overwrite: bool = False,
+             progress: bool = True) -> dict:
+    """The whole STEM pipeline on a movie, into the run directory ``out``.
+
+    Parameters
+    ----------
+    movie : path or Movie
+    out : path
+        Run directory; it must not hold an earlier run unless ``overwrite``.
+    config : StemConfig, optional
+    truth : path, optional
+        Synthetic truth (.npz) of the movie, recorded so ``latentpath evaluate RUN``
+        can score the run.
+
+    Returns
+    -------
+    dict
+        The run's tables (``atoms``, ``rings``, ``latents_atom``, ``latents_hollow``),
+        chemical-space maps (``map_atom``, ``map_hollow``) and ``out``.
+    """
+    from latentpath.report import stem_run_figures
+    from latentpath.rvae import encode, fit_rvae, load_rvae
+
+    config = StemConfig() if config is None else config
+    out = Path(out)
+    source = str(movie) if not isinstance(movie, Movie) else None
+    if not isinstance(movie, Movie):
+        movie = load_movie(movie, channel=config.channel)
+    check_writable([out / "config.json", out / "atoms.parquet"], overwrite=overwrite)
+    if overwrite:
+        for kind in KINDS:
+            _clear(out / kind)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    timings = {}
+
+    def lap(step: str, t0: float) -> float:
+        timings[step] = round(time.perf_counter() - t0, 2)
+        if progress:
+            print(f"  {step}: {timings[step]:.1f} s", flush=True)
+        return time.perf_counter()
+
+    t0 = time.perf_counter()
+    atoms, probability, map_px_A = atoms_and_probabilities(movie, config, progress=progress)
+    px = atoms.attrs["pixel_size_A"]
+    if len(atoms) == 0:
+        raise ValueError("no atoms found in the movie: nothing to analyse")
+    t0 = lap("atoms", t0)
+    atoms, rings = frame_graphs(atoms, px)
+    if len(rings) == 0:
+        raise ValueError("no rings found among the atoms: is this a 2-D atomic lattice at "
+                         f"the pixel size {px:.4g} A?")
+    write_table(atoms, out / "atoms.parquet", overwrite=overwrite)
+    write_table(rings.assign(members=[list(m) for m in rings.members]),
+                out / "rings.parquet", overwrite=overwrite)
+    t0 = lap("graph", t0)
+    source, source_px_A = window_images(movie, probability, map_px_A, px, config)
+    del probability
+    bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
+    result = {"atoms": atoms, "rings": rings, "out": out}
+    for kind in KINDS:
+        folder = out / kind
+        folder.mkdir(exist_ok=True)
+        points = window_points(atoms, rings, kind, config)
+        windows, table = cut_kind_windows(source, source_px_A, movie.data.shape, points, config,
+                                          folder / "windows.npy", overwrite=overwrite)
+        write_table(table, folder / "windows.parquet", overwrite=overwrite)
+        if len(table) < 20:
+            raise ValueError(f"only {len(table)} {kind} windows inside the frames; the movie "
+                             f"is too small for windows of {config.window_A} A")
+        t0 = lap(f"{kind} windows ({len(table)})", t0)
+        fit_rvae(windows, folder / "model", latent_dim=config.latent_dim, hidden=config.hidden,
+                 layers=config.layers, epochs=config.epochs, batch_size=config.batch_size,
+                 lr=config.lr, kl_weight=config.kl_weight, seed=config.seed, device=config.device,
+                 precision=config.precision, compile=config.compile, progress=progress)
+        model = load_rvae(folder / "model")
+        latents = encode(model, windows, table=table)
+        t0 = lap(f"{kind} skip-rVAE", t0)
+        z1, z2 = latent_grid(latents, config.map_points)
+        space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=kind,
+                                   size=config.map_decode_px, progress=progress)
+        m1, m2 = latent_grid(latents, config.manifold_points)
+        images = manifold(model, m1, m2)
+        classes = labels_at(space, latents)
+        latents = latents.join(classes.add_prefix("map_"))
+        write_table(latents, folder / "latents.parquet", overwrite=overwrite)
+        save_npz(folder / "maps.npz", {**space.to_arrays(), "manifold": images,
+                                       "manifold_z1": m1, "manifold_z2": m2},
+                 overwrite=overwrite)
+        t0 = lap(f"{kind} latent maps", t0)
+        result[f"latents_{kind}"] = latents
+        result[f"map_{kind}"] = space
+        result[f"manifold_{kind}"] = (m1, m2, images)
+    figures = stem_run_figures(movie.data, result, out / "figures", pixel_size_A=px)
+    lap("figures", t0)
+    total = round(time.perf_counter() - started, 1)
+    write_json({"pipeline": "stem", "version": __version__, "movie": source,
+                "truth": None if truth is None else str(truth), "pixel_size_A": px,
+                "window_bond_length_px": bond_px, "config": dataclasses.asdict(config),
+                "timings_s": timings, "total_s": total,
+                "figures": [str(f.relative_to(out)) for f in figures]},
+               out / "config.json", overwrite=overwrite)
+    result["total_s"] = total
+    return result
+
+
+def read_stem_run(out: str | Path) -> dict:
+    """Tables, maps and settings of a finished STEM run directory."""
+    from latentpath.io import read_table
+
+    out = Path(out)
+    if not (out / "config.json").is_file():
+        raise ValueError(f"{out} is not a finished run: no config.json")
+    record = json.loads((out / "config.json").read_text())
+    result = {"config": record, "out": out, "atoms": read_table(out / "atoms.parquet"),
+              "rings": read_table(out / "rings.parquet")}
+    for kind in KINDS:
+        result[f"latents_{kind}"] = read_table(out / kind / "latents.parquet")
+        with np.load(out / kind / "maps.npz") as data:
+            result[f"map_{kind}"] = ChemicalSpaceMap.from_arrays(dict(data))
+    return result
+
+
+def _clear(folder: Path) -> None:
+    """Remove the outputs an earlier run wrote into ``folder`` (only those)."""
+    import shutil
+
+    for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz"):
+        (folder / name).unlink(missing_ok=True)
+    if (folder / "model").is_dir():
+        shutil.rmtree(folder / "model")

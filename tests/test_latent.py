@@ -1,0 +1,159 @@
+"""Latent maps: decoded atoms, rings at the centre, the chemical-space map, labels,
+manifold and encoded images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import MOTIFS
+
+from latentpath.graph import CC_BOND_A
+from latentpath.latent import (
+    ChemicalSpaceMap,
+    centre_rings,
+    chemical_space_map,
+    encoded_image,
+    find_decoded_atoms,
+    labels_at,
+    latent_grid,
+    manifold,
+    mosaic,
+    ring_label,
+)
+from latentpath.rvae import encode, load_rvae
+
+BOND_PX = CC_BOND_A / MOTIFS["pixel_size_A"]
+
+
+def _render(atoms_yx: np.ndarray, size: int, sigma_px: float = 1.0) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    d2 = (yy[None] - atoms_yx[:, 0, None, None]) ** 2 + (xx[None] - atoms_yx[:, 1, None, None]) ** 2
+    return np.exp(-d2 / (2 * sigma_px**2)).sum(0).astype(np.float32)
+
+
+def _graphene(centre_on: str, size: int = 24, bond_px: float = 4.5, angle: float = 0.3
+              ) -> np.ndarray:
+    """Atoms (y, x) of graphene filling a size x size image, centred on an atom or on a
+    hexagon's centre."""
+    a1 = bond_px * np.sqrt(3) * np.array([1.0, 0.0])
+    a2 = bond_px * np.sqrt(3) * np.array([0.5, np.sqrt(3) / 2])
+    basis = [np.zeros(2), np.array([0.0, bond_px])]
+    ij = np.stack(np.meshgrid(np.arange(-8, 9), np.arange(-8, 9)), -1).reshape(-1, 2)
+    pts = np.concatenate([ij[:, :1] * a1 + ij[:, 1:] * a2 + b for b in basis])
+    if centre_on == "hollow":
+        pts = pts - np.array([-bond_px * np.sqrt(3) / 2, bond_px / 2])
+    c, s = np.cos(angle), np.sin(angle)
+    pts = pts @ np.array([[c, -s], [s, c]]) + (size - 1) / 2
+    return pts[((pts > -2) & (pts < size + 1)).all(1)]
+
+
+def test_decoded_atoms_are_blobs_of_each_image_alone():
+    atoms = np.array([[5.0, 5.0], [5.0, 12.0], [14.2, 9.6]])
+    images = np.stack([_render(atoms, 20), _render(atoms[:1], 20), np.zeros((20, 20))])
+    # Atoms touching the border of the next image must not merge across images.
+    images[1, -1, :] = 1.0
+    images[2, 0, :] = 1.0
+    table = find_decoded_atoms(images.astype(np.float32))
+    first = table[table.image == 0].sort_values("x")
+    assert len(first) == 3
+    assert np.allclose(np.sort(first.y.to_numpy()), [5.0, 5.0, 14.2], atol=0.1)
+    assert table.groupby("image").size().to_dict() == {0: 3, 1: 2, 2: 1}
+
+
+def test_rings_at_the_centre_of_graphene_and_of_a_pentagon():
+    size = 24
+    atom_img = _render(_graphene("atom", size), size)
+    hollow_img = _render(_graphene("hollow", size), size)
+    images = np.stack([atom_img, hollow_img])
+    found = find_decoded_atoms(images)
+    atom_counts = centre_rings(found, 2, size, 4.5, kind="atom")
+    assert atom_counts[0].tolist() == [0, 3, 0, 0]
+    assert ring_label(atom_counts[0]) == "6-6-6"
+    assert (atom_counts[1] == -1).all()  # no atom at the centre of a hexagon
+    hollow = centre_rings(found, 2, size, 4.5, kind="hollow")
+    assert hollow[1].tolist() == [0, 1, 0, 0] and ring_label(hollow[1]) == "6"
+    assert (hollow[0] == -1).all()
+
+
+def test_smeared_and_isolated_centres_are_unphysical():
+    size = 24
+    smeared = _render(_graphene("atom", size), size)
+    yy, xx = np.mgrid[:size, :size]
+    # A long streak through the centre: atoms smeared into one blob.
+    smeared += np.exp(-((yy - 11.5) ** 2) / 2.0) * (np.abs(xx - 11.5) < 6)
+    lonely = _render(np.array([[11.5, 11.5]]), size)
+    images = np.stack([smeared, lonely]).astype(np.float32)
+    counts = centre_rings(find_decoded_atoms(images), 2, size, 4.5, kind="atom")
+    assert (counts == -1).all()
+
+
+def test_ring_label_names():
+    assert ring_label([1, 0, 2, 0]) == "5-7-7"
+    assert ring_label([0, 0, 0, 0]) == "no ring"
+    assert ring_label([-1, -1, -1, -1]) == "unphysical"
+
+
+def test_chemical_space_map_of_ring_windows_names_their_ring_sizes(rings, trained):
+    windows, truth = rings
+    model = load_rvae(trained[0])
+    latents = encode(model, windows)
+    z1, z2 = latent_grid(latents, 40)
+    space = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow")
+    assert space.counts.shape == (40, 40, 4)
+    assert set(np.unique(space.counts)) <= {-1, 0, 1}
+    # Every physical point holds exactly one ring.
+    assert (space.counts[space.physical].sum(-1) == 1).all()
+    classes = space.classes()
+    assert {"5", "6", "7"} <= set(classes.structure)
+    labels = labels_at(space, latents)
+    assert labels.index.equals(latents.index)
+    named = labels.structure.to_numpy() == truth.ring_size.astype(str).to_numpy()
+    assert named.mean() >= 0.8
+    # The map survives its arrays.
+    again = ChemicalSpaceMap.from_arrays(space.to_arrays())
+    assert np.array_equal(again.counts, space.counts) and again.kind == "hollow"
+
+
+def test_coarser_decoding_gives_the_same_map(rings, trained):
+    windows, _ = rings
+    model = load_rvae(trained[0])
+    latents = encode(model, windows)
+    z1, z2 = latent_grid(latents, 16)
+    fine = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow")
+    coarse = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow",
+                                size=14, batch_size=50)
+    assert (fine.counts == coarse.counts).all(-1).mean() >= 0.9
+
+
+def test_manifold_and_mosaic(trained):
+    model = load_rvae(trained[0])
+    z1, z2 = np.linspace(-2, 2, 5), np.linspace(-1, 1, 3)
+    images = manifold(model, z1, z2)
+    assert images.shape == (3, 5, 16, 16) and images.dtype == np.float32
+    tiles = mosaic(images, gap_px=1)
+    assert tiles.shape == (3 * 17 - 1, 5 * 17 - 1)
+    # z2 grows upwards: the top-left tile is the last row of the grid.
+    assert np.array_equal(tiles[:16, :16], images[2, 0])
+    assert np.isnan(tiles[16]).all()
+
+
+def test_latent_grid_covers_the_windows_and_checks_input():
+    latents = pd.DataFrame({"z1": np.linspace(-3, 1, 101), "z2": np.linspace(0, 2, 101)})
+    z1, z2 = latent_grid(latents, 11, quantile=0.0, margin=0.0)
+    assert z1[0] == -3 and z1[-1] == 1 and len(z2) == 11
+    with pytest.raises(ValueError, match="no column"):
+        latent_grid(latents.drop(columns="z2"), 11)
+    with pytest.raises(ValueError, match="NaN"):
+        latent_grid(latents.assign(z1=np.nan), 11)
+    with pytest.raises(ValueError, match="empty"):
+        latent_grid(latents.iloc[:0], 11)
+
+
+def test_encoded_image_paints_values_at_window_centres():
+    windows = pd.DataFrame({"y": [5.0, 20.0], "x": [5.0, 20.0]})
+    img = encoded_image((30, 30), windows, np.array([1.0, -2.0]), radius_px=3)
+    assert img[5, 5] == 1.0 and img[20, 21] == -2.0
+    assert np.isnan(img[12, 12])
+    with pytest.raises(ValueError, match="values"):
+        encoded_image((30, 30), windows, np.array([1.0]), radius_px=3)

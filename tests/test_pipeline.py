@@ -1,0 +1,136 @@
+"""The STEM pipeline end to end on a small synthetic movie, the run directory, its
+evaluation, and the commands that drive it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latentpath.cli import main
+from latentpath.evaluate import score_chemical_space
+from latentpath.pipeline import StemConfig, frame_graphs, read_stem_run, run_stem
+from latentpath.synth import synth_stem_movie, write_synth_stem
+
+TINY = {"epochs": 2, "hidden": 32, "layers": 2, "map_points": 24, "manifold_points": 4,
+        "compile": False, "precision": "float32", "device": "cpu",
+        "atoms_per_frame": {"C": 40, "Si": None}, "hollow_per_frame": 30}
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory):
+    path = tmp_path_factory.mktemp("movie") / "sim.npz"
+    sim = synth_stem_movie(3, 192, seed=3, final_disorder=0.3)
+    write_synth_stem(sim, path)
+    return path, sim
+
+
+@pytest.fixture(scope="module")
+def run(movie, tmp_path_factory):
+    path, _ = movie
+    out = tmp_path_factory.mktemp("run") / "run"
+    result = run_stem(path, out, StemConfig(**TINY), truth=path, progress=False)
+    return out, result
+
+
+def test_run_directory_holds_every_step(run):
+    out, result = run
+    assert result["out"] == out and len(result["atoms"]) > 100
+    for name in ("config.json", "atoms.parquet", "rings.parquet"):
+        assert (out / name).is_file()
+    for kind in ("atom", "hollow"):
+        for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz",
+                     "model/config.json", "model/weights.safetensors"):
+            assert (out / kind / name).is_file(), f"{kind}/{name}"
+    record = json.loads((out / "config.json").read_text())
+    assert record["config"]["epochs"] == 2 and record["pipeline"] == "stem"
+    assert record["truth"].endswith("sim.npz")
+    for figure in record["figures"]:
+        assert (out / figure).stat().st_size > 10_000
+    windows = np.load(out / "atom" / "windows.npy", mmap_mode="r")
+    assert windows.dtype == np.float32 and windows.shape[1:] == (24, 24)
+
+
+def test_tables_link_windows_to_atoms_and_rings(run):
+    out, _ = run
+    saved = read_stem_run(out)
+    atoms, rings = saved["atoms"], saved["rings"]
+    assert {"frame", "y", "x", "species", "score", "coordination", "n5", "n6", "n7",
+            "n8"} <= set(atoms.columns)
+    atom = saved["latents_atom"]
+    assert {"atom", "kind", "angle", "z1", "z2", "map_n6", "map_structure"} <= set(atom.columns)
+    assert (atom.kind == "atom").all()
+    # Each window sits on its atom.
+    assert np.allclose(atom[["y", "x"]].to_numpy(), atoms.loc[atom.atom, ["y", "x"]].to_numpy())
+    # Every Si is kept, C are sampled.
+    si = atoms[atoms.species == "Si"]
+    assert set(atom[atom.species == "Si"].atom) <= set(si.index)
+    assert (atom[atom.species == "C"].groupby("frame").size() <= 40).all()
+    hollow = saved["latents_hollow"]
+    assert np.allclose(hollow[["y", "x"]].to_numpy(), rings.loc[hollow.ring, ["y", "x"]].to_numpy())
+    assert (hollow["size"].to_numpy() == rings.loc[hollow.ring, "size"].to_numpy()).all()
+    space = saved["map_atom"]
+    assert space.counts.shape == (24, 24, 4) and space.kind == "atom"
+
+
+def test_graph_counts_match_the_truth_inside_the_frame(movie, run):
+    _, sim = movie
+    out, _ = run
+    atoms = read_stem_run(out)["atoms"]
+    assert set(atoms.frame) == {0, 1, 2}
+    scores = score_chemical_space(read_stem_run(out), sim.atoms, sim.rings,
+                                  pixel_size_A=sim.pixel_size_A)
+    # The found atoms' graph gives the true rings around the windows' atoms.
+    assert scores["atom_top1_structure"] == "6-6-6"
+    assert scores["atom_top3_graph_accuracy"] >= 0.9
+    for key in ("atom_top3_map_accuracy", "hollow_knn_accuracy", "hollow_map_accuracy"):
+        assert 0 <= scores[key] <= 1
+
+
+def test_graph_of_a_frame_without_atoms_is_empty():
+    import pandas as pd
+
+    atoms = pd.DataFrame({"frame": [0, 0], "y": [1.0, 30.0], "x": [1.0, 30.0],
+                          "species": ["C", "C"]})
+    with_counts, rings = frame_graphs(atoms, pixel_size_A=0.1)
+    assert len(rings) == 0 and (with_counts.coordination == 0).all()
+
+
+def test_runs_are_never_overwritten_silently(movie, run):
+    path, _ = movie
+    out, _ = run
+    with pytest.raises(FileExistsError):
+        run_stem(path, out, StemConfig(**TINY), progress=False)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="unknown STEM setting"):
+        StemConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="window_A"):
+        StemConfig(window_A=2.0)
+    with pytest.raises(ValueError, match="latent_dim"):
+        StemConfig(latent_dim=1)
+
+
+def test_evaluate_command_scores_a_run(run, capsys):
+    out, _ = run
+    assert main(["evaluate", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "atom_top3_map_accuracy" in printed and "hollow_knn_accuracy" in printed
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["atoms"]["f1"] > 0.9
+
+
+def test_stem_command_and_its_errors(movie, tmp_path, capsys):
+    path, _ = movie
+    run_dir = tmp_path / "cli-run"
+    args = ["stem", str(path), "--out", str(run_dir), "--epochs", "1", "--hidden", "16",
+            "--layers", "1", "--map-points", "8", "--no-compile", "--c-per-frame", "20",
+            "--hollow-per-frame", "20", "--device", "cpu"]
+    assert main(args) == 0
+    assert "chemical-space map" in capsys.readouterr().out
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["stem", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
+    assert "missing.npz" in capsys.readouterr().err
