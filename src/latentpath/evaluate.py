@@ -211,8 +211,8 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
         scores[f"atom_top{rank}_share"] = float(sel.mean())
         scores[f"atom_top{rank}_map_accuracy"] = float((mapped[sel] == truth[sel]).all(1).mean())
         scores[f"atom_top{rank}_graph_accuracy"] = float((graph[sel] == truth[sel]).all(1).mean())
-    scores["atom_top3_map_accuracy"] = float((mapped[pooled] == truth[pooled]).all(1).mean())
-    scores["atom_top3_graph_accuracy"] = float((graph[pooled] == truth[pooled]).all(1).mean())
+    scores["atom_common3_map_accuracy"] = float((mapped[pooled] == truth[pooled]).all(1).mean())
+    scores["atom_common3_graph_accuracy"] = float((graph[pooled] == truth[pooled]).all(1).mean())
 
     hollow = run["latents_hollow"]
     sizes = np.full(len(hollow), -1, np.int64)

@@ -181,11 +181,15 @@ def figure_chemical_space(space, latents, path: str | Path, *, title: str = "") 
     code = np.full(len(flat), len(top), np.int64)
     for k, row in enumerate(top[[f"n{s}" for s in RING_SIZES]].to_numpy()):
         code[(flat == row).all(1)] = k
-    cmap = plt.get_cmap("tab10", len(top) + 1)
+    palette = iter(plt.get_cmap("tab10").colors)
+    fixed = {"unphysical": "black", "no ring": "#777777"}
+    colours = [fixed.get(name) or next(palette) for name in top.structure]
+    colours.append("#dddddd")
+    cmap = matplotlib.colors.ListedColormap(colours)
     axes[1].imshow(code.reshape(space.counts.shape[:2]), origin="lower", extent=extent,
                    aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(top) + 0.5,
                    interpolation="nearest")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(len(top) + 1)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
     names = [f"{ring_label(r)} ({s:.0%})" for r, s in
              zip(top[[f"n{s}" for s in RING_SIZES]].to_numpy(), top.share, strict=True)]
     axes[1].legend(handles, [*names, "other"], loc="center left", bbox_to_anchor=(1.01, 0.5),
