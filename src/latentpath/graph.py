@@ -145,16 +145,24 @@ def find_rings(positions: np.ndarray, bonds: np.ndarray, *, max_size: int = 8
     if max_size < 3:
         raise ValueError(f"max_size must be at least 3, got {max_size}")
     faces = planar_faces(pos, bonds, max_size=max_size)
-    walk, sizes, simple, area = faces.walk, faces.size, faces.simple, faces.area
-    # Bounded faces wind counter-clockwise in (x, y), i.e. positive area; holes and the
-    # outer boundary wind the other way.
-    keep = simple & (area > 0) & (sizes >= 3) & (sizes <= max_size)
-    walk, sizes = walk[keep], sizes[keep]
+    keep = is_ring(faces.simple, faces.area, faces.size, max_size)
+    walk, sizes = faces.walk[keep], faces.size[keep]
     members = [tuple(row[:n].tolist()) for row, n in zip(walk, sizes, strict=True)]
     valid = walk >= 0
     centre = (pos[np.where(valid, walk, 0)] * valid[..., None]).sum(1) / sizes[:, None]
     return pd.DataFrame({"ring": np.arange(len(sizes)), "size": sizes,
                          "y": centre[:, 0], "x": centre[:, 1], "members": members})
+
+
+def is_ring(simple: np.ndarray, area: np.ndarray, size: np.ndarray, max_size: int = 8
+            ) -> np.ndarray:
+    """Which faces are rings: simple, bounded and of 3 to ``max_size`` atoms.
+
+    Bounded faces wind counter-clockwise in (x, y), i.e. have positive area; holes and
+    the outer boundary wind the other way.
+    """
+    size = np.asarray(size)
+    return np.asarray(simple) & (np.asarray(area) > 0) & (size >= 3) & (size <= max_size)
 
 
 @dataclass

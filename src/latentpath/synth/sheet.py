@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from latentpath.graph import CC_BOND_A, planar_faces
+from latentpath.graph import CC_BOND_A, is_ring, planar_faces
 
 SI_C_BOND_3FOLD_A = 1.77
 SI_C_BOND_4FOLD_A = 1.85
@@ -408,8 +408,9 @@ class Faces:
 
     def rings(self, max_size: int = 8) -> list[np.ndarray]:
         """Faces that are rings: simple, bounded, at most ``max_size`` members."""
-        return [m for m, s, a in zip(self.members, self.simple, self.area_A2, strict=True)
-                if s and a > 0 and 3 <= len(m) <= max_size]
+        sizes = np.array([len(m) for m in self.members])
+        ring = is_ring(self.simple, self.area_A2, sizes, max_size)
+        return [m for m, keep in zip(self.members, ring, strict=True) if keep]
 
 
 def faces(sheet: Sheet, max_size: int = 12) -> Faces:
