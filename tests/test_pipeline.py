@@ -135,3 +135,12 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["stem", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
     assert "missing.npz" in capsys.readouterr().err
+
+
+def test_rvae_size_follows_the_device_unless_set():
+    cpu = StemConfig().for_device("cpu")
+    assert (cpu.hidden, cpu.layers, cpu.epochs) == (128, 3, 40)
+    chosen = StemConfig(hidden=64, epochs=5).for_device("cpu")
+    assert (chosen.hidden, chosen.layers, chosen.epochs) == (64, 3, 5)
+    with pytest.raises(ValueError, match="hidden"):
+        StemConfig(hidden=0)

@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="latentpath-demo",
                       help="output folder (default %(default)s)")
     _add_common(demo, frames=50, size=512)
-    demo.add_argument("--epochs", type=int, help="skip-rVAE epochs (default 40)")
+    demo.add_argument("--epochs", type=int,
+                      help="skip-rVAE epochs (default 40 on a CPU, 300 on a GPU)")
     demo.set_defaults(func=_demo)
 
     stem_run = sub.add_parser("stem", help="the full STEM pipeline on a movie")
@@ -308,9 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Si-centred windows per frame (-1, all, by default)")
     stem_run.add_argument("--hollow-per-frame", type=int,
                           help="hollow-site windows per frame (40; -1 for all)")
-    stem_run.add_argument("--epochs", type=int, help="skip-rVAE epochs (40)")
-    stem_run.add_argument("--hidden", type=int, help="skip-rVAE units per layer (128)")
-    stem_run.add_argument("--layers", type=int, help="skip-rVAE layers (3)")
+    stem_run.add_argument("--epochs", type=int,
+                          help="skip-rVAE epochs (40 on a CPU, 300 on a GPU)")
+    stem_run.add_argument("--hidden", type=int,
+                          help="skip-rVAE units per layer (128 on a CPU, 256 on a GPU)")
+    stem_run.add_argument("--layers", type=int,
+                          help="skip-rVAE layers (3 on a CPU, 4 on a GPU)")
     stem_run.add_argument("--map-points", type=int,
                           help="chemical-space map points per axis (200)")
     stem_run.add_argument("--no-compile", dest="compile", action="store_false",
