@@ -121,19 +121,10 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
     return scores
 
 
-def knn_accuracy(features: np.ndarray, labels: np.ndarray, *, k: int = 5,
-                 standardize: bool = True) -> float:
-    """Leave-one-out k-nearest-neighbour accuracy: how well ``features`` separate
-    ``labels`` (each point is classified by the majority of its k nearest others).
-
-    Parameters
-    ----------
-    features : ndarray (N, d)
-    labels : array (N,)
-    k : int
-    standardize : bool
-        Scale each feature to unit variance first, so no axis dominates the distance.
-    """
+def _knn_right(features: np.ndarray, labels: np.ndarray, k: int, standardize: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leave-one-out kNN votes: whether each point's majority class is its own, the
+    classes, and each point's class code."""
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels)
     if x.ndim != 2 or len(x) != len(y):
@@ -151,22 +142,30 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, *, k: int = 5,
     for col in range(k + 1):
         valid = others[:, col] >= 0
         np.add.at(votes, (np.flatnonzero(valid), coded[others[valid, col]]), 1)
-    return float((votes.argmax(1) == coded).mean())
+    return votes.argmax(1) == coded, classes, coded
 
 
-def knn_per_class(features: np.ndarray, labels: np.ndarray, *, k: int = 5) -> dict:
+def knn_accuracy(features: np.ndarray, labels: np.ndarray, *, k: int = 5,
+                 standardize: bool = True) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy: how well ``features`` separate
+    ``labels`` (each point is classified by the majority of its k nearest others).
+
+    Parameters
+    ----------
+    features : ndarray (N, d)
+    labels : array (N,)
+    k : int
+    standardize : bool
+        Scale each feature to unit variance first, so no axis dominates the distance.
+    """
+    right, _, _ = _knn_right(features, labels, k, standardize)
+    return float(right.mean())
+
+
+def knn_per_class(features: np.ndarray, labels: np.ndarray, *, k: int = 5,
+                  standardize: bool = True) -> dict[str, float]:
     """Leave-one-out kNN recall of each class (see :func:`knn_accuracy`)."""
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels)
-    x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1)
-    _, nearest = cKDTree(x).query(x, k=k + 1)
-    others = np.where(nearest == np.arange(len(x))[:, None], -1, nearest)
-    classes, coded = np.unique(y, return_inverse=True)
-    votes = np.zeros((len(x), len(classes)), np.int64)
-    for col in range(k + 1):
-        valid = others[:, col] >= 0
-        np.add.at(votes, (np.flatnonzero(valid), coded[others[valid, col]]), 1)
-    right = votes.argmax(1) == coded
+    right, classes, coded = _knn_right(features, labels, k, standardize)
     return {str(c): float(right[coded == i].mean()) for i, c in enumerate(classes)}
 
 
@@ -231,7 +230,8 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
     per_class = knn_per_class(z, sizes[ok], k=k)
     scores["hollow_knn_balanced_accuracy"] = float(np.mean(list(per_class.values())))
     scores.update({f"hollow_knn_recall_{c}": v for c, v in per_class.items()})
-    map_size = np.where((hollow[[f"map_{c}" for c in cols]].to_numpy() > 0).any(1),
-                        hollow[[f"map_{c}" for c in cols]].to_numpy().argmax(1) + 5, -1)
+    map_counts = hollow[[f"map_{c}" for c in cols]].to_numpy()
+    map_size = np.where((map_counts > 0).any(1),
+                        np.asarray(RING_SIZES)[map_counts.argmax(1)], -1)
     scores["hollow_map_accuracy"] = float((map_size[ok] == sizes[ok]).mean())
     return scores
