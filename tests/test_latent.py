@@ -94,10 +94,16 @@ def test_ring_label_names():
     assert ring_label([-1, -1, -1, -1]) == "unphysical"
 
 
-def test_chemical_space_map_of_ring_windows_names_their_ring_sizes(rings, trained):
-    windows, truth = rings
+@pytest.fixture(scope="module")
+def encoded(rings, trained):
+    """The trained model and the latents of its ring windows."""
     model = load_rvae(trained[0])
-    latents = encode(model, windows)
+    return model, encode(model, rings[0])
+
+
+def test_chemical_space_map_of_ring_windows_names_their_ring_sizes(rings, encoded):
+    _, truth = rings
+    model, latents = encoded
     z1, z2 = latent_grid(latents, 40)
     space = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow")
     assert space.counts.shape == (40, 40, 4)
@@ -115,10 +121,8 @@ def test_chemical_space_map_of_ring_windows_names_their_ring_sizes(rings, traine
     assert np.array_equal(again.counts, space.counts) and again.kind == "hollow"
 
 
-def test_coarser_decoding_gives_the_same_map(rings, trained):
-    windows, _ = rings
-    model = load_rvae(trained[0])
-    latents = encode(model, windows)
+def test_coarser_decoding_gives_the_same_map(encoded):
+    model, latents = encoded
     z1, z2 = latent_grid(latents, 16)
     fine = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow")
     coarse = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow",

@@ -105,7 +105,7 @@ def _stem_config(args: argparse.Namespace):
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
         if getattr(args, name, None) is not None:
             chosen = getattr(args, name)
-            values.setdefault("atoms_per_frame", {"C": 60, "Si": None})[key] = (
+            values.setdefault("atoms_per_frame", dict(StemConfig().atoms_per_frame))[key] = (
                 None if chosen < 0 else chosen)
     if getattr(args, "hollow_per_frame", None) is not None:
         values["hollow_per_frame"] = None if args.hollow_per_frame < 0 else args.hollow_per_frame

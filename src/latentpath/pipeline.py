@@ -175,23 +175,19 @@ def atoms_and_probabilities(movie: Movie, config: StemConfig, *, progress: bool 
         Angstrom per pixel of ``probability``.
     """
     from latentpath.atoms import find_atoms, load_model, self_train
-    from latentpath.atoms.segment import segment
     from latentpath.device import resolve_device
 
     device = resolve_device(config.device)
     model = load_model(device=device)
-    atoms = find_atoms(movie, pixel_size_A=config.pixel_size_A, model=model, device=device,
-                       progress=progress)
+    atoms, probs = find_atoms(movie, pixel_size_A=config.pixel_size_A, model=model,
+                              device=device, return_probabilities=True, progress=progress)
     px = atoms.attrs["pixel_size_A"]
     if config.self_train_frames:
         model, _ = self_train(movie, n_frames=config.self_train_frames, pixel_size_A=px,
                               model=model, device=device, seed=config.seed, progress=progress)
-        atoms = find_atoms(movie, pixel_size_A=px, model=model, device=device,
-                           progress=progress)
-    probs = segment(movie.data, model, pixel_size_A=px, device=device,
-                    at_input_sampling=False, progress=progress)
+        atoms, probs = find_atoms(movie, pixel_size_A=px, model=model, device=device,
+                                  return_probabilities=True, progress=progress)
     map_pixel_A = px * movie.data.shape[2] / probs.shape[3]
-    atoms.attrs["pixel_size_A"] = px
     return atoms, 1.0 - probs[:, 0], map_pixel_A
 
 
@@ -315,8 +311,8 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     from latentpath.report import stem_run_figures
     from latentpath.rvae import encode, fit_rvae, load_rvae
 
-    config = (StemConfig() if config is None else config).for_device(
-        "auto" if config is None else config.device)
+    config = StemConfig() if config is None else config
+    config = config.for_device(config.device)
     out = Path(out)
     source = str(movie) if not isinstance(movie, Movie) else None
     if not isinstance(movie, Movie):

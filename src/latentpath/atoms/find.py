@@ -67,8 +67,9 @@ def find_atoms(
     border_A: float = 1.0,
     keep_border: bool = False,
     batch_size: int | None = None,
+    return_probabilities: bool = False,
     progress: bool = False,
-) -> pd.DataFrame:
+) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
     """Find atoms in every frame of a movie.
 
     Parameters
@@ -92,6 +93,9 @@ def find_atoms(
         ...unless this is True.
     batch_size : int, optional
         Frames per forward pass; default 4 on the CPU and 32 on a GPU.
+    return_probabilities : bool
+        Also return the segmentation the atoms were found in, so that later steps
+        (windows cut from the class maps) need not segment the movie again.
 
     Returns
     -------
@@ -99,6 +103,9 @@ def find_atoms(
         ``frame, y, x, species, score`` in pixels of the input, one row per atom.
         ``attrs`` records the pixel size used and its source. An input without atoms
         gives an empty table and a warning.
+    ndarray (T, C, h, w), float32
+        Only with ``return_probabilities``: class probabilities (background, then each
+        species) at the model's sampling.
     """
     data = validate_movie(movie_stack(movie), name="movie")
     flat = np.flatnonzero(data.reshape(len(data), -1).std(axis=1) == 0)
@@ -132,4 +139,4 @@ def find_atoms(
         warnings.warn("no atoms found in the movie", stacklevel=2)
     atoms = atoms.reset_index(drop=True)
     atoms.attrs.update({"pixel_size_A": px, "pixel_size_source": source})
-    return atoms
+    return (atoms, probs) if return_probabilities else atoms
