@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from latentpath.cli import main
-from latentpath.evaluate import score_chemical_space
-from latentpath.pipeline import StemConfig, frame_graphs, read_stem_run, run_stem
+from latentpath.evaluate import score_chemical_space, score_tracks
+from latentpath.pipeline import (
+    StemConfig,
+    frame_graphs,
+    read_stem_run,
+    run_stem,
+    track_atoms,
+)
 from latentpath.synth import synth_stem_movie, write_synth_stem
 
 TINY = {"epochs": 2, "hidden": 32, "layers": 2, "map_points": 24, "manifold_points": 4,
@@ -30,7 +36,9 @@ def movie(tmp_path_factory):
 def run(movie, tmp_path_factory):
     path, _ = movie
     out = tmp_path_factory.mktemp("run") / "run"
-    result = run_stem(path, out, StemConfig(**TINY), truth=path, progress=False)
+    # the small movie has no Si: follow every atom instead
+    result = run_stem(path, out, StemConfig(**TINY, track_species=None), truth=path,
+                      progress=False)
     return out, result
 
 
@@ -89,6 +97,43 @@ def test_graph_counts_match_the_truth_inside_the_frame(movie, run):
         assert 0 <= scores[key] <= 1
 
 
+def test_atoms_are_tracked_with_states_and_latents(movie, run):
+    _, sim = movie
+    out, _ = run
+    saved = read_stem_run(out)
+    tracks, atoms = saved["tracks"], saved["atoms"]
+    assert set(tracks.atom) == set(atoms.index)
+    assert np.allclose(tracks[["y", "x"]].to_numpy(), atoms.loc[tracks.atom, ["y", "x"]].to_numpy())
+    assert {"track", "gap_before", "state", "z1", "z2", "angle", "map_structure"} <= set(
+        tracks.columns)
+    with np.load(out / "atom" / "track_windows.npz") as data:
+        windows = data["windows"]
+    assert windows.shape == (len(tracks), 24, 24)
+    # a latent exactly where the window lies inside the frame
+    assert (np.isfinite(windows).all(axis=(1, 2)) == tracks.z1.notna().to_numpy()).all()
+    assert tracks.z1.notna().any()
+    assert list(saved["transitions"].columns) == ["track", "frame", "from_state", "to_state",
+                                                  "frames_since", "y", "x"]
+    assert list(saved["drift"].frame) == [0, 1, 2]
+    scores = score_tracks(tracks, sim.atoms, pixel_size_A=sim.pixel_size_A,
+                          frame_shape=sim.movie.shape[1:], species=("C", "Si"))
+    # the atom finder misses atoms near this small movie's edges; what the tracking
+    # adds is identity switches, few on three frames of a sheet being amorphised
+    assert scores["tracks_false_positives"] == 0
+    assert scores["tracks_id_switches"] <= 0.05 * scores["tracks_found_atom_frames"]
+    record = json.loads((out / "config.json").read_text())
+    assert {"figures/track_paths.png", "figures/track_latents.png",
+            "figures/transitions.png"} <= set(record["figures"])
+
+
+def test_a_movie_without_the_tracked_species_has_no_tracks(run):
+    out, _ = run
+    atoms = read_stem_run(out)["atoms"]
+    tracks, drift = track_atoms(atoms, (192, 192), 0.1, StemConfig())
+    assert len(tracks) == 0 and {"track", "state", "gap_before"} <= set(tracks.columns)
+    assert len(drift) == 3
+
+
 def test_graph_of_a_frame_without_atoms_is_empty():
     import pandas as pd
 
@@ -112,6 +157,10 @@ def test_bad_settings_are_named():
         StemConfig(window_A=2.0)
     with pytest.raises(ValueError, match="latent_dim"):
         StemConfig(latent_dim=1)
+    with pytest.raises(ValueError, match="track_memory"):
+        StemConfig(track_memory=-1)
+    assert StemConfig(track_species="C").track_species == ("C",)
+    assert StemConfig.from_dict({"track_species": ["Si", "C"]}).track_species == ("Si", "C")
 
 
 def test_evaluate_command_scores_a_run(run, capsys):
@@ -119,6 +168,7 @@ def test_evaluate_command_scores_a_run(run, capsys):
     assert main(["evaluate", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "atom_common3_map_accuracy" in printed and "hollow_knn_accuracy" in printed
+    assert "tracks_mota" in printed
     scores = json.loads((out / "scores.json").read_text())
     assert scores["atoms"]["f1"] > 0.9
 
@@ -130,7 +180,9 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
             "--layers", "1", "--map-points", "8", "--no-compile", "--c-per-frame", "20",
             "--hollow-per-frame", "20", "--device", "cpu"]
     assert main(args) == 0
-    assert "chemical-space map" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "chemical-space map" in printed
+    assert "tracks: no atom of the tracked species" in printed
     assert main(args) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["stem", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2

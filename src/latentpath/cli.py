@@ -98,7 +98,8 @@ def _stem_config(args: argparse.Namespace):
 
     values = {}
     for name in ("pixel_size_A", "channel", "self_train_frames", "window_A", "window_px",
-                 "epochs", "hidden", "layers", "map_points", "device", "seed"):
+                 "epochs", "hidden", "layers", "map_points", "track_search_A", "track_memory",
+                 "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -111,6 +112,8 @@ def _stem_config(args: argparse.Namespace):
         values["hollow_per_frame"] = None if args.hollow_per_frame < 0 else args.hollow_per_frame
     if getattr(args, "compile", True) is False:
         values["compile"] = False
+    if getattr(args, "track", None) is not None:
+        values["track_species"] = None if args.track == ["all"] else tuple(args.track)
     return StemConfig.from_dict(values)
 
 
@@ -128,6 +131,14 @@ def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None
         print(f"{kind}-centred: {len(latents)} windows; chemical-space map: "
               f"{space.physical.mean():.0%} physical; structures "
               + ", ".join(f"{r.structure} {r.share:.0%}" for r in top.itertuples()))
+    tracks, counts = result["tracks"], result["transition_counts"]
+    if len(tracks):
+        print(f"tracks: {tracks['track'].nunique()} tracks over {len(tracks)} atom-frames, "
+              f"{len(result['transitions'])} changes of chemical state; most common: "
+              + ", ".join(f"{r.from_state} -> {r.to_state} ({r.count})"
+                          for r in counts.head(3).itertuples()))
+    else:
+        print("tracks: no atom of the tracked species in the movie")
     print(f"run -> {out}/ in {result['total_s']:.0f} s (figures in {out}/figures/)")
 
 
@@ -211,7 +222,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
-    from latentpath.evaluate import score_atoms, score_chemical_space
+    from latentpath.evaluate import score_atoms, score_chemical_space, score_tracks
     from latentpath.io import write_json
     from latentpath.pipeline import read_stem_run
     from latentpath.synth import read_synth_stem
@@ -228,6 +239,13 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
               "chemical_space": score_chemical_space(run, truth.atoms, truth.rings,
                                                      pixel_size_A=truth.pixel_size_A,
                                                      match_radius_A=args.match_radius)}
+    species = run["config"]["config"].get("track_species")
+    if len(run["tracks"]):
+        scores["tracks"] = score_tracks(run["tracks"], truth.atoms,
+                                        pixel_size_A=truth.pixel_size_A,
+                                        frame_shape=truth.movie.shape[1:],
+                                        species=tuple(species or truth.atoms.species.unique()),
+                                        match_radius_A=args.match_radius)
     for part, values in scores.items():
         print(f"{part}:")
         _print_scores(values)
@@ -321,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="skip torch.compile of the skip-rVAE")
     stem_run.add_argument("--truth", help="synthetic truth .npz, for 'latentpath evaluate RUN'")
     stem_run.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    stem_run.add_argument("--track", nargs="+", metavar="SPECIES",
+                          help="species to follow through the movie (default Si; 'all' for "
+                               "every atom)")
+    stem_run.add_argument("--track-search", dest="track_search_A", type=float,
+                          help="farthest move of a tracked atom between frames, A (default: "
+                               "from the spacing of the tracked atoms, at most 2.5)")
+    stem_run.add_argument("--track-memory", type=int,
+                          help="frames a tracked atom may be missed (3)")
     stem_run.add_argument("--seed", type=int, help="random seed (0)")
     stem_run.add_argument("--overwrite", action="store_true",
                           help="replace an earlier run in --out")

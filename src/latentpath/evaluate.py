@@ -235,3 +235,91 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
                         np.asarray(RING_SIZES)[map_counts.argmax(1)], -1)
     scores["hollow_map_accuracy"] = float((map_size[ok] == sizes[ok]).mean())
     return scores
+
+
+def score_tracks(tracks: pd.DataFrame, truth_atoms: pd.DataFrame, *, pixel_size_A: float,
+                 frame_shape: tuple[int, int], species: tuple[str, ...] = ("Si",),
+                 match_radius_A: float = 0.5) -> dict[str, float]:
+    """Tracking and chemical-transition accuracy against synthetic truth with persistent
+    atom ids.
+
+    - MOTA (CLEAR MOT) over the true atoms of ``species`` inside the frames:
+      1 - (misses + false positives + identity switches) / true atom-frames.
+    - Coordination changes: a true change of a true atom's coordination (both states
+      known, away from the border) counts as found when the track matched to that atom
+      lists a transition with a change of coordination within one frame of it.
+    - False transitions: listed transitions with no change of the true atom's state
+      within one frame, per tracked atom-frame; and the share of listed transitions
+      that name a true change exactly (same states, within one frame).
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        ``track, frame, y, x, state`` (pixels; :mod:`latentpath.tracks`).
+    truth_atoms : DataFrame
+        ``id, frame, y, x, species, coordination, n5..n8`` (pixels).
+    pixel_size_A : float
+    frame_shape : (int, int)
+    """
+    from latentpath.tracks import chemical_states, find_transitions
+
+    h, w = frame_shape
+    truth = truth_atoms[truth_atoms["species"].isin(species)
+                        & truth_atoms["y"].between(0, h - 1)
+                        & truth_atoms["x"].between(0, w - 1)]
+    truth = truth.sort_values(["id", "frame"], kind="stable")
+    pairs = match_atoms(tracks, truth, match_radius_A / pixel_size_A)
+    n_true, n_found, n_matched = len(truth), len(tracks), len(pairs)
+    track_of = pd.Series(tracks.loc[pairs.found, "track"].to_numpy(),
+                         index=pairs.truth.to_numpy())
+    id_of_row = pd.Series(truth.loc[pairs.truth, "id"].to_numpy(), index=pairs.found.to_numpy())
+    seen = pd.DataFrame({"id": truth.loc[track_of.index, "id"].to_numpy(),
+                         "frame": truth.loc[track_of.index, "frame"].to_numpy(),
+                         "track": track_of.to_numpy()}).sort_values(["id", "frame"])
+    switches = int(((seen["id"].diff() == 0) & (seen["track"].diff() != 0)).sum())
+    scores = {"tracks_true_atom_frames": float(n_true), "tracks_found_atom_frames": float(n_found),
+              "tracks_misses": float(n_true - n_matched),
+              "tracks_false_positives": float(n_found - n_matched),
+              "tracks_id_switches": float(switches),
+              "tracks_mota": 1.0 - (n_true - n_matched + n_found - n_matched + switches)
+              / max(n_true, 1)}
+
+    truth_tracks = truth.assign(track=truth["id"], state=chemical_states(
+        truth, frame_shape, pixel_size_A))
+    true_changes = find_transitions(truth_tracks)
+    found_changes = find_transitions(tracks)
+    fold = found_changes["from_state"].str.split().str[0] != found_changes["to_state"].str.split(
+        ).str[0]
+    coordination_found = found_changes[fold]
+    true_fold = true_changes[true_changes["from_state"].str.split().str[0]
+                             != true_changes["to_state"].str.split().str[0]]
+    track_at = seen.set_index(["id", "frame"])["track"]
+    hits = 0
+    for change in true_fold.itertuples():
+        near = [track_at.get((change.track, f)) for f in (change.frame - 1, change.frame,
+                                                           change.frame + 1)]
+        candidates = coordination_found[coordination_found["track"].isin(
+            [t for t in near if t is not None])]
+        hits += bool((candidates["frame"] - change.frame).abs().le(1).any())
+    scores["coordination_changes_true"] = float(len(true_fold))
+    scores["coordination_changes_found_within_1"] = (hits / len(true_fold) if len(true_fold)
+                                                     else float("nan"))
+
+    row_at = tracks.reset_index().set_index(["track", "frame"])["index"]
+    false = exact = 0
+    for change in found_changes.itertuples():
+        atom_id = id_of_row.get(row_at.get((change.track, change.frame)))
+        if atom_id is None:
+            false += 1
+            continue
+        mine = true_changes[true_changes["track"] == atom_id]
+        near = mine[(mine["frame"] - change.frame).abs().le(1)]
+        false += len(near) == 0
+        exact += bool(((near["from_state"] == change.from_state)
+                       & (near["to_state"] == change.to_state)).any())
+    scores["transitions_found"] = float(len(found_changes))
+    scores["transitions_false"] = float(false)
+    scores["transitions_exact"] = exact / len(found_changes) if len(found_changes) else (
+        float("nan"))
+    scores["false_transitions_per_atom_frame"] = false / max(n_found, 1)
+    return scores

@@ -16,6 +16,12 @@ writes::
     RUN/<kind>/model/          the skip-rVAE
     RUN/<kind>/latents.parquet window table + latents + the map's class at each latent
     RUN/<kind>/maps.npz        manifold images and chemical-space map
+    RUN/drift.csv              the sample's drift per frame (pixels)
+    RUN/tracks.parquet         tracked atoms (Si by default): track, frame, state, latents
+    RUN/atom/track_windows.npz their windows, row i for row i of tracks.parquet
+    RUN/transitions.csv        changes of chemical state along the tracks
+    RUN/transition_counts.csv  how often each change happened
+    RUN/state_lifetimes.csv    how long atoms stay in each state (frames)
     RUN/figures/*.png
 """
 
@@ -90,6 +96,13 @@ class StemConfig:
         3 x 128 units for 40 epochs on a CPU, minutes on two cores; the paper's
         4 x 256 for 300 epochs on a GPU. The larger model draws sharper structures
         (docs/chemical-space.md).
+    track_species : tuple of str, optional
+        Species followed through the movie (None: every atom); the method follows Si.
+    track_search_A, track_memory
+        Farthest move between the frames an atom is seen in (None: from the spacing of
+        the tracked atoms) and frames it may be missed (:func:`latentpath.tracks.link_atoms`).
+    track_border_A : float
+        Atoms nearer the frame's border get no chemical state: their rings may be cut.
     map_points, manifold_points : int
         Grid points per axis of the chemical-space map and of the manifold figure.
     map_decode_px : int, optional
@@ -118,6 +131,10 @@ class StemConfig:
     kl_weight: float = 1.0
     precision: str = "auto"
     compile: bool = True
+    track_species: tuple[str, ...] | None = ("Si",)
+    track_search_A: float | None = None
+    track_memory: int = 3
+    track_border_A: float = 3.0
     map_points: int = 200
     manifold_points: int = 12
     map_decode_px: int | None = None
@@ -138,6 +155,14 @@ class StemConfig:
         if self.window_source not in ("probability", "raw"):
             raise ValueError(f"window_source must be 'probability' or 'raw', got "
                              f"{self.window_source!r}")
+        if self.track_species is not None:
+            if isinstance(self.track_species, str):
+                self.track_species = (self.track_species,)
+            self.track_species = tuple(self.track_species)
+        if self.track_memory < 0:
+            raise ValueError(f"track_memory must be 0 or more, got {self.track_memory}")
+        if self.track_search_A is not None and not self.track_search_A > 0:
+            raise ValueError(f"track_search_A must be positive, got {self.track_search_A}")
         if self.self_train_frames < 0:
             raise ValueError(f"self_train_frames must be 0 or more, got "
                              f"{self.self_train_frames}")
@@ -204,11 +229,11 @@ def window_images(movie: Movie, probability: np.ndarray, map_pixel_A: float,
 
 
 def cut_kind_windows(images: np.ndarray, image_pixel_A: float, movie_shape: tuple[int, ...],
-                     points: pd.DataFrame, config: StemConfig, out: Path, *,
+                     points: pd.DataFrame, config: StemConfig, out: Path | None, *,
                      overwrite: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
     """Windows of ``config.window_A`` resampled to ``config.window_px``, centred on
-    ``points`` (pixels of the movie), into the memory-mapped ``out``; the table keeps
-    the points' movie pixels."""
+    ``points`` (pixels of the movie), into the memory-mapped ``out`` (None: in memory);
+    the table keeps the points' movie pixels."""
     from latentpath.windows import circular_taper
 
     scale = images.shape[2] / movie_shape[2]
@@ -218,7 +243,8 @@ def cut_kind_windows(images: np.ndarray, image_pixel_A: float, movie_shape: tupl
                                  overwrite=overwrite)
     if config.window_taper:
         windows *= circular_taper(config.window_px)
-        windows.flush()
+        if out is not None:
+            windows.flush()
     table[["y", "x"]] = points[["y", "x"]].to_numpy()[table.point]
     return windows, table.drop(columns="point")
 
@@ -287,6 +313,63 @@ def window_points(atoms: pd.DataFrame, rings: pd.DataFrame, kind: str, config: S
     return points.reset_index(drop=True)
 
 
+def track_atoms(atoms: pd.DataFrame, frame_shape: tuple[int, int], pixel_size_A: float,
+                config: StemConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drift, then tracks of ``config.track_species`` with their chemical state per frame.
+
+    Returns
+    -------
+    tracks : DataFrame
+        :func:`latentpath.tracks.link_atoms` rows with ``state``; empty when the movie
+        has no atom of the species.
+    drift : DataFrame
+        :func:`latentpath.tracks.estimate_drift`.
+    """
+    from latentpath.tracks import chemical_states, estimate_drift, link_atoms
+
+    drift = estimate_drift(atoms, pixel_size_A, frame_shape)
+    species = config.track_species
+    if species is not None and not atoms["species"].isin(species).any():
+        columns = ["atom", *atoms.columns, "y_fixed", "x_fixed", "track", "gap_before",
+                   "state"]
+        return pd.DataFrame(columns=columns), drift
+    tracks = link_atoms(atoms, pixel_size_A, species=species, search_A=config.track_search_A,
+                        memory=config.track_memory, drift=drift)
+    tracks["state"] = chemical_states(tracks, frame_shape, pixel_size_A,
+                                      border_A=config.track_border_A)
+    return tracks, drift
+
+
+def track_latents(tracks: pd.DataFrame, images: np.ndarray, image_pixel_A: float,
+                  movie_shape: tuple[int, ...], config: StemConfig, model, space: ChemicalSpaceMap
+                  ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every tracked atom's window, its latents from the atom-centred model and the
+    chemical-space class there.
+
+    Returns
+    -------
+    tracks : DataFrame
+        The input with ``angle, z1, z2, ...`` and ``map_n5..map_n8, map_structure``;
+        NaN (and no class) where the window runs off the frame.
+    windows : ndarray (len(tracks), window_px, window_px), float32
+        Row i is the window of row i of ``tracks``; NaN where it runs off the frame.
+    """
+    from latentpath.rvae import encode
+
+    points = tracks[["frame", "y", "x"]].assign(kind="atom", row=np.arange(len(tracks)))
+    cut, table = cut_kind_windows(images, image_pixel_A, movie_shape, points, config, None)
+    windows = np.full((len(tracks), config.window_px, config.window_px), np.nan, np.float32)
+    windows[table["row"].to_numpy()] = cut
+    names = ["angle", *(f"z{i}" for i in range(1, config.latent_dim + 1))]
+    result = tracks.copy()
+    if len(table) == 0:
+        return result.assign(**{name: np.nan for name in names}), windows
+    latents = encode(model, cut, table=table)
+    found = latents[names].join(labels_at(space, latents).add_prefix("map_"))
+    found.index = tracks.index[table["row"].to_numpy()]
+    return result.join(found), windows
+
+
 def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | None = None, *,
              truth: str | Path | None = None, overwrite: bool = False,
              progress: bool = True) -> dict:
@@ -305,7 +388,8 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     Returns
     -------
     dict
-        The run's tables (``atoms``, ``rings``, ``latents_atom``, ``latents_hollow``),
+        The run's tables (``atoms``, ``rings``, ``latents_atom``, ``latents_hollow``,
+        ``tracks``, ``drift``, ``transitions``, ``transition_counts``, ``state_lifetimes``),
         chemical-space maps (``map_atom``, ``map_hollow``) and ``out``.
     """
     from latentpath.report import stem_run_figures
@@ -345,6 +429,8 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     write_table(rings.assign(members=[list(m) for m in rings.members]),
                 out / "rings.parquet", overwrite=overwrite)
     t0 = lap("graph", t0)
+    tracks, drift = track_atoms(atoms, movie.data.shape[1:], px, config)
+    t0 = lap(f"tracks ({tracks['track'].nunique()} tracks, {len(tracks)} atom-frames)", t0)
     source, source_px_A = window_images(movie, probability, map_px_A, px, config)
     del probability
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
@@ -378,10 +464,17 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
         save_npz(folder / "maps.npz", {**space.to_arrays(), "manifold": images,
                                        "manifold_z1": m1, "manifold_z2": m2},
                  overwrite=overwrite)
+        if kind == "atom" and len(tracks):
+            tracks, track_windows = track_latents(tracks, source, source_px_A, movie.data.shape,
+                                                  config, model, space)
+            save_npz(folder / "track_windows.npz", {"windows": track_windows},
+                     overwrite=overwrite)
+            result["track_windows"] = track_windows
         t0 = lap(f"{kind} latent maps", t0)
         result[f"latents_{kind}"] = latents
         result[f"map_{kind}"] = space
         result[f"manifold_{kind}"] = (m1, m2, images)
+    result.update(write_tracks(out, tracks, drift, overwrite=overwrite))
     figures = stem_run_figures(movie.data, result, out / "figures", pixel_size_A=px)
     lap("figures", t0)
     total = round(time.perf_counter() - started, 1)
@@ -395,6 +488,22 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     return result
 
 
+def write_tracks(out: Path, tracks: pd.DataFrame, drift: pd.DataFrame, *,
+                 overwrite: bool = False) -> dict[str, pd.DataFrame]:
+    """The tracking tables of a run: tracks, drift, transitions, their counts and the
+    states' lifetimes."""
+    from latentpath.tracks import find_transitions, state_lifetimes, transition_counts
+
+    transitions = find_transitions(tracks)
+    tables = {"tracks": tracks, "drift": drift, "transitions": transitions,
+              "transition_counts": transition_counts(transitions),
+              "state_lifetimes": state_lifetimes(tracks)}
+    for name, table in tables.items():
+        write_table(table, out / (f"{name}.parquet" if name == "tracks" else f"{name}.csv"),
+                    overwrite=overwrite)
+    return tables
+
+
 def read_stem_run(out: str | Path) -> dict:
     """Tables, maps and settings of a finished STEM run directory."""
     from latentpath.io import read_table
@@ -404,7 +513,10 @@ def read_stem_run(out: str | Path) -> dict:
         raise ValueError(f"{out} is not a finished run: no config.json")
     record = json.loads((out / "config.json").read_text())
     result = {"config": record, "out": out, "atoms": read_table(out / "atoms.parquet"),
-              "rings": read_table(out / "rings.parquet")}
+              "rings": read_table(out / "rings.parquet"),
+              "tracks": read_table(out / "tracks.parquet")}
+    for name in ("drift", "transitions", "transition_counts", "state_lifetimes"):
+        result[name] = read_table(out / f"{name}.csv")
     for kind in KINDS:
         result[f"latents_{kind}"] = read_table(out / kind / "latents.parquet")
         with np.load(out / kind / "maps.npz") as data:
@@ -416,7 +528,8 @@ def _clear(folder: Path) -> None:
     """Remove the outputs an earlier run wrote into ``folder`` (only those)."""
     import shutil
 
-    for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz"):
+    for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz",
+                 "track_windows.npz"):
         (folder / name).unlink(missing_ok=True)
     if (folder / "model").is_dir():
         shutil.rmtree(folder / "model")

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 if TYPE_CHECKING:
     from latentpath.synth.pfm import SynthPFM
@@ -247,6 +248,110 @@ def figure_encoded(frame: np.ndarray, windows, path: str | Path, *, radius_px: f
     return _save(fig, path)
 
 
+def _tracks_to_show(tracks, transitions, n: int) -> list:
+    """The tracks with the most changes of state, then the longest."""
+    changes = transitions.groupby("track").size()
+    length = tracks.groupby("track").size()
+    order = (pd.DataFrame({"changes": changes.reindex(length.index, fill_value=0),
+                           "length": length})
+             .sort_values(["changes", "length"], ascending=False, kind="stable"))
+    return order.index[:n].tolist()
+
+
+def figure_track_paths(space, tracks, transitions, path: str | Path, *, n_tracks: int = 6
+                       ) -> Path:
+    """Latent paths of the tracked atoms over the chemical-space map, coloured by frame
+    (the method's Figure 5b), one panel per track."""
+    shown = _tracks_to_show(tracks, transitions, n_tracks)
+    extent = (space.z1[0], space.z1[-1], space.z2[0], space.z2[-1])
+    cols = min(3, max(len(shown), 1))
+    rows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), squeeze=False)
+    frames = tracks["frame"]
+    norm = matplotlib.colors.Normalize(frames.min(), frames.max())
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, track in zip(axes.ravel(), shown, strict=False):
+        ax.set_axis_on()
+        ax.imshow(chemical_space_rgb(space.counts, space.kind), origin="lower", extent=extent,
+                  aspect="auto", interpolation="nearest", alpha=0.55)
+        one = tracks[tracks["track"] == track]
+        ax.plot(one["z1"], one["z2"], "-", color="w", lw=0.8)
+        points = ax.scatter(one["z1"], one["z2"], c=one["frame"], cmap="viridis", norm=norm,
+                            s=18, edgecolors="k", linewidths=0.3, zorder=3)
+        n = int((transitions["track"] == track).sum())
+        species = one["species"].iloc[0]
+        ax.set_title(f"{species} track {track}: frames {one['frame'].min()}-"
+                     f"{one['frame'].max()}, {n} changes", fontsize=9)
+        ax.set_xlabel("z1")
+        ax.set_ylabel("z2")
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+    if shown:
+        fig.colorbar(points, ax=axes.ravel().tolist(), fraction=0.02, label="frame")
+    fig.suptitle("latent paths over the chemical-space map (5 red, 6 green, 7 blue)")
+    return _save(fig, path)
+
+
+def figure_track_latents(tracks, transitions, path: str | Path, *, n_tracks: int = 6) -> Path:
+    """z1, z2 and the position (x + y, pixels) of tracked atoms against time, with their
+    changes of chemical state marked (the method's Figure 5a)."""
+    shown = _tracks_to_show(tracks, transitions, n_tracks)
+    fig, axes = plt.subplots(max(len(shown), 1), 1, figsize=(11, 2.3 * max(len(shown), 1)),
+                             squeeze=False, sharex=True)
+    for ax, track in zip(axes[:, 0], shown, strict=False):
+        one = tracks[tracks["track"] == track]
+        ax.plot(one["frame"], one["z1"], ".-", label="z1")
+        ax.plot(one["frame"], one["z2"], ".-", label="z2")
+        ax.set_ylabel(f"track {track}")
+        position = ax.twinx()
+        position.plot(one["frame"], one["x"] + one["y"], color="0.6", lw=1)
+        position.set_ylabel("x + y (px)", color="0.5", fontsize=8)
+        for change in transitions[transitions["track"] == track].itertuples():
+            ax.axvline(change.frame, color="k", lw=0.6, ls=":")
+            ax.annotate(change.to_state, (change.frame, 1), xycoords=("data", "axes fraction"),
+                        rotation=90, fontsize=6, va="top", ha="right")
+        ax.legend(fontsize=7, loc="lower left")
+    axes[-1, 0].set_xlabel("frame")
+    fig.suptitle("latents of tracked atoms against time; dotted: change of chemical state")
+    return _save(fig, path)
+
+
+def figure_transition_gallery(tracks, windows: np.ndarray, transitions, path: str | Path, *,
+                              n_tracks: int = 4, max_changes: int = 7) -> Path:
+    """The window of a tracked atom at its first frame and at each change of state (the
+    method's Figure 5c), one row per track."""
+    shown = _tracks_to_show(tracks, transitions, n_tracks)
+    position = pd.Series(np.arange(len(tracks)), index=pd.MultiIndex.from_frame(
+        tracks[["track", "frame"]]))
+    rows = []
+    for track in shown:
+        one = tracks[tracks["track"] == track]
+        known = one[one["state"].notna()]
+        start = known.iloc[0] if len(known) else one.iloc[0]
+        panels = [(int(start["frame"]), start["state"])]
+        changes = transitions[transitions["track"] == track].head(max_changes)
+        panels += [(int(c.frame), c.to_state) for c in changes.itertuples()]
+        rows.append((track, panels))
+    cols = max([len(p) for _, p in rows], default=1)
+    fig, axes = plt.subplots(max(len(rows), 1), cols, figsize=(1.9 * cols, 2.1 * max(len(rows), 1)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for r, (track, panels) in enumerate(rows):
+        for c, (frame, state) in enumerate(panels):
+            image = windows[position[(track, frame)]]
+            if np.isfinite(image).all():
+                axes[r, c].imshow(image, cmap="gray", vmin=0, vmax=1)
+            else:
+                axes[r, c].text(0.5, 0.5, "window runs\noff the frame", ha="center",
+                                va="center", fontsize=7, color="0.4",
+                                transform=axes[r, c].transAxes)
+            axes[r, c].set_title(f"track {track}, frame {frame}\n{state}", fontsize=7)
+    fig.suptitle("tracked atoms at their first frame and at each change of chemical state")
+    return _save(fig, path)
+
+
 def stem_run_figures(frames: np.ndarray, result: dict, folder: str | Path, *,
                      pixel_size_A: float) -> list[Path]:
     """All figures of a STEM run (see :func:`latentpath.pipeline.run_stem`)."""
@@ -275,4 +380,11 @@ def stem_run_figures(frames: np.ndarray, result: dict, folder: str | Path, *,
                                     folder / f"{kind}_encoded.png",
                                     radius_px=0.7 / pixel_size_A,
                                     title=f"{what} windows of frame {t}, encoded"))
+    tracks, transitions = result["tracks"], result["transitions"]
+    if len(tracks):
+        paths.append(figure_track_paths(result["map_atom"], tracks, transitions,
+                                        folder / "track_paths.png"))
+        paths.append(figure_track_latents(tracks, transitions, folder / "track_latents.png"))
+        paths.append(figure_transition_gallery(tracks, result["track_windows"], transitions,
+                                               folder / "transitions.png"))
     return paths
