@@ -104,14 +104,15 @@ def test_atoms_are_tracked_with_states_and_latents(movie, run):
     tracks, atoms = saved["tracks"], saved["atoms"]
     assert set(tracks.atom) == set(atoms.index)
     assert np.allclose(tracks[["y", "x"]].to_numpy(), atoms.loc[tracks.atom, ["y", "x"]].to_numpy())
-    assert {"track", "gap_before", "state", "z1", "z2", "angle", "map_structure"} <= set(
-        tracks.columns)
+    assert {"track", "gap_before", "state", "window_inside", "z1", "z2", "angle",
+            "map_structure"} <= set(tracks.columns)
     with np.load(out / "atom" / "track_windows.npz") as data:
         windows = data["windows"]
     assert windows.shape == (len(tracks), 24, 24)
-    # a latent exactly where the window lies inside the frame
-    assert (np.isfinite(windows).all(axis=(1, 2)) == tracks.z1.notna().to_numpy()).all()
-    assert tracks.z1.notna().any()
+    # every row has a window to look at; latents only where it lies inside the frame
+    assert np.isfinite(windows).all()
+    assert (tracks.window_inside == tracks.z1.notna()).all()
+    assert tracks.window_inside.any() and not tracks.window_inside.all()
     assert list(saved["transitions"].columns) == ["track", "frame", "from_state", "to_state",
                                                   "frames_since", "y", "x"]
     assert list(saved["drift"].frame) == [0, 1, 2]
@@ -178,11 +179,12 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
     run_dir = tmp_path / "cli-run"
     args = ["stem", str(path), "--out", str(run_dir), "--epochs", "1", "--hidden", "16",
             "--layers", "1", "--map-points", "8", "--no-compile", "--c-per-frame", "20",
-            "--hollow-per-frame", "20", "--device", "cpu"]
+            "--hollow-per-frame", "20", "--device", "cpu", "--track", "all"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "chemical-space map" in printed
-    assert "tracks: no atom of the tracked species" in printed
+    assert "changes of chemical state" in printed
+    assert json.loads((run_dir / "config.json").read_text())["config"]["track_species"] is None
     assert main(args) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["stem", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2

@@ -209,12 +209,14 @@ def test_scores_count_switches_misses_and_false_changes(sim, seen):
                and tracks.frame[i + 1] == t.frame + 1
                and not true_changes[true_changes.track == t.id].frame.between(
                    t.frame - 1, t.frame + 2).any())
+    before = score_tracks(tracks, sim.atoms, pixel_size_A=PX, frame_shape=(SIZE, SIZE))
     tracks.loc[row, "state"] = "Si9 nonsense"
     scores = score_tracks(tracks, sim.atoms, pixel_size_A=PX, frame_shape=(SIZE, SIZE))
     assert scores["tracks_id_switches"] == 2
     assert scores["tracks_misses"] == 1 and scores["tracks_false_positives"] == 0
     n_true = scores["tracks_true_atom_frames"]
     assert scores["tracks_mota"] == pytest.approx(1 - 3 / n_true)
-    # the invented state makes a change into it and one out of it
-    assert scores["transitions_false"] == 2
-    assert scores["transitions_exact"] < 1
+    # the invented state makes a change into it and one out of it (the swap may have
+    # joined two atoms' states into a false change of its own)
+    assert scores["transitions_false"] - before["transitions_false"] == 2
+    assert scores["transitions_exact"] < before["transitions_exact"]

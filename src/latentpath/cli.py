@@ -99,7 +99,7 @@ def _stem_config(args: argparse.Namespace):
     values = {}
     for name in ("pixel_size_A", "channel", "self_train_frames", "window_A", "window_px",
                  "epochs", "hidden", "layers", "map_points", "track_search_A", "track_memory",
-                 "device", "seed"):
+                 "track_border_A", "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -245,7 +245,8 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
                                         pixel_size_A=truth.pixel_size_A,
                                         frame_shape=truth.movie.shape[1:],
                                         species=tuple(species or truth.atoms.species.unique()),
-                                        match_radius_A=args.match_radius)
+                                        match_radius_A=args.match_radius,
+                                        border_A=run["config"]["config"]["track_border_A"])
     for part, values in scores.items():
         print(f"{part}:")
         _print_scores(values)
@@ -347,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "from the spacing of the tracked atoms, at most 2.5)")
     stem_run.add_argument("--track-memory", type=int,
                           help="frames a tracked atom may be missed (3)")
+    stem_run.add_argument("--track-border", dest="track_border_A", type=float,
+                          help="atoms this near the frame's border get no chemical state, A "
+                               "(4)")
     stem_run.add_argument("--seed", type=int, help="random seed (0)")
     stem_run.add_argument("--overwrite", action="store_true",
                           help="replace an earlier run in --out")

@@ -239,7 +239,7 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
 
 def score_tracks(tracks: pd.DataFrame, truth_atoms: pd.DataFrame, *, pixel_size_A: float,
                  frame_shape: tuple[int, int], species: tuple[str, ...] = ("Si",),
-                 match_radius_A: float = 0.5) -> dict[str, float]:
+                 match_radius_A: float = 0.5, border_A: float = 4.0) -> dict[str, float]:
     """Tracking and chemical-transition accuracy against synthetic truth with persistent
     atom ids.
 
@@ -260,6 +260,9 @@ def score_tracks(tracks: pd.DataFrame, truth_atoms: pd.DataFrame, *, pixel_size_
         ``id, frame, y, x, species, coordination, n5..n8`` (pixels).
     pixel_size_A : float
     frame_shape : (int, int)
+    border_A : float
+        The run's border without chemical states (:func:`latentpath.tracks.chemical_states`),
+        applied to the truth alike.
     """
     from latentpath.tracks import chemical_states, find_transitions
 
@@ -285,7 +288,7 @@ def score_tracks(tracks: pd.DataFrame, truth_atoms: pd.DataFrame, *, pixel_size_
               / max(n_true, 1)}
 
     truth_tracks = truth.assign(track=truth["id"], state=chemical_states(
-        truth, frame_shape, pixel_size_A))
+        truth, frame_shape, pixel_size_A, border_A=border_A))
     true_changes = find_transitions(truth_tracks)
     found_changes = find_transitions(tracks)
     fold = found_changes["from_state"].str.split().str[0] != found_changes["to_state"].str.split(

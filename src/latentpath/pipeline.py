@@ -102,7 +102,8 @@ class StemConfig:
         Farthest move between the frames an atom is seen in (None: from the spacing of
         the tracked atoms) and frames it may be missed (:func:`latentpath.tracks.link_atoms`).
     track_border_A : float
-        Atoms nearer the frame's border get no chemical state: their rings may be cut.
+        Atoms nearer the frame's border get no chemical state: their rings may be cut
+        (:func:`latentpath.tracks.chemical_states`).
     map_points, manifold_points : int
         Grid points per axis of the chemical-space map and of the manifold figure.
     map_decode_px : int, optional
@@ -134,7 +135,7 @@ class StemConfig:
     track_species: tuple[str, ...] | None = ("Si",)
     track_search_A: float | None = None
     track_memory: int = 3
-    track_border_A: float = 3.0
+    track_border_A: float = 4.0
     map_points: int = 200
     manifold_points: int = 12
     map_decode_px: int | None = None
@@ -230,17 +231,19 @@ def window_images(movie: Movie, probability: np.ndarray, map_pixel_A: float,
 
 def cut_kind_windows(images: np.ndarray, image_pixel_A: float, movie_shape: tuple[int, ...],
                      points: pd.DataFrame, config: StemConfig, out: Path | None, *,
-                     overwrite: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+                     edge: str = "skip", overwrite: bool = False
+                     ) -> tuple[np.ndarray, pd.DataFrame]:
     """Windows of ``config.window_A`` resampled to ``config.window_px``, centred on
     ``points`` (pixels of the movie), into the memory-mapped ``out`` (None: in memory);
-    the table keeps the points' movie pixels."""
+    the table keeps the points' movie pixels. ``edge`` as in
+    :func:`latentpath.windows.cut_windows`."""
     from latentpath.windows import circular_taper
 
     scale = images.shape[2] / movie_shape[2]
     at = points.assign(y=(points.y + 0.5) * scale - 0.5, x=(points.x + 0.5) * scale - 0.5)
     step_px = config.window_A / (config.window_px - 1) / image_pixel_A
-    windows, table = cut_windows(images, at, config.window_px, step_px=step_px, out=out,
-                                 overwrite=overwrite)
+    windows, table = cut_windows(images, at, config.window_px, step_px=step_px, edge=edge,
+                                 out=out, overwrite=overwrite)
     if config.window_taper:
         windows *= circular_taper(config.window_px)
         if out is not None:
@@ -346,27 +349,31 @@ def track_latents(tracks: pd.DataFrame, images: np.ndarray, image_pixel_A: float
     """Every tracked atom's window, its latents from the atom-centred model and the
     chemical-space class there.
 
+    Windows that run off the frame are padded with zeros to be looked at, but not
+    encoded: the model never saw a frame border, and would read one as a hole's edge.
+
     Returns
     -------
     tracks : DataFrame
-        The input with ``angle, z1, z2, ...`` and ``map_n5..map_n8, map_structure``;
-        NaN (and no class) where the window runs off the frame.
+        The input with ``window_inside``, ``angle, z1, z2, ...`` and ``map_n5..map_n8,
+        map_structure``; NaN (and no class) where the window runs off the frame.
     windows : ndarray (len(tracks), window_px, window_px), float32
-        Row i is the window of row i of ``tracks``; NaN where it runs off the frame.
+        Row i is the window of row i of ``tracks``.
     """
     from latentpath.rvae import encode
 
     points = tracks[["frame", "y", "x"]].assign(kind="atom", row=np.arange(len(tracks)))
-    cut, table = cut_kind_windows(images, image_pixel_A, movie_shape, points, config, None)
-    windows = np.full((len(tracks), config.window_px, config.window_px), np.nan, np.float32)
-    windows[table["row"].to_numpy()] = cut
+    windows, _ = cut_kind_windows(images, image_pixel_A, movie_shape, points, config, None,
+                                  edge="constant")
+    inside, table = cut_kind_windows(images, image_pixel_A, movie_shape, points, config, None)
+    rows = table["row"].to_numpy()
     names = ["angle", *(f"z{i}" for i in range(1, config.latent_dim + 1))]
-    result = tracks.copy()
+    result = tracks.assign(window_inside=np.isin(np.arange(len(tracks)), rows))
     if len(table) == 0:
         return result.assign(**{name: np.nan for name in names}), windows
-    latents = encode(model, cut, table=table)
+    latents = encode(model, inside, table=table)
     found = latents[names].join(labels_at(space, latents).add_prefix("map_"))
-    found.index = tracks.index[table["row"].to_numpy()]
+    found.index = tracks.index[rows]
     return result.join(found), windows
 
 

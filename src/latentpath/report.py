@@ -320,7 +320,7 @@ def figure_track_latents(tracks, transitions, path: str | Path, *, n_tracks: int
 def figure_transition_gallery(tracks, windows: np.ndarray, transitions, path: str | Path, *,
                               n_tracks: int = 4, max_changes: int = 7) -> Path:
     """The window of a tracked atom at its first frame and at each change of state (the
-    method's Figure 5c), one row per track."""
+    method's Figure 5c), one row per track; windows cut by the frame's edge are marked."""
     shown = _tracks_to_show(tracks, transitions, n_tracks)
     position = pd.Series(np.arange(len(tracks)), index=pd.MultiIndex.from_frame(
         tracks[["track", "frame"]]))
@@ -340,14 +340,10 @@ def figure_transition_gallery(tracks, windows: np.ndarray, transitions, path: st
         ax.set_axis_off()
     for r, (track, panels) in enumerate(rows):
         for c, (frame, state) in enumerate(panels):
-            image = windows[position[(track, frame)]]
-            if np.isfinite(image).all():
-                axes[r, c].imshow(image, cmap="gray", vmin=0, vmax=1)
-            else:
-                axes[r, c].text(0.5, 0.5, "window runs\noff the frame", ha="center",
-                                va="center", fontsize=7, color="0.4",
-                                transform=axes[r, c].transAxes)
-            axes[r, c].set_title(f"track {track}, frame {frame}\n{state}", fontsize=7)
+            row = position[(track, frame)]
+            axes[r, c].imshow(windows[row], cmap="gray", vmin=0, vmax=1)
+            edge = "" if tracks["window_inside"].iloc[row] else ", at edge"
+            axes[r, c].set_title(f"track {track}, frame {frame}\n{state}{edge}", fontsize=7)
     fig.suptitle("tracked atoms at their first frame and at each change of chemical state")
     return _save(fig, path)
 

@@ -9,7 +9,8 @@ their chemistry (3-fold Si, 4-fold Si, Si next to a 7-ring, ...) frame by frame.
   search radius in angstrom and a memory for frames where an atom was missed; gaps are
   recorded on the row after them;
 - :func:`chemical_states`: an atom's state in a frame from the bond graph (species,
-  coordination, adjacent rings), or none near the frame border, where the graph is cut;
+  coordination, adjacent rings), or none within 4 A of the frame's border, where the
+  graph is cut;
 - :func:`find_transitions`, :func:`transition_counts`, :func:`state_lifetimes`: the
   changes of state along every track and their statistics over the movie.
 
@@ -301,12 +302,14 @@ def default_search_A(table: pd.DataFrame, pixel_size_A: float) -> float:
 
 
 def chemical_states(atoms: pd.DataFrame, frame_shape: tuple[int, int], pixel_size_A: float, *,
-                    border_A: float = 3.0) -> pd.Series:
+                    border_A: float = 4.0) -> pd.Series:
     """The chemical state of each atom: species, coordination and adjacent rings.
 
     ``"Si3 6-6-6"`` is a 3-fold Si in three hexagons, ``"Si4 5-5-6-6"`` a 4-fold Si,
     ``"C2 6"`` an edge carbon. Atoms within ``border_A`` of the frame's border get no
-    state (None): their bonds and rings may lie outside the frame.
+    state (None): their rings (an 8-ring reaches 3.7 A from its atoms) may lie outside
+    the frame, and the atom finder drops atoms right at the border. 4 A is also the
+    reach of the default windows, so states and latents cover the same atoms.
 
     Parameters
     ----------
