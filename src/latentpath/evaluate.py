@@ -291,11 +291,8 @@ def score_tracks(tracks: pd.DataFrame, truth_atoms: pd.DataFrame, *, pixel_size_
         truth, frame_shape, pixel_size_A, border_A=border_A))
     true_changes = find_transitions(truth_tracks)
     found_changes = find_transitions(tracks)
-    fold = found_changes["from_state"].str.split().str[0] != found_changes["to_state"].str.split(
-        ).str[0]
-    coordination_found = found_changes[fold]
-    true_fold = true_changes[true_changes["from_state"].str.split().str[0]
-                             != true_changes["to_state"].str.split().str[0]]
+    coordination_found = found_changes[_coordination_changed(found_changes)]
+    true_fold = true_changes[_coordination_changed(true_changes)]
     track_at = seen.set_index(["id", "frame"])["track"]
     hits = 0
     for change in true_fold.itertuples():
@@ -326,3 +323,9 @@ def score_tracks(tracks: pd.DataFrame, truth_atoms: pd.DataFrame, *, pixel_size_
         float("nan"))
     scores["false_transitions_per_atom_frame"] = false / max(n_found, 1)
     return scores
+
+
+def _coordination_changed(changes: pd.DataFrame) -> pd.Series:
+    """Changes of state whose species and coordination ("Si3" of "Si3 6-6-6") differ."""
+    return (changes["from_state"].str.split().str[0]
+            != changes["to_state"].str.split().str[0])

@@ -269,18 +269,16 @@ def link_atoms(atoms: pd.DataFrame, pixel_size_A: float, *,
     if search_A is None:
         search_A = default_search_A(table, pixel_size_A)
     search_A = check_float("search_A", search_A, minimum=1e-6)
+    positions_A = pd.DataFrame({"frame": table["frame"], "y_A": table["y_fixed"] * pixel_size_A,
+                                "x_A": table["x_fixed"] * pixel_size_A})
     with _quiet("trackpy"):
-        linked = trackpy.link(table[["frame", "y_fixed", "x_fixed"]].assign(
-            y_A=table["y_fixed"] * pixel_size_A, x_A=table["x_fixed"] * pixel_size_A),
-            search_A, pos_columns=["y_A", "x_A"], t_column="frame", memory=memory)
+        linked = trackpy.link(positions_A, search_A, pos_columns=["y_A", "x_A"],
+                              t_column="frame", memory=memory)
     # trackpy returns the rows sorted by frame; align by index, not by position
-    table["track"] = linked["particle"].reindex(table.index).to_numpy()
-    table = table.sort_values(["track", "frame"], kind="stable").reset_index(drop=True)
+    particle = linked["particle"].reindex(table.index)
     # renumber tracks by first appearance so that numbers read in time order
-    first = table.groupby("track")["frame"].transform("min")
-    order = table.assign(first=first).groupby("track")["first"].first().sort_values(
-        kind="stable")
-    table["track"] = table["track"].map(pd.Series(np.arange(len(order)), index=order.index))
+    first = table["frame"].groupby(particle).min().sort_values(kind="stable")
+    table["track"] = particle.map(pd.Series(np.arange(len(first)), index=first.index))
     table = table.sort_values(["track", "frame"], kind="stable").reset_index(drop=True)
     step = table.groupby("track")["frame"].diff()
     table["gap_before"] = (step.fillna(1) - 1).astype(np.int64)
@@ -290,10 +288,11 @@ def link_atoms(atoms: pd.DataFrame, pixel_size_A: float, *,
 def default_search_A(table: pd.DataFrame, pixel_size_A: float) -> float:
     """0.45 of the median nearest-neighbour distance within frames, at most 2.5 A."""
     distances = []
+    fixed_A = table[["y_fixed", "x_fixed"]].to_numpy() * pixel_size_A
     for rows in table.groupby("frame").indices.values():
         if len(rows) < 2:
             continue
-        pos = table[["y_fixed", "x_fixed"]].to_numpy()[rows] * pixel_size_A
+        pos = fixed_A[rows]
         d, _ = cKDTree(pos).query(pos, k=2)
         distances.append(d[:, 1])
     if not distances:
@@ -355,10 +354,7 @@ def find_transitions(tracks: pd.DataFrame) -> pd.DataFrame:
         ``track, frame, from_state, to_state, frames_since`` (frames since the previous
         state was last seen: 1 when consecutive), ``y, x`` (pixels, where it happened).
     """
-    _check_tracks(tracks)
-    known = tracks[tracks["state"].notna()]
-    same_track = known["track"].to_numpy()[1:] == known["track"].to_numpy()[:-1]
-    changed = known["state"].to_numpy()[1:] != known["state"].to_numpy()[:-1]
+    known, same_track, changed = _known_states(tracks)
     at = np.nonzero(same_track & changed)[0]
     after = known.iloc[at + 1]
     before = known.iloc[at]
@@ -392,15 +388,10 @@ def state_lifetimes(tracks: pd.DataFrame) -> pd.DataFrame:
         ``state, stays, frames, mean_frames, median_frames, complete`` (stays with a seen
         start and end, whose mean is ``mean_complete_frames``), most frames first.
     """
-    _check_tracks(tracks)
-    known = tracks[tracks["state"].notna()]
-    track = known["track"].to_numpy()
-    state = known["state"].to_numpy()
-    frame = known["frame"].to_numpy()
+    known, same_track, changed = _known_states(tracks)
     new = np.ones(len(known), bool)
-    new[1:] = (track[1:] != track[:-1]) | (state[1:] != state[:-1])
-    stay = np.cumsum(new) - 1
-    stays = pd.DataFrame({"track": track, "state": state, "frame": frame, "stay": stay})
+    new[1:] = ~same_track | changed
+    stays = known[["track", "state", "frame"]].assign(stay=np.cumsum(new) - 1)
     per = stays.groupby("stay").agg(track=("track", "first"), state=("state", "first"),
                                     start=("frame", "min"), end=("frame", "max"))
     per["frames"] = per["end"] - per["start"] + 1
@@ -413,6 +404,16 @@ def state_lifetimes(tracks: pd.DataFrame) -> pd.DataFrame:
     out["mean_complete_frames"] = (per[per["complete"]].groupby("state")["frames"].mean()
                                    .reindex(out.index))
     return out.sort_values("frames", ascending=False, kind="stable").reset_index()
+
+
+def _known_states(tracks: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The rows with a state, and for each consecutive pair of them whether they belong
+    to the same track and whether the state changed (both length ``len(known) - 1``)."""
+    _check_tracks(tracks)
+    known = tracks[tracks["state"].notna()]
+    track = known["track"].to_numpy()
+    state = known["state"].to_numpy()
+    return known, track[1:] == track[:-1], state[1:] != state[:-1]
 
 
 def _check_tracks(tracks: pd.DataFrame) -> None:
