@@ -205,3 +205,25 @@ def test_precision_options(tmp_path):
     assert chosen["precision"] in ("float32", "bfloat16")
     with pytest.raises(ValueError, match="precision"):
         fit_rvae(windows, tmp_path / "n", **{**settings, "precision": "float16"})
+
+
+def test_channels_turn_together_and_round_trip(tmp_path):
+    model = SkipRVAE(RVAEConfig(window_px=15, channels=2, hidden=32, layers=3)).eval()
+    z = torch.randn(1, 2)
+    upright = model.decode(z, torch.zeros(1), torch.zeros(1, 2))[0].detach().numpy()
+    turned = model.decode(z, torch.tensor([np.pi / 2]), torch.zeros(1, 2))[0].detach().numpy()
+    assert upright.shape == (2, 15, 15)
+    # Both channels turn by the same quarter turn.
+    k = 1 if np.allclose(np.rot90(upright[0], 1), turned[0], atol=1e-5) else -1
+    assert np.allclose(np.rot90(upright, k, axes=(1, 2)), turned, atol=1e-5)
+    # The two channels are different images of one window (the same place at two times).
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(64, 8, 8)).astype(np.float32)
+    pairs = np.stack([first, -first], axis=1)
+    fit_rvae(pairs, tmp_path / "m", epochs=1, seed=0, **SMALL)
+    trained = load_rvae(tmp_path / "m")
+    assert trained.config.channels == 2
+    assert len(encode(trained, pairs)) == 64
+    assert decode(trained, np.zeros((3, 2))).shape == (3, 2, 8, 8)
+    with pytest.raises(ValueError, match="channel"):
+        encode(trained, first)

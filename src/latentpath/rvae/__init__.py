@@ -34,14 +34,18 @@ def encode(model: SkipRVAE, windows: np.ndarray, *, batch_size: int = 1024,
     Parameters
     ----------
     model : SkipRVAE
-    windows : ndarray (N, w, w) or path to .npy
+    windows : ndarray (N, w, w) or (N, c, w, w), or path to .npy
     table : DataFrame, optional
         The window table (row i describes window i); the latents are appended to it.
     """
     data = open_windows(windows)
-    if data.shape[1] != model.config.window_px:
-        raise ValueError(f"windows of {data.shape[1]} px but the model was trained on "
+    if data.shape[-1] != model.config.window_px:
+        raise ValueError(f"windows of {data.shape[-1]} px but the model was trained on "
                          f"{model.config.window_px} px windows")
+    channels = data.shape[1] if data.ndim == 4 else 1
+    if channels != model.config.channels:
+        raise ValueError(f"windows of {channels} channel(s) but the model was trained on "
+                         f"{model.config.channels}")
     names = ["angle", "dx", "dy"] + [f"z{i + 1}" for i in range(model.config.latent_dim)]
     if table is not None:
         if len(table) != len(data):
@@ -93,7 +97,7 @@ def decode(model: SkipRVAE, z: np.ndarray, *, angle: float | np.ndarray = 0.0,
 
     Returns
     -------
-    ndarray (M, s, s), float32
+    ndarray (M, s, s), or (M, c, s, s) for a model of c > 1 channels, float32
         In the units of the training windows.
     """
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))

@@ -27,7 +27,10 @@ class RVAEConfig:
     Attributes
     ----------
     window_px : int
-        Window side w; inputs are (N, w, w).
+        Window side w; inputs are (N, w, w), or (N, c, w, w) with several channels.
+    channels : int
+        Images per window c, rotated and shifted together (e.g. the same place at two
+        times, so that the content latents encode the motion between them).
     latent_dim : int
         Content latents k (the angle and the two translations come on top).
     hidden : int
@@ -57,6 +60,7 @@ class RVAEConfig:
     """
 
     window_px: int = 32
+    channels: int = 1
     latent_dim: int = 2
     hidden: int = 256
     layers: int = 4
@@ -73,7 +77,7 @@ class RVAEConfig:
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.skip not in ("latent", "first_layer"):
             raise ValueError(f"skip must be 'latent' or 'first_layer', got {self.skip!r}")
-        for name in ("window_px", "latent_dim", "hidden", "layers"):
+        for name in ("window_px", "channels", "latent_dim", "hidden", "layers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not self.scale > 0:
@@ -93,7 +97,7 @@ class SkipRVAE(nn.Module):
     def __init__(self, config: RVAEConfig):
         super().__init__()
         self.config = c = config
-        n_in, k, h = c.window_px**2, c.latent_dim, c.hidden
+        n_in, k, h = c.channels * c.window_px**2, c.latent_dim, c.hidden
         enc = [nn.Linear(n_in, h), nn.Tanh()]
         for _ in range(c.layers - 1):
             enc += [nn.Linear(h, h), nn.Tanh()]
@@ -103,7 +107,7 @@ class SkipRVAE(nn.Module):
         self.hidden_layers = nn.ModuleList(nn.Linear(h, h) for _ in range(c.layers))
         n_skips = c.layers + 1 if c.skip == "latent" else 1
         self.latent_in = nn.ModuleList(nn.Linear(k, h, bias=False) for _ in range(n_skips))
-        self.out = nn.Linear(h, 1)
+        self.out = nn.Linear(h, c.channels)
         self._init_decoder()
         self.register_buffer("grid", _grid(c.window_px), persistent=False)
 
@@ -125,7 +129,7 @@ class SkipRVAE(nn.Module):
         return (x - self.config.offset) / self.config.scale
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised windows (N, w, w) -> mean and log-variance (N, 3 + k) of the
+        """Normalised windows (N, [c,] w, w) -> mean and log-variance (N, 3 + k) of the
         latents (angle in radians, then standard-normal translations and contents)."""
         # The head predicts log standard deviations, as AtomAI's does: the same
         # posterior, but its width moves half as fast per step as a log-variance head,
@@ -135,8 +139,9 @@ class SkipRVAE(nn.Module):
 
     def decode(self, z: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor,
                size: int | None = None) -> torch.Tensor:
-        """Content latents (N, k), angle (N,) radians, shift (N, 2) -> images (N, s, s)
-        in normalised units (logits for the BCE loss).
+        """Content latents (N, k), angle (N,) radians, shift (N, 2) -> images (N, s, s),
+        or (N, c, s, s) for c > 1 channels, in normalised units (logits for the BCE
+        loss).
 
         The decoder is a function of continuous coordinates: ``size`` samples the same
         field of view on an s x s grid (default: the training windows' w).
@@ -158,7 +163,10 @@ class SkipRVAE(nn.Module):
             a = first
             for layer in self.hidden_layers:
                 a = torch.tanh(layer(a)) + first
-        return self.out(a).reshape(-1, s, s)
+        out = self.out(a)
+        if self.config.channels == 1:
+            return out.reshape(-1, s, s)
+        return out.transpose(1, 2).reshape(-1, self.config.channels, s, s)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -27,7 +27,8 @@ _CHUNK = 4096
 
 
 def open_windows(windows: np.ndarray | str | Path) -> np.ndarray:
-    """A (N, w, w) window stack from an array or a .npy file (memory-mapped)."""
+    """A (N, w, w) or (N, c, w, w) window stack from an array or a .npy file
+    (memory-mapped)."""
     if isinstance(windows, str | Path):
         path = Path(windows)
         if not path.is_file():
@@ -36,10 +37,10 @@ def open_windows(windows: np.ndarray | str | Path) -> np.ndarray:
             windows = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as err:
             raise ValueError(f"{path}: not a readable .npy array ({err})") from err
-    if windows.ndim != 3 or windows.shape[1] != windows.shape[2]:
-        raise ValueError(f"windows must have shape (N, w, w) with square windows, "
-                         f"got {windows.shape}")
-    if windows.shape[0] < 2 or windows.shape[1] < 4:
+    if windows.ndim not in (3, 4) or windows.shape[-1] != windows.shape[-2]:
+        raise ValueError(f"windows must have shape (N, w, w) or (N, channels, w, w) with "
+                         f"square windows, got {windows.shape}")
+    if windows.shape[0] < 2 or windows.shape[-1] < 4 or windows.shape[1] < 1:
         raise ValueError(f"need at least 2 windows of at least 4x4 px, got {windows.shape}")
     if not np.issubdtype(windows.dtype, np.number) or np.iscomplexobj(windows):
         raise ValueError(f"windows must be real numbers, got dtype {windows.dtype}")
@@ -107,7 +108,7 @@ def fit_rvae(
 
     Parameters
     ----------
-    windows : ndarray (N, w, w) or path to .npy
+    windows : ndarray (N, w, w) or (N, c, w, w), or path to .npy
         Any real dtype; a .npy is memory-mapped.
     out_dir : path
         Model directory: the best model by validation loss (``config.json`` +
@@ -173,8 +174,9 @@ def fit_rvae(
         offset, scale = stats["min"], max(stats["max"] - stats["min"], 1e-12)
     else:
         offset, scale = stats["mean"], max(stats["std"], 1e-12)
-    config = RVAEConfig(window_px=data.shape[1], latent_dim=latent_dim, hidden=hidden,
-                        layers=layers, angle_prior_rad=angle_prior_rad,
+    channels = data.shape[1] if data.ndim == 4 else 1
+    config = RVAEConfig(window_px=data.shape[-1], channels=channels, latent_dim=latent_dim,
+                        hidden=hidden, layers=layers, angle_prior_rad=angle_prior_rad,
                         translation_prior=translation_prior, loss=loss, skip=skip,
                         offset=offset, scale=scale)
     # Seeded initial weights without touching the caller's global torch RNG.
@@ -186,7 +188,8 @@ def fit_rvae(
     order = np.random.default_rng(seed).permutation(len(data))
     n_val = max(1, round(val_fraction * len(data)))
     val_idx, train_idx = order[:n_val], order[n_val:]
-    settings = {"n_windows": len(data), "window_px": data.shape[1], "seed": seed,
+    settings = {"n_windows": len(data), "window_px": data.shape[-1], "channels": channels,
+                "seed": seed,
                 "batch_size": batch_size, "val_fraction": val_fraction,
                 "kl_weight": kl_weight, "kl_warmup_epochs": kl_warmup_epochs,
                 "precision": precision,
