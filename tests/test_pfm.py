@@ -10,7 +10,17 @@ import pytest
 from scipy import ndimage
 
 from latentpath.io import load_movie
-from latentpath.pfm import align_frames, find_walls, normalize_phase, register_frames
+from latentpath.pfm import (
+    align_frames,
+    find_walls,
+    follow_wall,
+    level_set_curvature,
+    normalize_phase,
+    register_frames,
+    wall_curves,
+    wall_points,
+    window_physics,
+)
 from latentpath.synth import synth_pfm_movie
 
 PZT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "pzt_pfm"
@@ -54,6 +64,14 @@ def test_registration_recovers_a_known_drift(sim):
     assert not valid[2].all() and valid[0].all()
     with pytest.raises(ValueError, match="max_shift_px"):
         register_frames(stack, max_shift_px=3.0)
+
+
+def test_amplitude_registers_the_movie_to_its_first_frame(sim):
+    drift = register_frames(sim.amplitude)
+    truth = sim.frames[["drift_y", "drift_x"]].to_numpy()
+    assert np.abs(drift[["dy", "dx"]].to_numpy() - truth).max() < 0.5
+    with pytest.raises(ValueError, match="reference"):
+        register_frames(sim.amplitude, reference="last")
 
 
 def wall_scores(found: np.ndarray, truth: np.ndarray, tolerance_px: float = 2.0):
@@ -105,5 +123,89 @@ def test_real_pzt_switching_sequence():
     assert switched[0] < 0.2 and switched[2] > switched[0] + 0.1
     walls = find_walls(signal)
     assert (walls.sum(axis=(1, 2)) > 500).all()
-    drift = register_frames(signal)
-    assert np.isfinite(drift[["dy", "dx"]].to_numpy()).all()
+    # Two independent channels give the same drift: the amplitude's static texture and
+    # the phase's domains (which move a little, so they agree to about a pixel).
+    amplitude = load_movie(files, channel="AmplitudeRetrace").data
+    by_amplitude = register_frames(amplitude)[["dy", "dx"]].to_numpy()
+    by_phase = register_frames(signal)[["dy", "dx"]].to_numpy()
+    assert np.abs(by_amplitude - by_phase).max() < 1.0
+    assert np.hypot(*by_amplitude[2]) > 4  # the frames did drift
+
+
+def disk(radius: float, size: int = 128, centre: tuple[float, float] = (64.0, 64.0)
+         ) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - centre[0], xx - centre[1])
+    return np.tanh((radius - r) / 1.5).astype(np.float32)
+
+
+def test_curvature_of_a_bubble_and_of_a_hole():
+    kappa = level_set_curvature(disk(30.0), sigma_px=2.0)
+    assert kappa[64, 94] == pytest.approx(1 / 30, rel=0.05)
+    # an unswitched hole in a switched film bends the other way
+    assert level_set_curvature(-disk(30.0))[64, 94] == pytest.approx(-1 / 30, rel=0.05)
+    assert np.all(level_set_curvature(np.ones((16, 16), np.float32)) == 0)
+
+
+def test_walls_become_ordered_curves():
+    walls = find_walls(disk(30.0))
+    curves = wall_curves(walls)
+    assert curves.wall.nunique() == 1 and curves.closed.all()
+    steps = np.hypot(*np.diff(curves[["y", "x"]].to_numpy(), axis=0).T)
+    assert steps.max() < 1.5  # each pixel follows its neighbour along the wall
+    assert len(curves) == pytest.approx(2 * np.pi * 30, rel=0.15)
+    # two crossing lines are cut where they meet: four open arms
+    cross = np.zeros((1, 64, 64), bool)
+    cross[0, 32, 5:60] = cross[0, 5:60, 32] = True
+    arms = wall_curves(cross, min_length_px=10)
+    assert arms.wall.nunique() == 4 and not arms.closed.any()
+    with pytest.raises(ValueError, match="boolean"):
+        wall_curves(np.zeros((8, 8)))
+
+
+def test_wall_points_respect_delay_and_valid_pixels():
+    walls = np.zeros((3, 32, 32), bool)
+    walls[:, 16, 4:28] = True
+    valid = np.ones_like(walls)
+    valid[2, :, :10] = False
+    points = wall_points(walls, delay=1, valid=valid, margin_px=2)
+    assert set(points.frame) == {0, 1} and (points.kind == "wall").all()
+    # frame 1's partner (frame 2) is invalid left of x = 10, plus the margin
+    assert points[points.frame == 1].x.min() >= 12
+    assert points[points.frame == 0].x.min() == 4
+    with pytest.raises(ValueError, match="delay"):
+        wall_points(walls, delay=3)
+
+
+def test_window_physics_of_known_windows():
+    size = 40
+    xx = np.mgrid[:size, :size][1]
+    straight = np.where(xx < 20, -1.0, 1.0).astype(np.float32)
+    moved = np.where(xx < 16, -1.0, 1.0).astype(np.float32)  # advanced 4 px
+    bubble = disk(15.0, size, (20.0, 20.0))
+    flat = np.ones((size, size), np.float32)
+    stripes = np.where((xx // 8) % 2 == 0, -1.0, 1.0).astype(np.float32)
+    phys = window_physics(np.stack([straight, bubble, flat, stripes]))
+    assert list(phys.walls) == [1, 1, 0, 4]
+    assert phys.switching[0] == pytest.approx(0.0, abs=0.01)
+    assert phys.curvature[0] == pytest.approx(0.0, abs=1e-3)
+    assert phys.curvature[1] == pytest.approx(1 / 15, rel=0.15)
+    assert np.isnan(phys.curvature[2]) and phys.curvature[3] == 0
+    # a time-delayed pair: the change of the switched share, D(t + d) - D(t) = 2 * 4 / 40
+    pair = window_physics(np.stack([straight, moved])[None])
+    assert pair.switching[0] == pytest.approx(0.2, abs=0.02)
+    # window samples of 2 px halve the curvature per image pixel
+    assert window_physics(bubble[None], step_px=2.0).curvature[0] == pytest.approx(
+        phys.curvature[1] / 2)
+    with pytest.raises(ValueError, match="NaN"):
+        window_physics(np.full((1, 16, 16), np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        window_physics(np.zeros((2, 3, 16, 16)))
+
+
+def test_follow_a_growing_bubble_through_the_movie():
+    frames = np.stack([disk(r) for r in (20.0, 22.0, 24.0, 26.0)])
+    frames[2, 5:15, 5:15] = 1.0  # a short-lived second domain
+    chain = follow_wall(wall_curves(find_walls(frames)))
+    assert list(chain.frame) == [0, 1, 2, 3]
+    assert follow_wall(wall_curves(np.zeros((2, 16, 16), bool))).empty
