@@ -329,3 +329,123 @@ def _coordination_changed(changes: pd.DataFrame) -> pd.Series:
     """Changes of state whose species and coordination ("Si3" of "Si3 6-6-6") differ."""
     return (changes["from_state"].str.split().str[0]
             != changes["to_state"].str.split().str[0])
+
+
+def _truth_window_points(table: pd.DataFrame, frames: pd.DataFrame, offset: int = 0
+                         ) -> pd.DataFrame:
+    """Window centres (aligned on frame 0) moved into the truth's frame ``t + offset``."""
+    frame = table["frame"].to_numpy() + offset
+    return pd.DataFrame({"frame": frame,
+                         "y": table["y"].to_numpy() + frames["drift_y"].to_numpy()[frame],
+                         "x": table["x"].to_numpy() + frames["drift_x"].to_numpy()[frame]})
+
+
+def _true_velocity(points: pd.DataFrame, walls: np.ndarray, velocity: np.ndarray,
+                   radius_px: float) -> np.ndarray:
+    """Median true wall velocity of the true wall pixels within ``radius_px``."""
+    out = np.full(len(points), np.nan)
+    frame = points["frame"].to_numpy()
+    for f in np.unique(frame):
+        rows = np.flatnonzero(frame == f)
+        wy, wx = np.nonzero(walls[f])
+        if len(wy) == 0:
+            continue
+        v = velocity[f][wy, wx]
+        near = cKDTree(np.c_[wy, wx]).query_ball_point(
+            points[["y", "x"]].to_numpy()[rows], radius_px)
+        for row, hits in zip(rows, near, strict=True):
+            if hits:
+                out[row] = np.nanmedian(v[hits])
+    return out
+
+
+def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
+              wall_tolerance_px: float = 2.0) -> dict:
+    """Score a PFM run against the truth of its synthetic movie.
+
+    Parameters
+    ----------
+    run : dict
+        From :func:`latentpath.pipeline.read_pfm_run`.
+    truth : SynthPFM
+    velocity_radius_px : float
+        A window's true wall velocity is the median over the true wall pixels this
+        close to its centre, in frame t.
+    wall_tolerance_px : float
+        Found and true wall pixels this close count as matched.
+
+    Returns
+    -------
+    dict
+        ``drift_error_px`` (largest, against the truth's drift);
+        ``wall_precision``, ``wall_recall``; ``wall_count_agreement`` (windows whose
+        wall count equals the truth's); ``switching_spearman`` (D of each window against
+        the true wall velocity), ``switching_spearman_moving`` (only windows on walls
+        that move), ``map_switching_spearman`` (D read off the latent map at each
+        window's latent point); ``curvature_sign`` (single-wall windows whose curvature
+        has the truth's sign), ``curvature_sign_curved`` (those of them whose true
+        curvature exceeds 1 / (4 window sides), where a sign is defined),
+        ``map_curvature_sign``; and the numbers of windows behind them.
+    """
+    from scipy import ndimage
+    from scipy.stats import spearmanr
+
+    from latentpath.pfm import window_physics
+    from latentpath.windows import cut_windows
+
+    settings = run["config"]["config"]
+    latents, frames = run["latents"], truth.frames
+    step = settings["window_px"] / settings["window_samples"]
+    drift = run["drift"][["dy", "dx"]].to_numpy()
+    drift_error = float(np.abs(drift - frames[["drift_y", "drift_x"]].to_numpy()).max())
+
+    curves = run["curves"]
+    moved = _truth_window_points(curves, frames)
+    iy = np.clip(np.rint(moved["y"]).astype(int), 0, truth.walls.shape[1] - 1)
+    ix = np.clip(np.rint(moved["x"]).astype(int), 0, truth.walls.shape[2] - 1)
+    found = np.zeros(truth.walls.shape, bool)
+    found[moved["frame"], iy, ix] = True
+    flat = (-1, truth.walls.shape[-1])
+    to_truth = ndimage.distance_transform_edt(~truth.walls.reshape(flat)).reshape(found.shape)
+    to_found = ndimage.distance_transform_edt(~found.reshape(flat)).reshape(found.shape)
+    precision = float((to_truth[found] <= wall_tolerance_px).mean()) if found.any() else 0.0
+    recall = float((to_found[truth.walls] <= wall_tolerance_px).mean())
+
+    here = _truth_window_points(latents, frames)
+    polarization = truth.polarization.astype(np.float32)
+    first, _ = cut_windows(polarization, here, settings["window_samples"], step_px=step,
+                           edge="nearest")
+    true_now = window_physics(first, threshold=0.0, step_px=step)
+    velocity = _true_velocity(here, truth.walls, truth.wall_velocity, velocity_radius_px)
+    has_v = np.isfinite(velocity)
+    moving = has_v & (velocity != 0)
+
+    def spearman(values: pd.Series, mask: np.ndarray) -> float:
+        if mask.sum() < 3:
+            return float("nan")
+        return float(spearmanr(values.to_numpy()[mask], velocity[mask])[0])
+
+    single = (true_now.walls == 1).to_numpy()
+    curved = single & (true_now.curvature.abs() > 1 / (4 * settings["window_px"])).to_numpy()
+
+    def sign_agreement(column: str, mask: np.ndarray) -> float:
+        mask = mask & np.isfinite(latents[column].to_numpy(float))
+        if not mask.any():
+            return float("nan")
+        return float((np.sign(latents[column].to_numpy()[mask])
+                      == np.sign(true_now.curvature.to_numpy()[mask])).mean())
+
+    return {"drift_error_px": drift_error, "wall_precision": precision, "wall_recall": recall,
+            "windows": len(latents),
+            "wall_count_agreement": float((latents.walls.to_numpy()
+                                           == true_now.walls.to_numpy()).mean()),
+            "windows_with_velocity": int(has_v.sum()),
+            "windows_on_moving_walls": int(moving.sum()),
+            "switching_spearman": spearman(latents.switching, has_v),
+            "switching_spearman_moving": spearman(latents.switching, moving),
+            "map_switching_spearman": spearman(latents.map_switching, has_v),
+            "single_wall_windows": int(single.sum()),
+            "curvature_sign": sign_agreement("curvature", single),
+            "curved_single_wall_windows": int(curved.sum()),
+            "curvature_sign_curved": sign_agreement("curvature", curved),
+            "map_curvature_sign": sign_agreement("map_curvature", single)}

@@ -377,8 +377,8 @@ def labels_at(space: ChemicalSpaceMap, latents: pd.DataFrame) -> pd.DataFrame:
     missing = {"z1", "z2"} - set(latents.columns)
     if missing:
         raise ValueError(f"latent table has no column(s) {sorted(missing)}")
-    j = _nearest(space.z1, latents["z1"].to_numpy(np.float64))
-    i = _nearest(space.z2, latents["z2"].to_numpy(np.float64))
+    j = nearest_index(space.z1, latents["z1"].to_numpy(np.float64))
+    i = nearest_index(space.z2, latents["z2"].to_numpy(np.float64))
     counts = space.counts[i, j]
     table = pd.DataFrame(counts, columns=[f"n{k}" for k in RING_SIZES], index=latents.index)
     unique, inverse = np.unique(counts, axis=0, return_inverse=True)
@@ -387,7 +387,9 @@ def labels_at(space: ChemicalSpaceMap, latents: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _nearest(axis: np.ndarray, values: np.ndarray) -> np.ndarray:
+def nearest_index(axis: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of the grid point of an ascending ``axis`` nearest to each value (values
+    outside the axis take its end points)."""
     k = np.clip(np.searchsorted(axis, values), 1, len(axis) - 1)
     return np.where(np.abs(values - axis[k - 1]) <= np.abs(axis[k] - values), k - 1, k)
 

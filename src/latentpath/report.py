@@ -384,3 +384,104 @@ def stem_run_figures(frames: np.ndarray, result: dict, folder: str | Path, *,
         paths.append(figure_transition_gallery(tracks, result["track_windows"], transitions,
                                                folder / "transitions.png"))
     return paths
+
+
+def figure_pfm_walls(signal: np.ndarray, curves: pd.DataFrame, path: str | Path) -> Path:
+    """Frames of the aligned polarisation signal with the found walls, one colour per
+    curve."""
+    shown = _frames_to_show(len(signal))
+    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 5), squeeze=False)
+    for ax, t in zip(axes[0], shown, strict=True):
+        ax.imshow(signal[t], cmap="gray", vmin=-1, vmax=1)
+        frame = curves[curves.frame == t]
+        ax.scatter(frame.x, frame.y, c=frame.wall % 10, cmap="tab10", s=1, vmin=0, vmax=9)
+        ax.set_title(f"frame {t}: {frame.wall.nunique()} walls")
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def figure_pfm_manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray,
+                        path: str | Path) -> Path:
+    """The decoded manifold; for time-delayed windows the two frames side by side."""
+    from latentpath.latent import mosaic
+
+    channels = [images] if images.ndim == 4 else [images[:, :, 0], images[:, :, -1]]
+    titles = ["decoded windows"] if images.ndim == 4 else ["frame t", "frame t + d"]
+    fig, axes = plt.subplots(1, len(channels), figsize=(7 * len(channels), 7), squeeze=False)
+    for ax, chan, title in zip(axes[0], channels, titles, strict=True):
+        ax.imshow(mosaic(chan), cmap="RdBu_r", vmin=-1, vmax=1,
+                  extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
+        ax.set(xlabel="z1", ylabel="z2", title=title)
+    return _save(fig, path)
+
+
+def figure_pfm_physics(maps: dict, latents: pd.DataFrame, path: str | Path) -> Path:
+    """Switching degree, wall count and wall curvature over the latent plane (the
+    method's Figure 7b-d), with the encoded windows as dots."""
+    extent = (maps["z1"][0], maps["z1"][-1], maps["z2"][0], maps["z2"][-1])
+    limit = np.nanpercentile(np.abs(maps["curvature"]), 95) if np.isfinite(
+        maps["curvature"]).any() else 1.0
+    panels = [("switching", "switching degree D", "RdBu_r", None),
+              ("walls", "wall count", "viridis", None),
+              ("curvature", "wall curvature (1/px)", "PiYG", limit)]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    for ax, (name, title, cmap, lim) in zip(axes, panels, strict=True):
+        values = maps[name].astype(float)
+        if name == "switching":
+            lim = max(float(np.nanmax(np.abs(values))), 1e-6)
+        shown = ax.imshow(values, origin="lower", extent=extent, aspect="auto", cmap=cmap,
+                          vmin=-lim if lim else None, vmax=lim)
+        ax.scatter(latents.z1, latents.z2, s=1, c="k", alpha=0.15)
+        ax.set(xlabel="z1", ylabel="z2", title=title)
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+    return _save(fig, path)
+
+
+def figure_pfm_history(history: pd.DataFrame, wall_latents: pd.DataFrame,
+                       path: str | Path) -> Path:
+    """The longest-lived wall: its pixels through the movie coloured by the latents of
+    their windows (Figure 7a), and its curvature's mean and dispersion per frame
+    (Figure 7e, f)."""
+    fig, axes = plt.subplots(1, 4, figsize=(22, 5))
+    for ax, name in zip(axes[:2], ("z1", "z2"), strict=True):
+        if len(wall_latents):
+            shown = ax.scatter(wall_latents.x, wall_latents.y, c=wall_latents[name], s=2,
+                               cmap="jet")
+            fig.colorbar(shown, ax=ax, shrink=0.8)
+        ax.invert_yaxis()
+        ax.set_aspect("equal")
+        ax.set(xlabel="x (px)", ylabel="y (px)", title=f"followed wall, coloured by {name}")
+    axes[2].plot(history.frame, history.curvature_mean, "o-")
+    axes[2].axhline(0, color="grey", lw=0.5)
+    axes[2].set(xlabel="frame", ylabel="mean curvature (1/px)", title="curvature along the wall")
+    axes[3].plot(history.frame, history.curvature_std, "o-", color="C3")
+    axes[3].set(xlabel="frame", ylabel="curvature dispersion (1/px)",
+                title="curvature dispersion along the wall")
+    return _save(fig, path)
+
+
+def figure_pfm_latents(latents: pd.DataFrame, path: str | Path) -> Path:
+    """The encoded windows in the latent plane, coloured by their own switching degree
+    and wall curvature."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, name, cmap in zip(axes, ("switching", "curvature"), ("RdBu_r", "PiYG"),
+                              strict=True):
+        values = latents[name].to_numpy(float)
+        lim = np.nanpercentile(np.abs(values), 95) if np.isfinite(values).any() else 1.0
+        shown = ax.scatter(latents.z1, latents.z2, c=values, s=3, cmap=cmap, vmin=-lim,
+                           vmax=lim)
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+        ax.set(xlabel="z1", ylabel="z2", title=f"windows coloured by their {name}")
+    return _save(fig, path)
+
+
+def pfm_run_figures(result: dict, folder: str | Path) -> list[Path]:
+    """All figures of a PFM run (see :func:`latentpath.pipeline.run_pfm`)."""
+    folder = Path(folder)
+    m1, m2, images = result["manifold"]
+    return [figure_pfm_walls(result["signal"], result["curves"], folder / "walls.png"),
+            figure_pfm_manifold(images, m1, m2, folder / "manifold.png"),
+            figure_pfm_physics(result["maps"], result["latents"], folder / "physics_maps.png"),
+            figure_pfm_latents(result["latents"], folder / "latents.png"),
+            figure_pfm_history(result["history"], result["wall_latents"],
+                               folder / "wall_history.png")]

@@ -1,0 +1,40 @@
+"""The pipelines, from a movie file to a run directory: STEM (:mod:`.stem`) and PFM
+(:mod:`.pfm`)."""
+
+from latentpath.pipeline.pfm import PfmConfig, read_pfm_run, run_pfm
+from latentpath.pipeline.stem import (
+    KINDS,
+    RVAE_SIZES,
+    StemConfig,
+    atom_density,
+    atoms_and_probabilities,
+    cut_kind_windows,
+    frame_graphs,
+    read_stem_run,
+    run_stem,
+    track_atoms,
+    track_latents,
+    window_images,
+    window_points,
+    write_tracks,
+)
+
+__all__ = [
+    "KINDS",
+    "RVAE_SIZES",
+    "PfmConfig",
+    "StemConfig",
+    "atom_density",
+    "atoms_and_probabilities",
+    "cut_kind_windows",
+    "frame_graphs",
+    "read_pfm_run",
+    "read_stem_run",
+    "run_pfm",
+    "run_stem",
+    "track_atoms",
+    "track_latents",
+    "window_images",
+    "window_points",
+    "write_tracks",
+]

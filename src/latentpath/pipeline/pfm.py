@@ -1,0 +1,401 @@
+"""The PFM pipeline, step by step, into a run directory.
+
+phase movie (+ amplitude) -> polarisation signal -> drift (amplitude against the first
+frame) -> frames aligned on the first -> Canny walls -> walls as ordered curves with
+their curvature -> windows centred on sampled wall pixels, the same place at frames t
+and t + d -> skip-rVAE -> latents, manifold, maps of switching degree, wall count and
+curvature over the latent plane -> the longest-lived wall through the movie -> figures.
+
+:func:`run_pfm` writes::
+
+    RUN/config.json            the settings, the movie and the library version
+    RUN/drift.csv              frame, dy, dx (pixels), error
+    RUN/walls.parquet          frame, wall, order, y, x, closed, curvature (1/px), aligned
+    RUN/frames.csv             per frame: switched share, wall pixels, walls
+    RUN/walls/windows.npy      (N, 2, s, s) windows (frames t, t + d) or (N, s, s)
+    RUN/walls/windows.parquet  frame, y, x of each window's wall pixel (aligned pixels)
+    RUN/walls/model/           the skip-rVAE
+    RUN/walls/latents.parquet  window table + latents + the window's own switching,
+                               walls, curvature + the maps' values at its latent point
+    RUN/walls/maps.npz         manifold and the physics maps over (z1, z2)
+    RUN/wall_history.csv       the longest-lived wall: per frame its length and its
+                               curvature's mean and dispersion
+    RUN/wall_latents.parquet   that wall's pixels with the latents of their windows
+    RUN/figures/*.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latentpath import __version__
+from latentpath.io import Movie, check_writable, load_movie, save_npz, write_json, write_table
+from latentpath.latent import latent_grid, manifold, nearest_index
+from latentpath.pfm import (
+    align_frames,
+    find_walls,
+    follow_wall,
+    level_set_curvature,
+    normalize_phase,
+    register_frames,
+    wall_curves,
+    wall_points,
+    window_physics,
+)
+from latentpath.pipeline.stem import RVAE_SIZES
+from latentpath.windows import cut_windows, sample_points
+
+#: channel names tried, in order, when none is given: the synthetic movies' names, then
+#: those of Asylum Research scans exported through pyNSID
+PHASE_CHANNELS = (None, "phase", "PhaseRetrace", "Phase")
+AMPLITUDE_CHANNELS = ("amplitude", "AmplitudeRetrace", "Amplitude")
+PHYSICS = ("switching", "walls", "curvature")
+
+
+@dataclass
+class PfmConfig:
+    """Settings of a PFM run. Lengths in pixels of the movie.
+
+    Attributes
+    ----------
+    phase_channel, amplitude_channel : str, optional
+        Channels inside the movie file(s); by default the first of
+        :data:`PHASE_CHANNELS` and :data:`AMPLITUDE_CHANNELS` that the file has. Without
+        an amplitude the drift comes from the phase, frame to frame (less exact).
+    median_px, canny_sigma_px, min_wall_px
+        Wall finding (:func:`latentpath.pfm.find_walls`).
+    window_px : int
+        Side of the windows, pixels of the movie (the method's 40).
+    window_samples : int
+        Samples per window side (the windows are resampled to it): walls are smooth on
+        the window's scale, and the rVAE's cost grows with the samples.
+    walls_per_frame : int, optional
+        Wall pixels drawn per frame to centre windows on (the method's 80; None: all).
+    delay : int
+        Frames between the two images of a window (0: one image, the same time). The
+        window's switching degree is then the change D(t + d) - D(t), which follows the
+        wall's motion.
+    curvature_sigma_px : float
+        Smoothing of the curvature along the walls (:func:`level_set_curvature`).
+    latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
+        The skip-rVAE (:func:`latentpath.rvae.fit_rvae`); ``hidden``, ``layers`` and
+        ``epochs`` left as None follow the device (:data:`RVAE_SIZES`).
+    map_points, manifold_points : int
+        Grid points per axis of the physics maps and of the manifold figure.
+    device : str
+    seed : int
+    """
+
+    phase_channel: str | None = None
+    amplitude_channel: str | None = None
+    median_px: int = 3
+    canny_sigma_px: float = 1.5
+    min_wall_px: int = 12
+    window_px: int = 40
+    window_samples: int = 20
+    walls_per_frame: int | None = 80
+    delay: int = 2
+    curvature_sigma_px: float = 2.0
+    latent_dim: int = 2
+    hidden: int | None = None
+    layers: int | None = None
+    epochs: int | None = None
+    batch_size: int = 100
+    lr: float = 1e-3
+    kl_weight: float = 1.0
+    precision: str = "auto"
+    compile: bool = True
+    map_points: int = 40
+    manifold_points: int = 10
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("window_px", "window_samples", "walls_per_frame", "epochs", "batch_size",
+                     "map_points", "manifold_points", "hidden", "layers", "median_px",
+                     "min_wall_px"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.window_samples < 8 or self.window_samples > self.window_px:
+            raise ValueError(f"window_samples must lie in [8, window_px={self.window_px}], "
+                             f"got {self.window_samples}")
+        if self.latent_dim < 2:
+            raise ValueError("latent_dim must be at least 2 for the latent maps")
+        if self.delay < 0:
+            raise ValueError(f"delay must be 0 or more frames, got {self.delay}")
+        if not self.canny_sigma_px > 0 or not self.curvature_sigma_px > 0:
+            raise ValueError("canny_sigma_px and curvature_sigma_px must be positive")
+
+    @property
+    def step_px(self) -> float:
+        """Movie pixels per window sample."""
+        return self.window_px / self.window_samples
+
+    def for_device(self, device: str) -> PfmConfig:
+        """A copy with the skip-rVAE's size and epochs filled in for ``device``."""
+        from latentpath.device import resolve_device
+
+        kind = "cuda" if resolve_device(device).type == "cuda" else "cpu"
+        return dataclasses.replace(self, **{k: v for k, v in RVAE_SIZES[kind].items()
+                                            if getattr(self, k) is None})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PfmConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown PFM setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def load_pfm(path: str | Path | list, config: PfmConfig) -> tuple[Movie, np.ndarray | None]:
+    """The phase movie (degrees) and, when the file has one, the amplitude.
+
+    Raises
+    ------
+    ValueError
+        No phase channel (naming the channels tried), or an amplitude whose shape
+        differs from the phase's.
+    """
+    tried = [config.phase_channel] if config.phase_channel else list(PHASE_CHANNELS)
+    errors = []
+    for channel in tried:
+        try:
+            phase = load_movie(path, channel=channel)
+            break
+        except (ValueError, KeyError) as err:
+            errors.append(f"{channel or 'default'}: {str(err).splitlines()[0]}")
+    else:
+        raise ValueError(f"{path}: no phase channel found ({'; '.join(errors)}); name it with "
+                         f"phase_channel (--phase-channel)")
+    amplitude = None
+    for channel in ([config.amplitude_channel] if config.amplitude_channel
+                    else AMPLITUDE_CHANNELS):
+        try:
+            amplitude = load_movie(path, channel=channel).data
+            break
+        except (ValueError, KeyError):
+            if config.amplitude_channel:
+                raise
+    if amplitude is not None and amplitude.shape != phase.data.shape:
+        raise ValueError(f"amplitude has shape {amplitude.shape}, phase {phase.data.shape}")
+    return phase, amplitude
+
+
+def signal_and_drift(phase_deg: np.ndarray, amplitude: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """The polarisation signal aligned on the first frame, its valid pixels and the
+    drift (amplitude against the first frame; without it, the signal frame to frame)."""
+    signal = normalize_phase(phase_deg)
+    if signal.ndim == 2:
+        signal = signal[None]
+    if len(signal) < 2:
+        drift = pd.DataFrame({"frame": [0], "dy": [0.0], "dx": [0.0], "error": [0.0]})
+    elif amplitude is not None:
+        drift = register_frames(amplitude, reference="first")
+    else:
+        drift = register_frames(signal, reference="previous")
+    aligned, valid = align_frames(signal, drift)
+    return aligned, valid, drift
+
+
+def walls_and_curves(aligned: np.ndarray, valid: np.ndarray, config: PfmConfig
+                     ) -> tuple[np.ndarray, pd.DataFrame]:
+    """Wall pixels of every frame and the walls as curves with their curvature (1/px)."""
+    walls = find_walls(aligned, sigma_px=config.canny_sigma_px, median_px=config.median_px,
+                       min_length_px=config.min_wall_px) & valid
+    curves = wall_curves(walls, min_length_px=config.min_wall_px)
+    kappa = level_set_curvature(aligned, sigma_px=config.curvature_sigma_px)
+    index = (curves.frame.to_numpy(), curves.y.to_numpy(int), curves.x.to_numpy(int))
+    curves["curvature"] = kappa[index].astype(np.float64)
+    return walls, curves
+
+
+def cut_wall_windows(aligned: np.ndarray, points: pd.DataFrame, config: PfmConfig
+                     ) -> tuple[np.ndarray, pd.DataFrame]:
+    """Windows centred on wall pixels: (N, s, s), or (N, 2, s, s) with frame t + delay."""
+    first, table = cut_windows(aligned, points, config.window_samples, step_px=config.step_px)
+    if config.delay == 0:
+        return first, table
+    later, _ = cut_windows(aligned, table[["frame", "y", "x"]].assign(
+        frame=table.frame + config.delay), config.window_samples, step_px=config.step_px)
+    return np.stack([first, later], axis=1), table
+
+
+def physics_at(maps: dict, latents: pd.DataFrame) -> pd.DataFrame:
+    """The physics maps' values at each window's encoded ``(z1, z2)`` (nearest point)."""
+    j = nearest_index(maps["z1"], latents["z1"].to_numpy(np.float64))
+    i = nearest_index(maps["z2"], latents["z2"].to_numpy(np.float64))
+    return pd.DataFrame({f"map_{name}": maps[name][i, j] for name in PHYSICS},
+                        index=latents.index)
+
+
+def wall_history(curves: pd.DataFrame, chain: pd.DataFrame) -> pd.DataFrame:
+    """Per frame of a followed wall: its length and its curvature's mean and dispersion."""
+    pixels = curves.merge(chain, on=["frame", "wall"])
+    history = pixels.groupby("frame").agg(wall=("wall", "first"), length_px=("x", "size"),
+                                          curvature_mean=("curvature", "mean"),
+                                          curvature_std=("curvature", "std"))
+    return history.reset_index()
+
+
+def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None = None, *,
+            truth: str | Path | None = None, overwrite: bool = False,
+            progress: bool = True) -> dict:
+    """The whole PFM pipeline on a phase movie, into the run directory ``out``.
+
+    Parameters
+    ----------
+    movie : path, or list of paths (one frame or more each, stacked in order)
+    out : path
+        Run directory; it must not hold an earlier run unless ``overwrite``.
+    config : PfmConfig, optional
+    truth : path, optional
+        Synthetic truth (.npz) of the movie, recorded for ``latentpath evaluate RUN``.
+
+    Returns
+    -------
+    dict
+        ``signal`` (aligned, switched +1), ``valid``, ``walls``, tables ``drift``,
+        ``curves``, ``frames``, ``latents``, ``history``, ``wall_latents``, the physics
+        ``maps``, ``manifold`` and ``out``.
+    """
+    from latentpath.report import pfm_run_figures
+    from latentpath.rvae import encode, fit_rvae, load_rvae
+
+    config = (PfmConfig() if config is None else config).for_device(
+        PfmConfig().device if config is None else config.device)
+    out = Path(out)
+    source = [str(p) for p in movie] if isinstance(movie, list | tuple) else str(movie)
+    phase, amplitude = load_pfm(movie, config)
+    if phase.n_frames <= config.delay:
+        raise ValueError(f"the movie has {phase.n_frames} frame(s); time-delayed windows "
+                         f"need more than delay={config.delay} (set delay 0 for one frame)")
+    check_writable([out / "config.json", out / "walls.parquet", out / "walls" / "windows.npy"],
+                   overwrite=overwrite)
+    if overwrite and (out / "walls").is_dir():
+        import shutil
+
+        shutil.rmtree(out / "walls")
+    (out / "walls").mkdir(parents=True, exist_ok=True)
+    timings, started = {}, time.perf_counter()
+
+    def lap(step: str, t0: float) -> float:
+        timings[step] = round(time.perf_counter() - t0, 2)
+        if progress:
+            print(f"  {step}: {timings[step]:.1f} s", flush=True)
+        return time.perf_counter()
+
+    t0 = time.perf_counter()
+    signal, valid, drift = signal_and_drift(phase.data, amplitude)
+    t0 = lap("signal and drift" + ("" if amplitude is not None else " (from the phase)"), t0)
+    walls, curves = walls_and_curves(signal, valid, config)
+    if not walls.any():
+        raise ValueError("no domain walls found in the movie: is it a PFM phase channel "
+                         "with two polarisation states?")
+    frames = pd.DataFrame({
+        "frame": np.arange(len(signal)),
+        "switched_fraction": [float((s > 0)[v].mean()) for s, v in zip(signal, valid,
+                                                                        strict=True)],
+        "wall_px": walls.sum((1, 2)),
+        "walls": curves.groupby("frame").wall.nunique().reindex(range(len(signal)),
+                                                                fill_value=0).to_numpy()})
+    write_table(drift, out / "drift.csv", overwrite=overwrite)
+    write_table(curves, out / "walls.parquet", overwrite=overwrite)
+    write_table(frames, out / "frames.csv", overwrite=overwrite)
+    t0 = lap(f"walls ({len(curves)} px, {len(curves.groupby(['frame', 'wall']))} curves)", t0)
+
+    margin = int(np.ceil(config.window_px / 2)) + 1
+    points = sample_points(wall_points(walls, delay=config.delay, valid=valid,
+                                       margin_px=margin), config.walls_per_frame,
+                           seed=config.seed)
+    windows, table = cut_wall_windows(signal, points, config)
+    if len(table) < 20:
+        raise ValueError(f"only {len(table)} wall windows inside the frames; the movie is "
+                         f"too small or has too few walls for windows of {config.window_px} px")
+    np.save(out / "walls" / "windows.npy", windows)
+    write_table(table, out / "walls" / "windows.parquet", overwrite=overwrite)
+    t0 = lap(f"windows ({len(table)})", t0)
+
+    fit_rvae(windows, out / "walls" / "model", latent_dim=config.latent_dim,
+             hidden=config.hidden, layers=config.layers, epochs=config.epochs,
+             batch_size=config.batch_size, lr=config.lr, kl_weight=config.kl_weight,
+             seed=config.seed, device=config.device, precision=config.precision,
+             compile=config.compile, progress=progress)
+    model = load_rvae(out / "walls" / "model")
+    latents = encode(model, windows, table=table)
+    latents = latents.join(window_physics(windows, step_px=config.step_px))
+    t0 = lap("skip-rVAE", t0)
+
+    z1, z2 = latent_grid(latents, config.map_points)
+    decoded = manifold(model, z1, z2)
+    physics = window_physics(decoded.reshape(-1, *decoded.shape[2:]), step_px=config.step_px)
+    maps = {"z1": z1, "z2": z2, **{name: physics[name].to_numpy().reshape(len(z2), len(z1))
+                                   for name in PHYSICS}}
+    m1, m2 = latent_grid(latents, config.manifold_points)
+    images = manifold(model, m1, m2)
+    latents = latents.join(physics_at(maps, latents))
+    write_table(latents, out / "walls" / "latents.parquet", overwrite=overwrite)
+    save_npz(out / "walls" / "maps.npz", {**maps, "manifold": images, "manifold_z1": m1,
+                                          "manifold_z2": m2}, overwrite=overwrite)
+    t0 = lap("latent maps", t0)
+
+    chain = follow_wall(curves)
+    history = wall_history(curves, chain)
+    wall_px = curves.merge(chain, on=["frame", "wall"])
+    wall_px = wall_px[wall_px.frame < len(signal) - config.delay]
+    inside = wall_points(walls, delay=config.delay, valid=valid, margin_px=margin)
+    wall_px = wall_px.merge(inside[["frame", "y", "x"]], on=["frame", "y", "x"])
+    wall_latents = wall_px.iloc[:0]
+    if len(wall_px):
+        along, along_table = cut_wall_windows(signal, wall_px, config)
+        wall_latents = encode(model, along, table=along_table)
+    write_table(history, out / "wall_history.csv", overwrite=overwrite)
+    write_table(wall_latents, out / "wall_latents.parquet", overwrite=overwrite)
+    t0 = lap(f"followed wall ({len(history)} frames)", t0)
+
+    result = {"signal": signal, "valid": valid, "walls": walls, "drift": drift,
+              "curves": curves, "frames": frames, "latents": latents, "maps": maps,
+              "manifold": (m1, m2, images), "history": history, "wall_latents": wall_latents,
+              "config": config, "out": out}
+    figures = pfm_run_figures(result, out / "figures")
+    lap("figures", t0)
+    total = round(time.perf_counter() - started, 1)
+    write_json({"pipeline": "pfm", "version": __version__, "movie": source,
+                "truth": None if truth is None else str(truth),
+                "pixel_size": phase.pixel_size, "pixel_unit": phase.pixel_unit,
+                "amplitude": amplitude is not None, "config": dataclasses.asdict(config),
+                "timings_s": timings, "total_s": total,
+                "figures": [str(f.relative_to(out)) for f in figures]},
+               out / "config.json", overwrite=overwrite)
+    result["total_s"] = total
+    return result
+
+
+def read_pfm_run(out: str | Path) -> dict:
+    """Tables, maps and settings of a finished PFM run directory."""
+    from latentpath.io import read_table
+
+    out = Path(out)
+    if not (out / "config.json").is_file():
+        raise ValueError(f"{out} is not a finished run: no config.json")
+    record = json.loads((out / "config.json").read_text())
+    if record.get("pipeline") != "pfm":
+        raise ValueError(f"{out} is a {record.get('pipeline')} run, not a PFM run")
+    result = {"config": record, "out": out,
+              "curves": read_table(out / "walls.parquet"),
+              "latents": read_table(out / "walls" / "latents.parquet"),
+              "wall_latents": read_table(out / "wall_latents.parquet")}
+    for name in ("drift", "frames", "wall_history"):
+        result[name] = read_table(out / f"{name}.csv")
+    with np.load(out / "walls" / "maps.npz") as data:
+        result["maps"] = dict(data)
+    return result
