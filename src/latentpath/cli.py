@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -82,15 +83,64 @@ def _demo(args: argparse.Namespace) -> None:
                                   seed=args.seed, mode="tip", overwrite=args.overwrite)
     check_writable(_stem_outputs(_npz_path(stem_args.out))
                    + _pfm_outputs(_npz_path(pfm_args.out)), overwrite=args.overwrite)
-    run = out / "stem-run"
-    check_writable([run / "config.json"], overwrite=args.overwrite)
+    run, pfm_run = out / "stem-run", out / "pfm-run"
+    check_writable([run / "config.json", pfm_run / "config.json"], overwrite=args.overwrite)
     npz = _synth_stem(stem_args)
-    _synth_pfm(pfm_args)
+    pfm_npz = _synth_pfm(pfm_args)
     print(f"STEM pipeline on {npz} -> {run}/")
     _run_stem_and_summarise(str(npz), run, _stem_config(args), truth=npz,
                             overwrite=args.overwrite)
+    print(f"PFM pipeline on {pfm_npz} -> {pfm_run}/")
+    _run_pfm_and_summarise([str(pfm_npz)], pfm_run, _pfm_config(args), truth=pfm_npz,
+                           overwrite=args.overwrite)
     print(f"demo written to {out}/ (truth figures stem.png, pfm.png; run figures in "
-          f"{run}/figures/; score it with: latentpath evaluate {run})")
+          f"{run}/figures/ and {pfm_run}/figures/; score them with: latentpath evaluate "
+          f"{run} and latentpath evaluate {pfm_run})")
+
+
+def _pfm_config(args: argparse.Namespace):
+    from latentpath.pipeline import PfmConfig
+
+    values = {}
+    for name in ("phase_channel", "amplitude_channel", "window_px", "window_samples", "delay",
+                 "epochs", "hidden", "layers", "map_points", "device", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    if getattr(args, "walls_per_frame", None) is not None:
+        values["walls_per_frame"] = None if args.walls_per_frame < 0 else args.walls_per_frame
+    if getattr(args, "compile", True) is False:
+        values["compile"] = False
+    return PfmConfig.from_dict(values)
+
+
+def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path | None,
+                           overwrite: bool) -> None:
+    import numpy as np
+
+    from latentpath.pipeline import run_pfm
+
+    result = run_pfm(movie if len(movie) > 1 else movie[0], out, config, truth=truth,
+                     overwrite=overwrite)
+    frames, drift, latents = result["frames"], result["drift"], result["latents"]
+    shift = float(np.hypot(drift.dy, drift.dx).max())
+    print(f"{len(frames)} frames registered (largest drift {shift:.1f} px); switched "
+          f"{frames.switched_fraction.iloc[0]:.0%} -> {frames.switched_fraction.iloc[-1]:.0%}; "
+          f"{frames.walls.mean():.0f} walls per frame")
+    one = latents[latents.walls == 1]
+    print(f"{len(latents)} wall windows: switching degree {latents.switching.mean():+.3f} on "
+          f"average; {len(one)} hold one wall, mean curvature {one.curvature.mean():+.4f} /px")
+    history = result["history"]
+    if len(history):
+        print(f"longest-lived wall: frames {history.frame.min()}-{history.frame.max()}, "
+              f"curvature dispersion {history.curvature_std.iloc[0]:.4f} -> "
+              f"{history.curvature_std.iloc[-1]:.4f} /px")
+    print(f"run -> {out}/ in {result['total_s']:.0f} s (figures in {out}/figures/)")
+
+
+def _pfm(args: argparse.Namespace) -> None:
+    _run_pfm_and_summarise(args.movie, Path(args.out), _pfm_config(args), truth=args.truth,
+                           overwrite=args.overwrite)
 
 
 def _stem_config(args: argparse.Namespace):
@@ -222,15 +272,46 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
-    from latentpath.evaluate import score_atoms, score_chemical_space, score_tracks
     from latentpath.io import write_json
+
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"{run_dir} is not a finished run: no config.json")
+    pipeline = json.loads((run_dir / "config.json").read_text()).get("pipeline")
+    scores, truth_path, settings = (_score_pfm_run if pipeline == "pfm" else _score_stem_run)(
+        args, run_dir)
+    for part, values in scores.items():
+        print(f"{part}:")
+        _print_scores(values)
+    out = Path(args.out) if args.out else run_dir / "scores.json"
+    write_json({"run": str(run_dir), "truth": str(truth_path), **settings, **scores}, out,
+               overwrite=args.overwrite or not args.out)
+    print(f"scores -> {out}")
+
+
+def _truth_path(args: argparse.Namespace, run: dict, run_dir: Path) -> str:
+    truth_path = args.truth or run["config"].get("truth")
+    if not truth_path:
+        raise ValueError(f"{run_dir}: the run records no synthetic truth; pass --truth")
+    return truth_path
+
+
+def _score_pfm_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, dict]:
+    from latentpath.evaluate import score_pfm
+    from latentpath.pipeline import read_pfm_run
+    from latentpath.synth.pfm import read_synth_pfm
+
+    run = read_pfm_run(run_dir)
+    truth_path = _truth_path(args, run, run_dir)
+    return {"pfm": score_pfm(run, read_synth_pfm(truth_path))}, truth_path, {}
+
+
+def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, dict]:
+    from latentpath.evaluate import score_atoms, score_chemical_space, score_tracks
     from latentpath.pipeline import read_stem_run
     from latentpath.synth import read_synth_stem
 
     run = read_stem_run(run_dir)
-    truth_path = args.truth or run["config"].get("truth")
-    if not truth_path:
-        raise ValueError(f"{run_dir}: the run records no synthetic truth; pass --truth")
+    truth_path = _truth_path(args, run, run_dir)
     truth = read_synth_stem(truth_path)
     scores = {"atoms": score_atoms(run["atoms"], truth.atoms, pixel_size_A=truth.pixel_size_A,
                                    match_radius_A=args.match_radius,
@@ -247,14 +328,7 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
                                         species=tuple(species or truth.atoms.species.unique()),
                                         match_radius_A=args.match_radius,
                                         border_A=run["config"]["config"]["track_border_A"])
-    for part, values in scores.items():
-        print(f"{part}:")
-        _print_scores(values)
-    out = Path(args.out) if args.out else run_dir / "scores.json"
-    write_json({"run": str(run_dir), "truth": str(truth_path),
-                "match_radius_A": args.match_radius, **scores}, out,
-               overwrite=args.overwrite or not args.out)
-    print(f"scores -> {out}")
+    return scores, truth_path, {"match_radius_A": args.match_radius}
 
 
 def _rvae(args: argparse.Namespace) -> None:
@@ -355,6 +429,37 @@ def build_parser() -> argparse.ArgumentParser:
     stem_run.add_argument("--overwrite", action="store_true",
                           help="replace an earlier run in --out")
     stem_run.set_defaults(func=_stem)
+
+    pfm_run = sub.add_parser("pfm", help="the full PFM pipeline on a phase movie")
+    pfm_run.add_argument("movie", nargs="+",
+                         help="movie file(s) (npy, npz, tif, h5); several are stacked in order")
+    pfm_run.add_argument("--out", required=True, help="run directory")
+    pfm_run.add_argument("--phase-channel",
+                         help="phase channel in the file (default: phase, PhaseRetrace, ...)")
+    pfm_run.add_argument("--amplitude-channel",
+                         help="amplitude channel, for the drift (default: amplitude, "
+                              "AmplitudeRetrace, ...; without one the phase is used)")
+    pfm_run.add_argument("--window", dest="window_px", type=int,
+                         help="window side, pixels (40)")
+    pfm_run.add_argument("--window-samples", type=int, help="samples per window side (20)")
+    pfm_run.add_argument("--walls-per-frame", type=int,
+                         help="wall pixels per frame to centre windows on (80; -1 for all)")
+    pfm_run.add_argument("--delay", type=int,
+                         help="frames between the two images of a window (2; 0: same time)")
+    pfm_run.add_argument("--epochs", type=int,
+                         help="skip-rVAE epochs (40 on a CPU, 300 on a GPU)")
+    pfm_run.add_argument("--hidden", type=int,
+                         help="skip-rVAE units per layer (128 on a CPU, 256 on a GPU)")
+    pfm_run.add_argument("--layers", type=int, help="skip-rVAE layers (3 on a CPU, 4 on a GPU)")
+    pfm_run.add_argument("--map-points", type=int, help="physics map points per axis (40)")
+    pfm_run.add_argument("--no-compile", dest="compile", action="store_false",
+                         help="skip torch.compile of the skip-rVAE")
+    pfm_run.add_argument("--truth", help="synthetic truth .npz, for 'latentpath evaluate RUN'")
+    pfm_run.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    pfm_run.add_argument("--seed", type=int, help="random seed (0)")
+    pfm_run.add_argument("--overwrite", action="store_true",
+                         help="replace an earlier run in --out")
+    pfm_run.set_defaults(func=_pfm)
 
     synth = sub.add_parser("synth", help="write a synthetic movie with its ground truth")
     kinds = synth.add_subparsers(dest="kind", required=True)

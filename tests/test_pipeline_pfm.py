@@ -1,0 +1,115 @@
+"""The PFM pipeline end to end on a small synthetic movie (scored against its truth) and
+on the real PZT switching sequence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentpath.evaluate import score_pfm
+from latentpath.pipeline import PfmConfig, read_pfm_run, run_pfm
+from latentpath.synth import synth_pfm_movie
+from latentpath.synth.pfm import write_synth_pfm
+
+PZT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "pzt_pfm"
+TINY = {"epochs": 2, "hidden": 32, "layers": 2, "map_points": 12, "manifold_points": 4,
+        "compile": False, "precision": "float32", "device": "cpu", "walls_per_frame": 40}
+
+
+@pytest.fixture(scope="module")
+def field_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pfm")
+    sim = synth_pfm_movie(10, 160, seed=3, mode="field")
+    movie = write_synth_pfm(sim, folder / "movie.npz")
+    run = run_pfm(movie, folder / "run", PfmConfig(**TINY), truth=movie, progress=False)
+    return sim, run
+
+
+def test_run_directory_and_tables(field_run):
+    run = field_run[1]
+    out = run["out"]
+    for name in ("config.json", "drift.csv", "walls.parquet", "frames.csv", "wall_history.csv",
+                 "wall_latents.parquet", "walls/windows.npy", "walls/latents.parquet",
+                 "walls/maps.npz", "walls/model/weights.safetensors",
+                 "figures/physics_maps.png", "figures/wall_history.png"):
+        assert (out / name).is_file(), name
+    saved = read_pfm_run(out)
+    windows = np.load(out / "walls" / "windows.npy")
+    assert windows.shape[1:] == (2, 20, 20)  # frames t and t + 2, 40 px in 20 samples
+    latents = saved["latents"]
+    assert len(latents) == len(windows) and (latents.frame <= 7).all()
+    for column in ("z1", "z2", "angle", "switching", "walls", "curvature", "map_switching",
+                   "map_walls", "map_curvature"):
+        assert column in latents.columns
+    assert saved["maps"]["switching"].shape == (12, 12)
+    assert len(saved["wall_history"]) >= 5 and saved["config"]["amplitude"]
+    # the field switches more of the film frame by frame
+    switched = saved["frames"].switched_fraction.to_numpy()
+    assert switched[-1] > switched[0]
+
+
+def test_scores_against_the_truth(field_run):
+    sim, run = field_run
+    scores = score_pfm(read_pfm_run(run["out"]), sim)
+    assert scores["drift_error_px"] < 0.5
+    assert scores["wall_precision"] > 0.97 and scores["wall_recall"] > 0.9
+    assert scores["wall_count_agreement"] > 0.85
+    assert scores["curvature_sign"] > 0.85
+    # the windows' own switching degree follows the walls' motion
+    assert scores["switching_spearman"] > 0.5
+
+
+def test_refuses_what_it_cannot_analyse(tmp_path):
+    flat = np.full((3, 64, 64), 40.0, np.float32)
+    flat[:, :, 32:] = -140.0  # two states, but a wall that never moves and is the only one
+    np.save(tmp_path / "one.npy", flat[:1])
+    with pytest.raises(ValueError, match="delay"):
+        run_pfm(tmp_path / "one.npy", tmp_path / "run", PfmConfig(**TINY), progress=False)
+    with pytest.raises(ValueError, match="unknown PFM setting"):
+        PfmConfig.from_dict({"window": 40})
+    with pytest.raises(ValueError, match="window_samples"):
+        PfmConfig(window_samples=60)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        run_pfm(tmp_path / "missing.npy", tmp_path / "run", PfmConfig(**TINY), progress=False)
+    np.savez(tmp_path / "two.npz", height=flat, deflection=flat)
+    with pytest.raises(ValueError, match="no phase channel"):
+        run_pfm(tmp_path / "two.npz", tmp_path / "run", PfmConfig(**TINY), progress=False)
+
+
+@pytest.mark.skipif(not PZT.is_dir(), reason="shared real data not present")
+def test_real_pzt_sequence(tmp_path):
+    files = sorted(PZT.glob("PZT_final000*.h5"))
+    run = run_pfm(files, tmp_path / "run", PfmConfig(**{**TINY, "delay": 1}), progress=False)
+    saved = read_pfm_run(tmp_path / "run")
+    assert saved["config"]["amplitude"]  # registered on the amplitude channel
+    drift = saved["drift"][["dy", "dx"]].to_numpy()
+    assert np.hypot(*drift[2]) > 4 and np.abs(drift).max() < 10
+    # the switched share reported (aligned frames, valid pixels) is the phase maps' own
+    from latentpath.io import load_movie
+    from latentpath.pfm import normalize_phase
+
+    raw = (normalize_phase(load_movie(files, channel="PhaseRetrace").data) > 0).mean((1, 2))
+    assert np.abs(saved["frames"].switched_fraction.to_numpy() - raw).max() < 0.03
+    assert raw[2] - raw[0] > 0.1
+    assert len(run["latents"]) >= 40
+
+
+def test_command_line_runs_and_scores(field_run, tmp_path, capsys):
+    from latentpath.cli import main
+
+    movie = field_run[1]["out"].parent / "movie.npz"
+    out = tmp_path / "run"
+    args = ["pfm", str(movie), "--out", str(out), "--epochs", "1", "--hidden", "16",
+            "--layers", "2", "--map-points", "8", "--walls-per-frame", "20", "--no-compile",
+            "--device", "cpu", "--truth", str(movie)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "frames registered" in printed and "wall windows" in printed
+    assert main(args) == 2  # the earlier run is kept
+    assert "exists" in capsys.readouterr().err
+    assert main(["evaluate", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "switching_spearman" in printed and "curvature_sign" in printed
+    assert (out / "scores.json").is_file()
