@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -273,10 +272,9 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
     from latentpath.io import write_json
+    from latentpath.pipeline import read_run_record
 
-    if not (run_dir / "config.json").is_file():
-        raise ValueError(f"{run_dir} is not a finished run: no config.json")
-    pipeline = json.loads((run_dir / "config.json").read_text()).get("pipeline")
+    pipeline = read_run_record(run_dir).get("pipeline")
     scores, truth_path, settings = (_score_pfm_run if pipeline == "pfm" else _score_stem_run)(
         args, run_dir)
     for part, values in scores.items():

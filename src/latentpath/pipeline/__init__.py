@@ -1,10 +1,10 @@
 """The pipelines, from a movie file to a run directory: STEM (:mod:`.stem`) and PFM
-(:mod:`.pfm`)."""
+(:mod:`.pfm`), with what they share (:mod:`.common`)."""
 
+from latentpath.pipeline.common import RVAE_SIZES, read_run_record
 from latentpath.pipeline.pfm import PfmConfig, read_pfm_run, run_pfm
 from latentpath.pipeline.stem import (
     KINDS,
-    RVAE_SIZES,
     StemConfig,
     atom_density,
     atoms_and_probabilities,
@@ -29,6 +29,7 @@ __all__ = [
     "cut_kind_windows",
     "frame_graphs",
     "read_pfm_run",
+    "read_run_record",
     "read_stem_run",
     "run_pfm",
     "run_stem",

@@ -27,10 +27,10 @@ curvature over the latent plane -> the longest-lived wall through the movie -> f
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ from latentpath.pfm import (
     wall_points,
     window_physics,
 )
-from latentpath.pipeline.stem import RVAE_SIZES
+from latentpath.pipeline.common import RunSettings, read_run_record
 from latentpath.windows import cut_windows, sample_points
 
 #: channel names tried, in order, when none is given: the synthetic movies' names, then
@@ -60,7 +60,7 @@ PHYSICS = ("switching", "walls", "curvature")
 
 
 @dataclass
-class PfmConfig:
+class PfmConfig(RunSettings):
     """Settings of a PFM run. Lengths in pixels of the movie.
 
     Attributes
@@ -86,7 +86,8 @@ class PfmConfig:
         Smoothing of the curvature along the walls (:func:`level_set_curvature`).
     latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
         The skip-rVAE (:func:`latentpath.rvae.fit_rvae`); ``hidden``, ``layers`` and
-        ``epochs`` left as None follow the device (:data:`RVAE_SIZES`).
+        ``epochs`` left as None follow the device
+        (:data:`latentpath.pipeline.common.RVAE_SIZES`).
     map_points, manifold_points : int
         Grid points per axis of the physics maps and of the manifold figure.
     device : str
@@ -116,6 +117,7 @@ class PfmConfig:
     manifold_points: int = 10
     device: str = "auto"
     seed: int = 0
+    label: ClassVar[str] = "PFM"
 
     def __post_init__(self) -> None:
         for name in ("window_px", "window_samples", "walls_per_frame", "epochs", "batch_size",
@@ -138,22 +140,6 @@ class PfmConfig:
     def step_px(self) -> float:
         """Movie pixels per window sample."""
         return self.window_px / self.window_samples
-
-    def for_device(self, device: str) -> PfmConfig:
-        """A copy with the skip-rVAE's size and epochs filled in for ``device``."""
-        from latentpath.device import resolve_device
-
-        kind = "cuda" if resolve_device(device).type == "cuda" else "cpu"
-        return dataclasses.replace(self, **{k: v for k, v in RVAE_SIZES[kind].items()
-                                            if getattr(self, k) is None})
-
-    @classmethod
-    def from_dict(cls, values: dict) -> PfmConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown PFM setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 def load_pfm(path: str | Path | list, config: PfmConfig) -> tuple[Movie, np.ndarray | None]:
@@ -271,8 +257,8 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
     from latentpath.report import pfm_run_figures
     from latentpath.rvae import encode, fit_rvae, load_rvae
 
-    config = (PfmConfig() if config is None else config).for_device(
-        PfmConfig().device if config is None else config.device)
+    config = PfmConfig() if config is None else config
+    config = config.for_device(config.device)
     out = Path(out)
     source = [str(p) for p in movie] if isinstance(movie, list | tuple) else str(movie)
     phase, amplitude = load_pfm(movie, config)
@@ -385,9 +371,7 @@ def read_pfm_run(out: str | Path) -> dict:
     from latentpath.io import read_table
 
     out = Path(out)
-    if not (out / "config.json").is_file():
-        raise ValueError(f"{out} is not a finished run: no config.json")
-    record = json.loads((out / "config.json").read_text())
+    record = read_run_record(out)
     if record.get("pipeline") != "pfm":
         raise ValueError(f"{out} is a {record.get('pipeline')} run, not a PFM run")
     result = {"config": record, "out": out,

@@ -28,14 +28,13 @@ writes::
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import torch
 
 from latentpath import __version__
 from latentpath.graph import CC_BOND_A, find_bonds, find_rings, ring_counts
@@ -48,17 +47,14 @@ from latentpath.latent import (
     latent_grid,
     manifold,
 )
+from latentpath.pipeline.common import RunSettings, read_run_record
 from latentpath.windows import cut_windows, sample_points
 
 KINDS = ("atom", "hollow")
-#: skip-rVAE size and training length when not set, by device: the CPU default
-#: finishes the demo movie in minutes on two cores; the GPU one is the paper's network.
-RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
-              "cuda": {"hidden": 256, "layers": 4, "epochs": 300}}
 
 
 @dataclass
-class StemConfig:
+class StemConfig(RunSettings):
     """Settings of a STEM run. Lengths in angstrom unless named ``_px``.
 
     Attributes
@@ -92,10 +88,10 @@ class StemConfig:
         Hollow-site windows drawn per frame (None: all).
     latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
         The skip-rVAE and its training (:func:`latentpath.rvae.fit_rvae`). ``hidden``,
-        ``layers`` and ``epochs`` left as None follow the device (:data:`RVAE_SIZES`):
-        3 x 128 units for 40 epochs on a CPU, minutes on two cores; the paper's
-        4 x 256 for 300 epochs on a GPU. The larger model draws sharper structures
-        (docs/chemical-space.md).
+        ``layers`` and ``epochs`` left as None follow the device
+        (:data:`~latentpath.pipeline.common.RVAE_SIZES`): 3 x 128 units for 40 epochs
+        on a CPU, minutes on two cores; the paper's 4 x 256 for 300 epochs on a GPU.
+        The larger model draws sharper structures (docs/chemical-space.md).
     track_species : tuple of str, optional
         Species followed through the movie (None: every atom); the method follows Si.
     track_search_A, track_memory
@@ -141,6 +137,7 @@ class StemConfig:
     map_decode_px: int | None = None
     device: str = "auto"
     seed: int = 0
+    label: ClassVar[str] = "STEM"
 
     def __post_init__(self) -> None:
         if self.window_A <= 2 * CC_BOND_A:
@@ -167,23 +164,6 @@ class StemConfig:
         if self.self_train_frames < 0:
             raise ValueError(f"self_train_frames must be 0 or more, got "
                              f"{self.self_train_frames}")
-
-    def for_device(self, device: str | torch.device) -> StemConfig:
-        """A copy with the skip-rVAE's size and epochs filled in for ``device``."""
-        from latentpath.device import resolve_device
-
-        kind = "cuda" if resolve_device(device).type == "cuda" else "cpu"
-        sizes = RVAE_SIZES[kind]
-        return dataclasses.replace(self, **{k: v for k, v in sizes.items()
-                                            if getattr(self, k) is None})
-
-    @classmethod
-    def from_dict(cls, values: dict) -> StemConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown STEM setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 def atoms_and_probabilities(movie: Movie, config: StemConfig, *, progress: bool = True
@@ -516,9 +496,7 @@ def read_stem_run(out: str | Path) -> dict:
     from latentpath.io import read_table
 
     out = Path(out)
-    if not (out / "config.json").is_file():
-        raise ValueError(f"{out} is not a finished run: no config.json")
-    record = json.loads((out / "config.json").read_text())
+    record = read_run_record(out)
     result = {"config": record, "out": out, "atoms": read_table(out / "atoms.parquet"),
               "rings": read_table(out / "rings.parquet"),
               "tracks": read_table(out / "tracks.parquet")}

@@ -1,0 +1,46 @@
+"""What the STEM and PFM pipelines share: the skip-rVAE's size by device, settings from
+a dict, and reading a finished run's record."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+#: skip-rVAE size and training length when not set, by device: the CPU default
+#: finishes the demo movies in minutes on two cores; the GPU one is the paper's network.
+RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
+              "cuda": {"hidden": 256, "layers": 4, "epochs": 300}}
+
+
+class RunSettings:
+    """Mixin of the pipelines' settings dataclasses (which carry ``hidden``, ``layers``,
+    ``epochs`` and ``device``)."""
+
+    label: ClassVar[str] = ""
+
+    def for_device(self, device: Any) -> Any:
+        """A copy with the skip-rVAE's size and epochs filled in for ``device``."""
+        from latentpath.device import resolve_device
+
+        kind = "cuda" if resolve_device(device).type == "cuda" else "cpu"
+        return dataclasses.replace(self, **{k: v for k, v in RVAE_SIZES[kind].items()
+                                            if getattr(self, k) is None})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Any:
+        """Settings from a dict, refusing keys the settings do not have."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.label} setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def read_run_record(out: str | Path) -> dict:
+    """The ``config.json`` of a finished run directory (ValueError if there is none)."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{out} is not a finished run: no config.json")
+    return json.loads(path.read_text())
