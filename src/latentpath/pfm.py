@@ -505,10 +505,9 @@ def follow_wall(curves: pd.DataFrame, *, reach_px: float = 4.0,
             here = cKDTree(groups[key])
             best, best_share = None, min_overlap
             for k in later:
-                near = here.query_ball_tree(trees[k], reach_px)
-                share_here = np.mean([bool(n) for n in near])
-                share_there = np.mean([bool(n) for n in trees[k].query_ball_tree(here, reach_px)])
-                share = share_here if len(groups[key]) <= len(groups[k]) else share_there
+                shorter, longer = ((here, trees[k]) if len(groups[key]) <= len(groups[k])
+                                   else (trees[k], here))
+                share = np.mean([bool(n) for n in shorter.query_ball_tree(longer, reach_px)])
                 if share >= best_share:
                     best, best_share = k, share
             if best is not None:

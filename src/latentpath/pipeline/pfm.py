@@ -300,9 +300,8 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
     t0 = lap(f"walls ({len(curves)} px, {len(curves.groupby(['frame', 'wall']))} curves)", t0)
 
     margin = int(np.ceil(config.window_px / 2)) + 1
-    points = sample_points(wall_points(walls, delay=config.delay, valid=valid,
-                                       margin_px=margin), config.walls_per_frame,
-                           seed=config.seed)
+    candidates = wall_points(walls, delay=config.delay, valid=valid, margin_px=margin)
+    points = sample_points(candidates, config.walls_per_frame, seed=config.seed)
     windows, table = cut_wall_windows(signal, points, config)
     if len(table) < 20:
         raise ValueError(f"only {len(table)} wall windows inside the frames; the movie is "
@@ -336,10 +335,9 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
 
     chain = follow_wall(curves)
     history = wall_history(curves, chain)
-    wall_px = curves.merge(chain, on=["frame", "wall"])
-    wall_px = wall_px[wall_px.frame < len(signal) - config.delay]
-    inside = wall_points(walls, delay=config.delay, valid=valid, margin_px=margin)
-    wall_px = wall_px.merge(inside[["frame", "y", "x"]], on=["frame", "y", "x"])
+    # the followed wall's pixels that can centre a window (frames with a t + delay)
+    wall_px = curves.merge(chain, on=["frame", "wall"]).merge(
+        candidates[["frame", "y", "x"]], on=["frame", "y", "x"])
     wall_latents = wall_px.iloc[:0]
     if len(wall_px):
         along, along_table = cut_wall_windows(signal, wall_px, config)
