@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from latentpath.evaluate import score_walls
 from latentpath.io import load_movie
 from latentpath.pfm import (
     align_frames,
@@ -74,19 +75,12 @@ def test_amplitude_registers_the_movie_to_its_first_frame(sim):
         register_frames(sim.amplitude, reference="last")
 
 
-def wall_scores(found: np.ndarray, truth: np.ndarray, tolerance_px: float = 2.0):
-    flat = (-1, truth.shape[-1])
-    to_truth = ndimage.distance_transform_edt(~truth.reshape(flat)).reshape(truth.shape)
-    to_found = ndimage.distance_transform_edt(~found.reshape(flat)).reshape(found.shape)
-    return (to_truth[found] <= tolerance_px).mean(), (to_found[truth] <= tolerance_px).mean()
-
-
 @pytest.mark.parametrize("mode", ["tip", "field"])
 def test_walls_match_the_truth(mode):
     sim = synth_pfm_movie(10, 192, seed=2, mode=mode)
     walls = find_walls(normalize_phase(sim.phase))
     assert walls.dtype == bool and walls.shape == sim.walls.shape
-    precision, recall = wall_scores(walls, sim.walls)
+    precision, recall = score_walls(walls, sim.walls)
     assert precision > 0.97 and recall > 0.97
 
 

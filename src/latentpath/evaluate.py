@@ -331,10 +331,29 @@ def _coordination_changed(changes: pd.DataFrame) -> pd.Series:
             != changes["to_state"].str.split().str[0])
 
 
-def _truth_window_points(table: pd.DataFrame, frames: pd.DataFrame, offset: int = 0
-                         ) -> pd.DataFrame:
-    """Window centres (aligned on frame 0) moved into the truth's frame ``t + offset``."""
-    frame = table["frame"].to_numpy() + offset
+def score_walls(found: np.ndarray, truth: np.ndarray, *, tolerance_px: float = 2.0
+                ) -> tuple[float, float]:
+    """Precision and recall of wall pixels: found pixels within ``tolerance_px`` of a
+    true one, and true pixels within it of a found one.
+
+    Parameters
+    ----------
+    found, truth : ndarray of bool (T, H, W) or (H, W)
+    """
+    from scipy import ndimage
+
+    if found.shape != truth.shape:
+        raise ValueError(f"found walls have shape {found.shape}, the truth {truth.shape}")
+    flat = (-1, truth.shape[-1])
+    to_truth = ndimage.distance_transform_edt(~truth.reshape(flat)).reshape(truth.shape)
+    to_found = ndimage.distance_transform_edt(~found.reshape(flat)).reshape(found.shape)
+    precision = float((to_truth[found] <= tolerance_px).mean()) if found.any() else 0.0
+    return precision, float((to_found[truth] <= tolerance_px).mean())
+
+
+def _truth_window_points(table: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
+    """Points aligned on frame 0 moved into the truth's frame (which drifts)."""
+    frame = table["frame"].to_numpy()
     return pd.DataFrame({"frame": frame,
                          "y": table["y"].to_numpy() + frames["drift_y"].to_numpy()[frame],
                          "x": table["x"].to_numpy() + frames["drift_x"].to_numpy()[frame]})
@@ -387,7 +406,6 @@ def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
         curvature exceeds 1 / (4 window sides), where a sign is defined),
         ``map_curvature_sign``; and the numbers of windows behind them.
     """
-    from scipy import ndimage
     from scipy.stats import spearmanr
 
     from latentpath.pfm import window_physics
@@ -405,11 +423,7 @@ def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
     ix = np.clip(np.rint(moved["x"]).astype(int), 0, truth.walls.shape[2] - 1)
     found = np.zeros(truth.walls.shape, bool)
     found[moved["frame"], iy, ix] = True
-    flat = (-1, truth.walls.shape[-1])
-    to_truth = ndimage.distance_transform_edt(~truth.walls.reshape(flat)).reshape(found.shape)
-    to_found = ndimage.distance_transform_edt(~found.reshape(flat)).reshape(found.shape)
-    precision = float((to_truth[found] <= wall_tolerance_px).mean()) if found.any() else 0.0
-    recall = float((to_found[truth.walls] <= wall_tolerance_px).mean())
+    precision, recall = score_walls(found, truth.walls, tolerance_px=wall_tolerance_px)
 
     here = _truth_window_points(latents, frames)
     polarization = truth.polarization.astype(np.float32)
