@@ -19,12 +19,18 @@ from scipy import ndimage
 from latentpath.checks import check_float
 
 
-def _check_stack(images: np.ndarray, name: str) -> np.ndarray:
+def _as_stack(images: np.ndarray, name: str) -> np.ndarray:
+    """A (T, H, W) view of a stack or of a single (H, W) image."""
     stack = np.asarray(images)
     if stack.ndim == 2:
         stack = stack[None]
     if stack.ndim != 3 or 0 in stack.shape:
         raise ValueError(f"{name} must have shape (T, H, W) or (H, W), got {np.shape(images)}")
+    return stack
+
+
+def _check_stack(images: np.ndarray, name: str) -> np.ndarray:
+    stack = _as_stack(images, name)
     if min(stack.shape[1:]) < 8:
         raise ValueError(f"{name} frames of {stack.shape[1:]} pixels are too small")
     if not np.isfinite(stack).all():
@@ -232,11 +238,7 @@ _STEPS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
 def _check_mask(mask: np.ndarray, name: str) -> np.ndarray:
-    stack = np.asarray(mask)
-    if stack.ndim == 2:
-        stack = stack[None]
-    if stack.ndim != 3 or 0 in stack.shape:
-        raise ValueError(f"{name} must have shape (T, H, W) or (H, W), got {np.shape(mask)}")
+    stack = _as_stack(mask, name)
     if stack.dtype != bool:
         raise ValueError(f"{name} must be a boolean mask, got dtype {stack.dtype}")
     return stack
