@@ -365,6 +365,21 @@ def _add_common(p: argparse.ArgumentParser, frames: int, size: int) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
+def _add_run_options(p: argparse.ArgumentParser, *, map_help: str) -> None:
+    """The skip-rVAE, map, device and output options that every pipeline takes."""
+    p.add_argument("--epochs", type=int, help="skip-rVAE epochs (40 on a CPU, 300 on a GPU)")
+    p.add_argument("--hidden", type=int,
+                   help="skip-rVAE units per layer (128 on a CPU, 256 on a GPU)")
+    p.add_argument("--layers", type=int, help="skip-rVAE layers (3 on a CPU, 4 on a GPU)")
+    p.add_argument("--map-points", type=int, help=map_help)
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="skip torch.compile of the skip-rVAE")
+    p.add_argument("--truth", help="synthetic truth .npz, for 'latentpath evaluate RUN'")
+    p.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--seed", type=int, help="random seed (0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentpath",
@@ -400,18 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Si-centred windows per frame (-1, all, by default)")
     stem_run.add_argument("--hollow-per-frame", type=int,
                           help="hollow-site windows per frame (40; -1 for all)")
-    stem_run.add_argument("--epochs", type=int,
-                          help="skip-rVAE epochs (40 on a CPU, 300 on a GPU)")
-    stem_run.add_argument("--hidden", type=int,
-                          help="skip-rVAE units per layer (128 on a CPU, 256 on a GPU)")
-    stem_run.add_argument("--layers", type=int,
-                          help="skip-rVAE layers (3 on a CPU, 4 on a GPU)")
-    stem_run.add_argument("--map-points", type=int,
-                          help="chemical-space map points per axis (200)")
-    stem_run.add_argument("--no-compile", dest="compile", action="store_false",
-                          help="skip torch.compile of the skip-rVAE")
-    stem_run.add_argument("--truth", help="synthetic truth .npz, for 'latentpath evaluate RUN'")
-    stem_run.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    _add_run_options(stem_run, map_help="chemical-space map points per axis (200)")
     stem_run.add_argument("--track", nargs="+", metavar="SPECIES",
                           help="species to follow through the movie (default Si; 'all' for "
                                "every atom)")
@@ -423,9 +427,6 @@ def build_parser() -> argparse.ArgumentParser:
     stem_run.add_argument("--track-border", dest="track_border_A", type=float,
                           help="atoms this near the frame's border get no chemical state, A "
                                "(4)")
-    stem_run.add_argument("--seed", type=int, help="random seed (0)")
-    stem_run.add_argument("--overwrite", action="store_true",
-                          help="replace an earlier run in --out")
     stem_run.set_defaults(func=_stem)
 
     pfm_run = sub.add_parser("pfm", help="the full PFM pipeline on a phase movie")
@@ -444,19 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="wall pixels per frame to centre windows on (80; -1 for all)")
     pfm_run.add_argument("--delay", type=int,
                          help="frames between the two images of a window (2; 0: same time)")
-    pfm_run.add_argument("--epochs", type=int,
-                         help="skip-rVAE epochs (40 on a CPU, 300 on a GPU)")
-    pfm_run.add_argument("--hidden", type=int,
-                         help="skip-rVAE units per layer (128 on a CPU, 256 on a GPU)")
-    pfm_run.add_argument("--layers", type=int, help="skip-rVAE layers (3 on a CPU, 4 on a GPU)")
-    pfm_run.add_argument("--map-points", type=int, help="physics map points per axis (40)")
-    pfm_run.add_argument("--no-compile", dest="compile", action="store_false",
-                         help="skip torch.compile of the skip-rVAE")
-    pfm_run.add_argument("--truth", help="synthetic truth .npz, for 'latentpath evaluate RUN'")
-    pfm_run.add_argument("--device", help="auto, cpu or cuda (default auto)")
-    pfm_run.add_argument("--seed", type=int, help="random seed (0)")
-    pfm_run.add_argument("--overwrite", action="store_true",
-                         help="replace an earlier run in --out")
+    _add_run_options(pfm_run, map_help="physics map points per axis (40)")
     pfm_run.set_defaults(func=_pfm)
 
     synth = sub.add_parser("synth", help="write a synthetic movie with its ground truth")
