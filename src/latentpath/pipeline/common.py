@@ -1,10 +1,11 @@
 """What the STEM and PFM pipelines share: the skip-rVAE's size by device, settings from
-a dict, and reading a finished run's record."""
+a dict, the time of each step, and reading a finished run's record."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,3 +45,25 @@ def read_run_record(out: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{out} is not a finished run: no config.json")
     return json.loads(path.read_text())
+
+
+class StepClock:
+    """Seconds spent in each step of a run, printed as each step ends."""
+
+    def __init__(self, progress: bool = True):
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        self.started = self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        """Record the time since the previous step (or the start) under ``step``."""
+        now = time.perf_counter()
+        self.timings[step] = round(now - self._last, 2)
+        self._last = now
+        if self.progress:
+            print(f"  {step}: {self.timings[step]:.1f} s", flush=True)
+
+    @property
+    def total_s(self) -> float:
+        """Seconds since the clock started."""
+        return round(time.perf_counter() - self.started, 1)

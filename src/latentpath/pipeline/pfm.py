@@ -27,7 +27,6 @@ curvature over the latent plane -> the longest-lived wall through the movie -> f
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -49,7 +48,7 @@ from latentpath.pfm import (
     wall_points,
     window_physics,
 )
-from latentpath.pipeline.common import RunSettings, read_run_record
+from latentpath.pipeline.common import RunSettings, StepClock, read_run_record
 from latentpath.windows import cut_windows, sample_points
 
 #: channel names tried, in order, when none is given: the synthetic movies' names, then
@@ -272,17 +271,9 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
 
         shutil.rmtree(out / "walls")
     (out / "walls").mkdir(parents=True, exist_ok=True)
-    timings, started = {}, time.perf_counter()
-
-    def lap(step: str, t0: float) -> float:
-        timings[step] = round(time.perf_counter() - t0, 2)
-        if progress:
-            print(f"  {step}: {timings[step]:.1f} s", flush=True)
-        return time.perf_counter()
-
-    t0 = time.perf_counter()
+    clock = StepClock(progress)
     signal, valid, drift = signal_and_drift(phase.data, amplitude)
-    t0 = lap("signal and drift" + ("" if amplitude is not None else " (from the phase)"), t0)
+    clock.lap("signal and drift" + ("" if amplitude is not None else " (from the phase)"))
     walls, curves = walls_and_curves(signal, valid, config)
     if not walls.any():
         raise ValueError("no domain walls found in the movie: is it a PFM phase channel "
@@ -297,7 +288,7 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
     write_table(drift, out / "drift.csv", overwrite=overwrite)
     write_table(curves, out / "walls.parquet", overwrite=overwrite)
     write_table(frames, out / "frames.csv", overwrite=overwrite)
-    t0 = lap(f"walls ({len(curves)} px, {len(curves.groupby(['frame', 'wall']))} curves)", t0)
+    clock.lap(f"walls ({len(curves)} px, {len(curves.groupby(['frame', 'wall']))} curves)")
 
     margin = int(np.ceil(config.window_px / 2)) + 1
     candidates = wall_points(walls, delay=config.delay, valid=valid, margin_px=margin)
@@ -308,7 +299,7 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
                          f"too small or has too few walls for windows of {config.window_px} px")
     np.save(out / "walls" / "windows.npy", windows)
     write_table(table, out / "walls" / "windows.parquet", overwrite=overwrite)
-    t0 = lap(f"windows ({len(table)})", t0)
+    clock.lap(f"windows ({len(table)})")
 
     fit_rvae(windows, out / "walls" / "model", latent_dim=config.latent_dim,
              hidden=config.hidden, layers=config.layers, epochs=config.epochs,
@@ -318,7 +309,7 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
     model = load_rvae(out / "walls" / "model")
     latents = encode(model, windows, table=table)
     latents = latents.join(window_physics(windows, step_px=config.step_px))
-    t0 = lap("skip-rVAE", t0)
+    clock.lap("skip-rVAE")
 
     z1, z2 = latent_grid(latents, config.map_points)
     decoded = manifold(model, z1, z2)
@@ -331,7 +322,7 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
     write_table(latents, out / "walls" / "latents.parquet", overwrite=overwrite)
     save_npz(out / "walls" / "maps.npz", {**maps, "manifold": images, "manifold_z1": m1,
                                           "manifold_z2": m2}, overwrite=overwrite)
-    t0 = lap("latent maps", t0)
+    clock.lap("latent maps")
 
     chain = follow_wall(curves)
     history = wall_history(curves, chain)
@@ -344,20 +335,20 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
         wall_latents = encode(model, along, table=along_table)
     write_table(history, out / "wall_history.csv", overwrite=overwrite)
     write_table(wall_latents, out / "wall_latents.parquet", overwrite=overwrite)
-    t0 = lap(f"followed wall ({len(history)} frames)", t0)
+    clock.lap(f"followed wall ({len(history)} frames)")
 
     result = {"signal": signal, "valid": valid, "walls": walls, "drift": drift,
               "curves": curves, "frames": frames, "latents": latents, "maps": maps,
               "manifold": (m1, m2, images), "history": history, "wall_latents": wall_latents,
               "config": config, "out": out}
     figures = pfm_run_figures(result, out / "figures")
-    lap("figures", t0)
-    total = round(time.perf_counter() - started, 1)
+    clock.lap("figures")
+    total = clock.total_s
     write_json({"pipeline": "pfm", "version": __version__, "movie": source,
                 "truth": None if truth is None else str(truth),
                 "pixel_size": phase.pixel_size, "pixel_unit": phase.pixel_unit,
                 "amplitude": amplitude is not None, "config": dataclasses.asdict(config),
-                "timings_s": timings, "total_s": total,
+                "timings_s": clock.timings, "total_s": total,
                 "figures": [str(f.relative_to(out)) for f in figures]},
                out / "config.json", overwrite=overwrite)
     result["total_s"] = total

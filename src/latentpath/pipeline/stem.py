@@ -28,7 +28,6 @@ writes::
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -47,7 +46,7 @@ from latentpath.latent import (
     latent_grid,
     manifold,
 )
-from latentpath.pipeline.common import RunSettings, read_run_record
+from latentpath.pipeline.common import RunSettings, StepClock, read_run_record
 from latentpath.windows import cut_windows, sample_points
 
 KINDS = ("atom", "hollow")
@@ -393,21 +392,12 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
         for kind in KINDS:
             _clear(out / kind)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    timings = {}
-
-    def lap(step: str, t0: float) -> float:
-        timings[step] = round(time.perf_counter() - t0, 2)
-        if progress:
-            print(f"  {step}: {timings[step]:.1f} s", flush=True)
-        return time.perf_counter()
-
-    t0 = time.perf_counter()
+    clock = StepClock(progress)
     atoms, probability, map_px_A = atoms_and_probabilities(movie, config, progress=progress)
     px = atoms.attrs["pixel_size_A"]
     if len(atoms) == 0:
         raise ValueError("no atoms found in the movie: nothing to analyse")
-    t0 = lap("atoms", t0)
+    clock.lap("atoms")
     atoms, rings = frame_graphs(atoms, px)
     if len(rings) == 0:
         raise ValueError("no rings found among the atoms: is this a 2-D atomic lattice at "
@@ -415,9 +405,9 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     write_table(atoms, out / "atoms.parquet", overwrite=overwrite)
     write_table(rings.assign(members=[list(m) for m in rings.members]),
                 out / "rings.parquet", overwrite=overwrite)
-    t0 = lap("graph", t0)
+    clock.lap("graph")
     tracks, drift = track_atoms(atoms, movie.data.shape[1:], px, config)
-    t0 = lap(f"tracks ({tracks['track'].nunique()} tracks, {len(tracks)} atom-frames)", t0)
+    clock.lap(f"tracks ({tracks['track'].nunique()} tracks, {len(tracks)} atom-frames)")
     source, source_px_A = window_images(movie, probability, map_px_A, px, config)
     del probability
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
@@ -432,14 +422,14 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
         if len(table) < 20:
             raise ValueError(f"only {len(table)} {kind} windows inside the frames; the movie "
                              f"is too small for windows of {config.window_A} A")
-        t0 = lap(f"{kind} windows ({len(table)})", t0)
+        clock.lap(f"{kind} windows ({len(table)})")
         fit_rvae(windows, folder / "model", latent_dim=config.latent_dim, hidden=config.hidden,
                  layers=config.layers, epochs=config.epochs, batch_size=config.batch_size,
                  lr=config.lr, kl_weight=config.kl_weight, seed=config.seed, device=config.device,
                  precision=config.precision, compile=config.compile, progress=progress)
         model = load_rvae(folder / "model")
         latents = encode(model, windows, table=table)
-        t0 = lap(f"{kind} skip-rVAE", t0)
+        clock.lap(f"{kind} skip-rVAE")
         z1, z2 = latent_grid(latents, config.map_points)
         space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=kind,
                                    size=config.map_decode_px, progress=progress)
@@ -457,18 +447,18 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
             save_npz(folder / "track_windows.npz", {"windows": track_windows},
                      overwrite=overwrite)
             result["track_windows"] = track_windows
-        t0 = lap(f"{kind} latent maps", t0)
+        clock.lap(f"{kind} latent maps")
         result[f"latents_{kind}"] = latents
         result[f"map_{kind}"] = space
         result[f"manifold_{kind}"] = (m1, m2, images)
     result.update(write_tracks(out, tracks, drift, overwrite=overwrite))
     figures = stem_run_figures(movie.data, result, out / "figures", pixel_size_A=px)
-    lap("figures", t0)
-    total = round(time.perf_counter() - started, 1)
+    clock.lap("figures")
+    total = clock.total_s
     write_json({"pipeline": "stem", "version": __version__, "movie": source,
                 "truth": None if truth is None else str(truth), "pixel_size_A": px,
                 "window_bond_length_px": bond_px, "config": dataclasses.asdict(config),
-                "timings_s": timings, "total_s": total,
+                "timings_s": clock.timings, "total_s": total,
                 "figures": [str(f.relative_to(out)) for f in figures]},
                out / "config.json", overwrite=overwrite)
     result["total_s"] = total
