@@ -109,6 +109,10 @@ def test_command_line_runs_and_scores(field_run, tmp_path, capsys):
     assert "frames registered" in printed and "wall windows" in printed
     assert main(args) == 2  # the earlier run is kept
     assert "exists" in capsys.readouterr().err
+    # overwriting replaces the run's own outputs and nothing else in its folders
+    (out / "walls" / "my-notes.txt").write_text("mine")
+    assert main([*args, "--overwrite"]) == 0
+    assert (out / "walls" / "my-notes.txt").read_text() == "mine"
     assert main(["evaluate", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "switching_spearman" in printed and "curvature_sign" in printed

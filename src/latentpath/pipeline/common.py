@@ -67,3 +67,15 @@ class StepClock:
     def total_s(self) -> float:
         """Seconds since the clock started."""
         return round(time.perf_counter() - self.started, 1)
+
+
+def clear_window_outputs(folder: Path) -> None:
+    """Remove what an earlier run wrote into a window folder (``RUN/atom``,
+    ``RUN/walls``, ...), and only that: anything else a user put there stays."""
+    import shutil
+
+    for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz",
+                 "track_windows.npz"):
+        (folder / name).unlink(missing_ok=True)
+    if (folder / "model").is_dir():
+        shutil.rmtree(folder / "model")

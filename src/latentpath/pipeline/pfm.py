@@ -48,7 +48,12 @@ from latentpath.pfm import (
     wall_points,
     window_physics,
 )
-from latentpath.pipeline.common import RunSettings, StepClock, read_run_record
+from latentpath.pipeline.common import (
+    RunSettings,
+    StepClock,
+    clear_window_outputs,
+    read_run_record,
+)
 from latentpath.windows import cut_windows, sample_points
 
 #: channel names tried, in order, when none is given: the synthetic movies' names, then
@@ -266,10 +271,8 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
                          f"need more than delay={config.delay} (set delay 0 for one frame)")
     check_writable([out / "config.json", out / "walls.parquet", out / "walls" / "windows.npy"],
                    overwrite=overwrite)
-    if overwrite and (out / "walls").is_dir():
-        import shutil
-
-        shutil.rmtree(out / "walls")
+    if overwrite:
+        clear_window_outputs(out / "walls")
     (out / "walls").mkdir(parents=True, exist_ok=True)
     clock = StepClock(progress)
     signal, valid, drift = signal_and_drift(phase.data, amplitude)

@@ -46,7 +46,12 @@ from latentpath.latent import (
     latent_grid,
     manifold,
 )
-from latentpath.pipeline.common import RunSettings, StepClock, read_run_record
+from latentpath.pipeline.common import (
+    RunSettings,
+    StepClock,
+    clear_window_outputs,
+    read_run_record,
+)
 from latentpath.windows import cut_windows, sample_points
 
 KINDS = ("atom", "hollow")
@@ -390,7 +395,7 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     check_writable([out / "config.json", out / "atoms.parquet"], overwrite=overwrite)
     if overwrite:
         for kind in KINDS:
-            _clear(out / kind)
+            clear_window_outputs(out / kind)
     out.mkdir(parents=True, exist_ok=True)
     clock = StepClock(progress)
     atoms, probability, map_px_A = atoms_and_probabilities(movie, config, progress=progress)
@@ -498,13 +503,3 @@ def read_stem_run(out: str | Path) -> dict:
             result[f"map_{kind}"] = ChemicalSpaceMap.from_arrays(dict(data))
     return result
 
-
-def _clear(folder: Path) -> None:
-    """Remove the outputs an earlier run wrote into ``folder`` (only those)."""
-    import shutil
-
-    for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz",
-                 "track_windows.npz"):
-        (folder / name).unlink(missing_ok=True)
-    if (folder / "model").is_dir():
-        shutil.rmtree(folder / "model")
