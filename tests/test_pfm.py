@@ -73,6 +73,25 @@ def test_amplitude_registers_the_movie_to_its_first_frame(sim):
     assert np.abs(drift[["dy", "dx"]].to_numpy() - truth).max() < 0.5
     with pytest.raises(ValueError, match="reference"):
         register_frames(sim.amplitude, reference="last")
+    with pytest.raises(ValueError, match="offsets"):
+        register_frames(sim.amplitude, offsets=(0, 1))
+
+
+def test_pairs_keep_the_drift_between_nearby_frames_exact():
+    # As domains switch, the pattern drifts away from frame 0's and registering to it
+    # alone errs by a few tenths of a pixel, independently from frame to frame; the
+    # time-delayed windows compare frames t and t + 2, so that error is what counts.
+    sim = synth_pfm_movie(30, 160, seed=3, mode="tip")
+    truth = sim.frames[["drift_y", "drift_x"]].to_numpy()
+
+    def errors(reference: str) -> tuple[float, float]:
+        drift = register_frames(sim.amplitude, reference=reference)[["dy", "dx"]]
+        error = drift.to_numpy() - truth
+        between = error[2:] - error[:-2]
+        return np.abs(error).max(), np.sqrt((between**2).sum(1).mean())
+
+    (worst_pairs, between_pairs), (_, between_first) = errors("pairs"), errors("first")
+    assert worst_pairs < 0.3 and between_pairs < 0.12 < between_first
 
 
 @pytest.mark.parametrize("mode", ["tip", "field"])
@@ -185,9 +204,22 @@ def test_window_physics_of_known_windows():
     assert phys.curvature[0] == pytest.approx(0.0, abs=1e-3)
     assert phys.curvature[1] == pytest.approx(1 / 15, rel=0.15)
     assert np.isnan(phys.curvature[2]) and phys.curvature[3] == 0
-    # a time-delayed pair: the change of the switched share, D(t + d) - D(t) = 2 * 4 / 40
-    pair = window_physics(np.stack([straight, moved])[None])
-    assert pair.switching[0] == pytest.approx(0.2, abs=0.02)
+    # a time-delayed pair, weighed evenly: D(t + d) - D(t) = 2 * 4 / 40
+    pair = np.stack([straight, moved])[None]
+    even = window_physics(pair, switching_sigma_px=None).switching[0]
+    assert even == pytest.approx(0.2, abs=0.02)
+    # weighed about the centre (sigma 6 px): 2 * 4 px * the weight along the centre line
+    local = window_physics(pair).switching[0]
+    assert local == pytest.approx(2 * 4 / (np.sqrt(2 * np.pi) * 6), rel=0.1)
+    # areas count samples in part, so a sub-pixel advance moves D in proportion...
+    ramp = np.clip((xx - 19.5) / 2, -1, 1).astype(np.float32)
+    half = np.clip((xx - 19.0) / 2, -1, 1).astype(np.float32)  # advanced 0.5 px
+    sub = window_physics(np.stack([ramp, half])[None]).switching[0]
+    assert sub == pytest.approx(local / 8, rel=0.2)
+    # ...while one under static_px, or noise, is a static wall: exactly 0
+    assert window_physics(np.stack([ramp, half])[None], static_px=0.6).switching[0] == 0
+    noisy = ramp + np.random.default_rng(0).normal(0, 0.05, ramp.shape).astype(np.float32)
+    assert window_physics(np.stack([ramp, noisy])[None]).switching[0] == 0
     # window samples of 2 px halve the curvature per image pixel
     assert window_physics(bubble[None], step_px=2.0).curvature[0] == pytest.approx(
         phys.curvature[1] / 2)
@@ -195,6 +227,8 @@ def test_window_physics_of_known_windows():
         window_physics(np.full((1, 16, 16), np.nan))
     with pytest.raises(ValueError, match="shape"):
         window_physics(np.zeros((2, 3, 16, 16)))
+    with pytest.raises(ValueError, match="switching_sigma_px"):
+        window_physics(pair, switching_sigma_px=0)
 
 
 def test_follow_a_growing_bubble_through_the_movie():

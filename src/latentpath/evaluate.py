@@ -359,9 +359,25 @@ def _truth_window_points(table: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFr
                          "x": table["x"].to_numpy() + frames["drift_x"].to_numpy()[frame]})
 
 
-def _true_velocity(points: pd.DataFrame, walls: np.ndarray, velocity: np.ndarray,
-                   radius_px: float) -> np.ndarray:
-    """Median true wall velocity of the true wall pixels within ``radius_px``."""
+def true_wall_velocity(table: pd.DataFrame, truth, *, radius_px: float = 3.0) -> np.ndarray:
+    """The true wall velocity at each window of a PFM run on a synthetic movie.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``frame, y, x`` of the windows' centres, aligned on frame 0 (as a run's).
+    truth : SynthPFM
+    radius_px : float
+        The median over the true wall pixels this close to the centre, in frame t.
+
+    Returns
+    -------
+    ndarray (N,)
+        Normal velocity, pixels per frame, positive where the switched domain grows;
+        NaN with no true wall pixel within reach.
+    """
+    points = _truth_window_points(table, truth.frames)
+    walls, velocity = truth.walls, truth.wall_velocity
     out = np.full(len(points), np.nan)
     frame = points["frame"].to_numpy()
     for f in np.unique(frame):
@@ -430,7 +446,7 @@ def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
     first, _ = cut_windows(polarization, here, settings["window_samples"], step_px=step,
                            edge="nearest")
     true_now = window_physics(first, threshold=0.0, step_px=step)
-    velocity = _true_velocity(here, truth.walls, truth.wall_velocity, velocity_radius_px)
+    velocity = true_wall_velocity(latents, truth, radius_px=velocity_radius_px)
     has_v = np.isfinite(velocity)
     moving = has_v & (velocity != 0)
 

@@ -88,6 +88,11 @@ class PfmConfig(RunSettings):
         wall's motion.
     curvature_sigma_px : float
         Smoothing of the curvature along the walls (:func:`level_set_curvature`).
+    switching_sigma_px, static_px : float
+        The switching degree weighs the areas about the window's centre with a Gaussian
+        of this width (None: evenly, as the method), and counts changes smaller than a
+        wall moving ``static_px`` through the centre as a static wall
+        (:func:`latentpath.pfm.window_physics`).
     latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
         The skip-rVAE (:func:`latentpath.rvae.fit_rvae`); ``hidden``, ``layers`` and
         ``epochs`` left as None follow the device
@@ -108,6 +113,8 @@ class PfmConfig(RunSettings):
     walls_per_frame: int | None = 80
     delay: int = 2
     curvature_sigma_px: float = 2.0
+    switching_sigma_px: float | None = 6.0
+    static_px: float = 0.4
     latent_dim: int = 2
     hidden: int | None = None
     layers: int | None = None
@@ -139,11 +146,22 @@ class PfmConfig(RunSettings):
             raise ValueError(f"delay must be 0 or more frames, got {self.delay}")
         if not self.canny_sigma_px > 0 or not self.curvature_sigma_px > 0:
             raise ValueError("canny_sigma_px and curvature_sigma_px must be positive")
+        if self.switching_sigma_px is not None and not self.switching_sigma_px > 0:
+            raise ValueError(f"switching_sigma_px must be positive or None, got "
+                             f"{self.switching_sigma_px}")
+        if not self.static_px >= 0:
+            raise ValueError(f"static_px must be 0 or more, got {self.static_px}")
 
     @property
     def step_px(self) -> float:
         """Movie pixels per window sample."""
         return self.window_px / self.window_samples
+
+    def physics(self, windows: np.ndarray) -> pd.DataFrame:
+        """:func:`latentpath.pfm.window_physics` of windows cut with these settings."""
+        return window_physics(windows, step_px=self.step_px,
+                              switching_sigma_px=self.switching_sigma_px,
+                              static_px=self.static_px)
 
 
 def load_pfm(path: str | Path | list, config: PfmConfig) -> tuple[Movie, np.ndarray | None]:
@@ -183,14 +201,14 @@ def load_pfm(path: str | Path | list, config: PfmConfig) -> tuple[Movie, np.ndar
 def signal_and_drift(phase_deg: np.ndarray, amplitude: np.ndarray | None
                      ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """The polarisation signal aligned on the first frame, its valid pixels and the
-    drift (amplitude against the first frame; without it, the signal frame to frame)."""
+    drift (of the amplitude, frame pairs; without it, of the signal frame to frame)."""
     signal = normalize_phase(phase_deg)
     if signal.ndim == 2:
         signal = signal[None]
     if len(signal) < 2:
         drift = pd.DataFrame({"frame": [0], "dy": [0.0], "dx": [0.0], "error": [0.0]})
     elif amplitude is not None:
-        drift = register_frames(amplitude, reference="first")
+        drift = register_frames(amplitude)
     else:
         drift = register_frames(signal, reference="previous")
     aligned, valid = align_frames(signal, drift)
@@ -311,12 +329,12 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
              compile=config.compile, progress=progress)
     model = load_rvae(out / "walls" / "model")
     latents = encode(model, windows, table=table)
-    latents = latents.join(window_physics(windows, step_px=config.step_px))
+    latents = latents.join(config.physics(windows))
     clock.lap("skip-rVAE")
 
     z1, z2 = latent_grid(latents, config.map_points)
     decoded = manifold(model, z1, z2)
-    physics = window_physics(decoded.reshape(-1, *decoded.shape[2:]), step_px=config.step_px)
+    physics = config.physics(decoded.reshape(-1, *decoded.shape[2:]))
     maps = {"z1": z1, "z2": z2, **{name: physics[name].to_numpy().reshape(len(z2), len(z1))
                                    for name in PHYSICS}}
     m1, m2 = latent_grid(latents, config.manifold_points)
