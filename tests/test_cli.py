@@ -109,3 +109,52 @@ def test_rvae_and_encode_commands(tmp_path, capsys):
     assert main(["encode", str(model), str(path), "--out", str(out), "--device", "cpu"]) == 0
     latents = pd.read_csv(out)
     assert len(latents) == 120 and {"angle", "dx", "dy", "z1", "z2"} <= set(latents.columns)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"config": {"epochs": 2, "windw_px": 40}}, "unknown PFM setting(s) ['windw_px']"),
+    ({"config": {"epochs": "ten"}}, "PFM setting epochs must be int, got 'ten'"),
+    ({"config": {"window_px": 10, "window_samples": 20}}, "window_samples must lie in"),
+    ({"config": {}, "movie": "missing.h5", "colour": 1}, "unknown key(s) ['colour']"),
+    ({"pipeline": "stem", "config": {}}, "record of a stem run"),
+    ([1, 2], "must hold a JSON object"),
+])
+def test_bad_config_file_is_one_line(tmp_path, capsys, config, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert main(["pfm", str(tmp_path / "movie.npz"), "--config", str(path),
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latentpath: error:") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_user_errors_end_in_one_line(tmp_path, capsys):
+    garbage = tmp_path / "movie.tif"
+    garbage.write_bytes(b"not a tiff at all")
+    cases = [(["stem", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "r1")], "missing"),
+             (["stem", str(garbage), "--out", str(tmp_path / "r2")], "movie.tif"),
+             (["stem", "--out", str(tmp_path / "r3")], "no movie"),
+             (["pfm", str(garbage)], "--out"),
+             (["stem", str(garbage), "--config", str(tmp_path / "none.json"),
+               "--out", str(tmp_path / "r4")], "does not exist")]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("latentpath: error:") and needle in err, (argv, err)
+        assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_an_unexpected_failure_is_one_line_unless_debug(tmp_path, capsys, monkeypatch):
+    import latentpath.cli as cli
+
+    def broken(args):
+        raise RuntimeError("the disk caught fire\nwith details")
+
+    monkeypatch.setattr(cli, "_synth_pfm", broken)
+    argv = ["synth", "pfm", str(tmp_path / "x.npz")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == "latentpath: error: RuntimeError: the disk caught fire (--debug shows where)\n"
+    with pytest.raises(RuntimeError):
+        main([*argv, "--debug"])  # --debug after the command, too

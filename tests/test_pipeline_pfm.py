@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from latentpath.evaluate import score_pfm
@@ -117,3 +118,14 @@ def test_command_line_runs_and_scores(field_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "switching_spearman" in printed and "curvature_sign" in printed
     assert (out / "scores.json").is_file()
+    # the run's record repeats it: same movie, truth and settings, the same windows
+    again = tmp_path / "again"
+    assert main(["pfm", "--config", str(out / "config.json"), "--out", str(again)]) == 0
+    first, second = read_pfm_run(out), read_pfm_run(again)
+    assert second["config"]["config"] == first["config"]["config"]
+    assert second["config"]["truth"] == first["config"]["truth"]
+    pd.testing.assert_frame_equal(second["latents"], first["latents"])
+    # a flag overrides the file
+    assert main(["pfm", "--config", str(out / "config.json"), "--out", str(tmp_path / "d1"),
+                 "--delay", "1"]) == 0
+    assert read_pfm_run(tmp_path / "d1")["config"]["config"]["delay"] == 1

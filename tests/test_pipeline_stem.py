@@ -184,11 +184,25 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "chemical-space map" in printed
     assert "changes of chemical state" in printed
-    assert json.loads((run_dir / "config.json").read_text())["config"]["track_species"] is None
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["config"]["track_species"] is None
+    assert record["movie"] == str(path.resolve())  # the path, so that it can be replayed
     assert main(args) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["stem", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
     assert "missing.npz" in capsys.readouterr().err
+    # the record repeats the run, the Python API taking it as well as the command line
+    assert main(["stem", "--config", str(run_dir / "config.json"),
+                 "--out", str(tmp_path / "again")]) == 0
+    again = read_stem_run(tmp_path / "again")
+    first = read_stem_run(run_dir)
+    assert again["config"]["config"] == first["config"]["config"]
+    assert again["atoms"].equals(first["atoms"])
+    assert np.allclose(again["latents_atom"][["z1", "z2"]], first["latents_atom"][["z1", "z2"]])
+    import latentpath
+
+    api = latentpath.run_stem(path, tmp_path / "api", run_dir / "config.json", progress=False)
+    assert np.allclose(api["latents_hollow"][["z1", "z2"]], first["latents_hollow"][["z1", "z2"]])
 
 
 def test_rvae_size_follows_the_device_unless_set():

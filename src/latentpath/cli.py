@@ -97,10 +97,29 @@ def _demo(args: argparse.Namespace) -> None:
           f"{run} and latentpath evaluate {pfm_run})")
 
 
-def _pfm_config(args: argparse.Namespace):
+def _run_inputs(args: argparse.Namespace, pipeline: str) -> tuple[object, Path, object, dict]:
+    """The movie, run directory, truth and settings of a ``stem`` or ``pfm`` command: from
+    ``--config`` (a run's record or a user's file) where given, the command line taking
+    precedence."""
+    from latentpath.pipeline.common import read_config_file
+
+    named = {"config": {}, "movie": None, "truth": None, "out": None}
+    if getattr(args, "config", None):
+        named = read_config_file(args.config, pipeline)
+    movie = args.movie or named["movie"]
+    if not movie:
+        raise ValueError(f"no movie: give one, or a --config that names one "
+                         f"(latentpath {pipeline} MOVIE --out RUN)")
+    out = args.out or named["out"]
+    if not out:
+        raise ValueError("no run directory: give --out RUN")
+    return movie, Path(out), args.truth or named["truth"], dict(named["config"])
+
+
+def _pfm_config(args: argparse.Namespace, base: dict | None = None):
     from latentpath.pipeline import PfmConfig
 
-    values = {}
+    values = dict(base or {})
     for name in ("phase_channel", "amplitude_channel", "window_px", "window_samples", "delay",
                  "epochs", "hidden", "layers", "map_points", "device", "seed"):
         value = getattr(args, name, None)
@@ -138,14 +157,15 @@ def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path |
 
 
 def _pfm(args: argparse.Namespace) -> None:
-    _run_pfm_and_summarise(args.movie, Path(args.out), _pfm_config(args), truth=args.truth,
-                           overwrite=args.overwrite)
+    movie, out, truth, settings = _run_inputs(args, "pfm")
+    _run_pfm_and_summarise([movie] if isinstance(movie, str) else list(movie), out,
+                           _pfm_config(args, settings), truth=truth, overwrite=args.overwrite)
 
 
-def _stem_config(args: argparse.Namespace):
+def _stem_config(args: argparse.Namespace, base: dict | None = None):
     from latentpath.pipeline import StemConfig
 
-    values = {}
+    values = dict(base or {})
     for name in ("pixel_size_A", "channel", "self_train_frames", "window_A", "window_px",
                  "epochs", "hidden", "layers", "map_points", "track_search_A", "track_memory",
                  "track_border_A", "device", "seed"):
@@ -155,8 +175,9 @@ def _stem_config(args: argparse.Namespace):
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
         if getattr(args, name, None) is not None:
             chosen = getattr(args, name)
-            values.setdefault("atoms_per_frame", dict(StemConfig().atoms_per_frame))[key] = (
-                None if chosen < 0 else chosen)
+            per_frame = dict(values.get("atoms_per_frame", StemConfig().atoms_per_frame))
+            per_frame[key] = None if chosen < 0 else chosen
+            values["atoms_per_frame"] = per_frame
     if getattr(args, "hollow_per_frame", None) is not None:
         values["hollow_per_frame"] = None if args.hollow_per_frame < 0 else args.hollow_per_frame
     if getattr(args, "compile", True) is False:
@@ -192,7 +213,11 @@ def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None
 
 
 def _stem(args: argparse.Namespace) -> None:
-    _run_stem_and_summarise(args.movie, Path(args.out), _stem_config(args), truth=args.truth,
+    movie, out, truth, settings = _run_inputs(args, "stem")
+    if not isinstance(movie, str):
+        raise ValueError(f"a STEM run takes one movie file; --config names "
+                         f"{len(movie) if isinstance(movie, list) else type(movie).__name__}")
+    _run_stem_and_summarise(movie, out, _stem_config(args, settings), truth=truth,
                             overwrite=args.overwrite)
 
 
@@ -365,6 +390,14 @@ def _add_common(p: argparse.ArgumentParser, frames: int, size: int) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="run directory (default: the one --config names, or the "
+                                 "folder of a run's RUN/config.json)")
+    p.add_argument("--config", metavar="FILE",
+                   help="JSON settings: a run's RUN/config.json (repeats that run) or "
+                        '{"config": {...}, "movie": ..., "out": ...}; flags override it')
+
+
 def _add_run_options(p: argparse.ArgumentParser, *, map_help: str) -> None:
     """The skip-rVAE, map, device and output options that every pipeline takes."""
     p.add_argument("--epochs", type=int, help="skip-rVAE epochs (40 on a CPU, 300 on a GPU)")
@@ -380,6 +413,16 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
 
 
+class _SubParsers:
+    """``add_subparsers()``'s object, giving every subcommand the ``parent``'s options."""
+
+    def __init__(self, actions, parent: argparse.ArgumentParser):
+        self.actions, self.parent = actions, parent
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.actions.add_parser(name, parents=[self.parent], **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentpath",
@@ -388,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"latentpath {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
+    # --debug after the command too; SUPPRESS keeps a subcommand from resetting it
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
+    sub = _SubParsers(sub, debug)
 
     demo = sub.add_parser("demo", help="run on built-in synthetic data")
     demo.add_argument("--out", default="latentpath-demo",
@@ -398,8 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     stem_run = sub.add_parser("stem", help="the full STEM pipeline on a movie")
-    stem_run.add_argument("movie", help="movie file (npy, npz, tif, h5, dm3/dm4, emd)")
-    stem_run.add_argument("--out", required=True, help="run directory")
+    stem_run.add_argument("movie", nargs="?",
+                          help="movie file (npy, npz, tif, h5, dm3/dm4, emd); default: the "
+                               "one --config names")
+    _add_config_options(stem_run)
     stem_run.add_argument("--channel", help="dataset or channel name inside the file")
     stem_run.add_argument("--pixel-size", dest="pixel_size_A", type=float,
                           help="angstrom per pixel (default: from the file or the lattice)")
@@ -430,9 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     stem_run.set_defaults(func=_stem)
 
     pfm_run = sub.add_parser("pfm", help="the full PFM pipeline on a phase movie")
-    pfm_run.add_argument("movie", nargs="+",
-                         help="movie file(s) (npy, npz, tif, h5); several are stacked in order")
-    pfm_run.add_argument("--out", required=True, help="run directory")
+    pfm_run.add_argument("movie", nargs="*",
+                         help="movie file(s) (npy, npz, tif, h5); several are stacked in "
+                              "order; default: the one(s) --config names")
+    _add_config_options(pfm_run)
     pfm_run.add_argument("--phase-channel",
                          help="phase channel in the file (default: phase, PhaseRetrace, ...)")
     pfm_run.add_argument("--amplitude-channel",
@@ -449,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     pfm_run.set_defaults(func=_pfm)
 
     synth = sub.add_parser("synth", help="write a synthetic movie with its ground truth")
-    kinds = synth.add_subparsers(dest="kind", required=True)
+    kinds = _SubParsers(synth.add_subparsers(dest="kind", required=True), debug)
     stem = kinds.add_parser("stem", help="Si-doped graphene under the beam, ADF-STEM")
     stem.add_argument("out", help="output .npz (tables go beside it as parquet)")
     _add_common(stem, frames=50, size=512)
@@ -530,19 +581,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An error as one line: its message (first line), named by kind unless it is one of
+    the errors our checks raise about a user's input."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return f"{err.filename}: no such file or directory"
+    if isinstance(err, ValueError | OSError):
+        return text or type(err).__name__
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, OSError) as err:
-        if args.debug:
-            raise
-        print(f"latentpath: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("latentpath: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        hint = "" if isinstance(err, ValueError | OSError) else " (--debug shows where)"
+        print(f"latentpath: error: {_one_line(err)}{hint}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError | OSError) else 1
     return 0
 
 

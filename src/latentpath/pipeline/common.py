@@ -31,12 +31,93 @@ class RunSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> Any:
-        """Settings from a dict, refusing keys the settings do not have."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Settings from a dict (a config file's), refusing keys the settings do not have
+        and values of the wrong kind, each with a message naming the setting."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{cls.label} settings must be a mapping of names to values, "
+                             f"got {type(values).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise ValueError(f"unknown {cls.label} setting(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown {cls.label} setting(s) {unknown}; known: "
+                             f"{sorted(fields)}")
+        for name, value in values.items():
+            _check_kind(f"{cls.label} setting {name}", str(fields[name].type), value)
         return cls(**values)
+
+
+    @classmethod
+    def resolve(cls, config: Any) -> Any:
+        """Settings from what a user may pass: None (the defaults), settings, a dict, or
+        the path of a config file (:func:`read_config_file`)."""
+        if config is None:
+            return cls()
+        if isinstance(config, cls):
+            return config
+        if isinstance(config, str | Path):
+            config = read_config_file(config, cls.label.lower())["config"]
+        if isinstance(config, dict):
+            return cls.from_dict(config)
+        raise ValueError(f"config must be {cls.__name__}, a dict or a config file, got "
+                         f"{type(config).__name__}")
+
+
+def read_config_file(path: str | Path, pipeline: str) -> dict:
+    """A run's settings, and the movie, truth and run directory it names, from a JSON file.
+
+    The file is either a run's record (``RUN/config.json``: ``pipeline``, ``movie``,
+    ``truth``, ``config``), which repeats that run into its own directory, or a file a
+    user wrote: ``{"config": {...}}`` with optional ``movie``, ``truth``, ``out``, or
+    the settings alone.
+
+    Returns
+    -------
+    dict
+        ``config`` (settings dict), ``movie``, ``truth``, ``out`` (None where not named).
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"config file {path} is not readable JSON: {err}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"config file {path} must hold a JSON object")
+    if record.get("pipeline", pipeline) != pipeline:
+        raise ValueError(f"config file {path} is the record of a {record['pipeline']} run, "
+                         f"not of a {pipeline} run")
+    if "config" not in record:
+        return {"config": record, "movie": None, "truth": None, "out": None}
+    extra = sorted(set(record) - {"config", "movie", "truth", "out"}) if "pipeline" not in \
+        record else []
+    if extra:
+        raise ValueError(f"config file {path}: unknown key(s) {extra}; known: config, movie, "
+                         f"truth, out")
+    out = record.get("out") or (str(path.parent) if "pipeline" in record else None)
+    return {"config": record["config"], "movie": record.get("movie"),
+            "truth": record.get("truth"), "out": out}
+
+
+#: what a JSON value may be for each kind named in a settings annotation
+_KINDS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,),
+          "dict": (dict,), "tuple": (list, tuple, str)}
+
+
+def _check_kind(name: str, annotation: str, value: Any) -> None:
+    """Refuse ``value`` unless it is of a kind the annotation (a string such as
+    ``"int | None"`` or ``"tuple[str, ...] | None"``) allows."""
+    if value is None:
+        if "None" not in annotation:
+            raise ValueError(f"{name} must be set, got null")
+        return
+    words = annotation.replace("[", " ").split()
+    kinds = [kind for kind in _KINDS if kind in words]
+    if not kinds:
+        return
+    allowed = tuple(t for kind in kinds for t in _KINDS[kind])
+    if (isinstance(value, bool) and "bool" not in kinds) or not isinstance(value, allowed):
+        raise ValueError(f"{name} must be {' or '.join(kinds)}, got {value!r}")
 
 
 def read_run_record(out: str | Path) -> dict:

@@ -255,7 +255,8 @@ def wall_history(curves: pd.DataFrame, chain: pd.DataFrame) -> pd.DataFrame:
     return history.reset_index()
 
 
-def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None = None, *,
+def run_pfm(movie: str | Path | list, out: str | Path,
+            config: PfmConfig | dict | str | Path | None = None, *,
             truth: str | Path | None = None, overwrite: bool = False,
             progress: bool = True) -> dict:
     """The whole PFM pipeline on a phase movie, into the run directory ``out``.
@@ -265,7 +266,9 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
     movie : path, or list of paths (one frame or more each, stacked in order)
     out : path
         Run directory; it must not hold an earlier run unless ``overwrite``.
-    config : PfmConfig, optional
+    config : PfmConfig, dict or path, optional
+        Settings, as settings, a dict of them, or a JSON config file
+        (:func:`latentpath.pipeline.common.read_config_file`); default: the defaults.
     truth : path, optional
         Synthetic truth (.npz) of the movie, recorded for ``latentpath evaluate RUN``.
 
@@ -279,10 +282,12 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
     from latentpath.report import pfm_run_figures
     from latentpath.rvae import encode, fit_rvae, load_rvae
 
-    config = PfmConfig() if config is None else config
+    config = PfmConfig.resolve(config)
     config = config.for_device(config.device)
     out = Path(out)
-    source = [str(p) for p in movie] if isinstance(movie, list | tuple) else str(movie)
+    # absolute, so that the record replays from anywhere (latentpath pfm --config)
+    source = ([str(Path(p).resolve()) for p in movie] if isinstance(movie, list | tuple)
+              else str(Path(movie).resolve()))
     phase, amplitude = load_pfm(movie, config)
     if phase.n_frames <= config.delay:
         raise ValueError(f"the movie has {phase.n_frames} frame(s); time-delayed windows "
@@ -366,7 +371,7 @@ def run_pfm(movie: str | Path | list, out: str | Path, config: PfmConfig | None 
     clock.lap("figures")
     total = clock.total_s
     write_json({"pipeline": "pfm", "version": __version__, "movie": source,
-                "truth": None if truth is None else str(truth),
+                "truth": None if truth is None else str(Path(truth).resolve()),
                 "pixel_size": phase.pixel_size, "pixel_unit": phase.pixel_unit,
                 "amplitude": amplitude is not None, "config": dataclasses.asdict(config),
                 "timings_s": clock.timings, "total_s": total,

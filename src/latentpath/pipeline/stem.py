@@ -361,7 +361,8 @@ def track_latents(tracks: pd.DataFrame, images: np.ndarray, image_pixel_A: float
     return result.join(found), windows
 
 
-def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | None = None, *,
+def run_stem(movie: str | Path | Movie, out: str | Path,
+             config: StemConfig | dict | str | Path | None = None, *,
              truth: str | Path | None = None, overwrite: bool = False,
              progress: bool = True) -> dict:
     """The whole STEM pipeline on a movie, into the run directory ``out``.
@@ -371,7 +372,9 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     movie : path or Movie
     out : path
         Run directory; it must not hold an earlier run unless ``overwrite``.
-    config : StemConfig, optional
+    config : StemConfig, dict or path, optional
+        Settings, as settings, a dict of them, or a JSON config file
+        (:func:`latentpath.pipeline.common.read_config_file`); default: the defaults.
     truth : path, optional
         Synthetic truth (.npz) of the movie, recorded so ``latentpath evaluate RUN``
         can score the run.
@@ -386,10 +389,11 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     from latentpath.report import stem_run_figures
     from latentpath.rvae import encode, fit_rvae, load_rvae
 
-    config = StemConfig() if config is None else config
+    config = StemConfig.resolve(config)
     config = config.for_device(config.device)
     out = Path(out)
-    source = str(movie) if not isinstance(movie, Movie) else None
+    # absolute, so that the record replays from anywhere (latentpath stem --config)
+    movie_path = str(Path(movie).resolve()) if not isinstance(movie, Movie) else None
     if not isinstance(movie, Movie):
         movie = load_movie(movie, channel=config.channel)
     check_writable([out / "config.json", out / "atoms.parquet"], overwrite=overwrite)
@@ -460,8 +464,9 @@ def run_stem(movie: str | Path | Movie, out: str | Path, config: StemConfig | No
     figures = stem_run_figures(movie.data, result, out / "figures", pixel_size_A=px)
     clock.lap("figures")
     total = clock.total_s
-    write_json({"pipeline": "stem", "version": __version__, "movie": source,
-                "truth": None if truth is None else str(truth), "pixel_size_A": px,
+    write_json({"pipeline": "stem", "version": __version__, "movie": movie_path,
+                "truth": None if truth is None else str(Path(truth).resolve()),
+                "pixel_size_A": px,
                 "window_bond_length_px": bond_px, "config": dataclasses.asdict(config),
                 "timings_s": clock.timings, "total_s": total,
                 "figures": [str(f.relative_to(out)) for f in figures]},
