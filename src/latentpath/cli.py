@@ -92,9 +92,9 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"PFM pipeline on {pfm_npz} -> {pfm_run}/")
     _run_pfm_and_summarise([str(pfm_npz)], pfm_run, _pfm_config(args), truth=pfm_npz,
                            overwrite=args.overwrite)
-    print(f"demo written to {out}/ (truth figures stem.png, pfm.png; run figures in "
-          f"{run}/figures/ and {pfm_run}/figures/; score them with: latentpath evaluate "
-          f"{run} and latentpath evaluate {pfm_run})")
+    print(f"demo written to {out}/ (truth figures stem.png, pfm.png); open the reports "
+          f"{run / 'report.html'} and {pfm_run / 'report.html'} in a browser; score the runs "
+          f"with: latentpath evaluate {run} and latentpath evaluate {pfm_run}")
 
 
 def _run_inputs(args: argparse.Namespace, pipeline: str) -> tuple[object, Path, object, dict]:
@@ -153,7 +153,7 @@ def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path |
         print(f"longest-lived wall: frames {history.frame.min()}-{history.frame.max()}, "
               f"curvature dispersion {history.curvature_std.iloc[0]:.4f} -> "
               f"{history.curvature_std.iloc[-1]:.4f} /px")
-    print(f"run -> {out}/ in {result['total_s']:.0f} s (figures in {out}/figures/)")
+    print(f"run -> {out}/ in {result['total_s']:.0f} s; open the report: {result['report']}")
 
 
 def _pfm(args: argparse.Namespace) -> None:
@@ -209,7 +209,7 @@ def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None
                           for r in counts.head(3).itertuples()))
     else:
         print("tracks: no atom of the tracked species in the movie")
-    print(f"run -> {out}/ in {result['total_s']:.0f} s (figures in {out}/figures/)")
+    print(f"run -> {out}/ in {result['total_s']:.0f} s; open the report: {result['report']}")
 
 
 def _stem(args: argparse.Namespace) -> None:
@@ -352,6 +352,13 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
                                         match_radius_A=args.match_radius,
                                         border_A=run["config"]["config"]["track_border_A"])
     return scores, truth_path, {"match_radius_A": args.match_radius}
+
+
+def _report(args: argparse.Namespace) -> None:
+    from latentpath.html_report import write_report
+
+    path = write_report(args.run, max_points=args.max_points)
+    print(f"report -> {path}")
 
 
 def _rvae(args: argparse.Namespace) -> None:
@@ -566,6 +573,13 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--device", default="auto")
     enc.add_argument("--overwrite", action="store_true")
     enc.set_defaults(func=_encode)
+
+    report = sub.add_parser("report", help="write RUN/report.html again (from the run's "
+                                           "files and the movie its record names)")
+    report.add_argument("run", help="run directory")
+    report.add_argument("--max-points", type=int, default=1000,
+                        help="windows shown at most in each latent explorer (%(default)s)")
+    report.set_defaults(func=_report)
 
     evaluate = sub.add_parser("evaluate", help="score results on synthetic data against truth")
     evaluate.add_argument("target", help="a run directory, or an atom table from "

@@ -35,10 +35,12 @@ __all__ = [
     "MovieError",
     "load_movie",
     "read_table",
+    "save_npy",
     "save_npz",
     "validate_movie",
     "write_json",
     "write_table",
+    "write_text",
 ]
 
 MIN_FRAME_SIZE = 8
@@ -492,6 +494,34 @@ def write_json(obj: Any, path: str | os.PathLike, *, overwrite: bool = False) ->
     text = json.dumps(obj, indent=2, default=_json_default) + "\n"
     with _atomic_write(path, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write text (UTF-8) atomically: the file is either absent, the old one, or whole.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False; the file is left untouched.
+    """
+    path = Path(path)
+    with _atomic_write(path, overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def save_npy(array: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Save one array as .npy atomically (it can then be memory-mapped).
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False; the file is left untouched.
+    """
+    path = Path(path)
+    with _atomic_write(path, overwrite) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(array))
     return path
 
 

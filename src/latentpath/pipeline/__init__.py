@@ -2,7 +2,7 @@
 (:mod:`.pfm`), with what they share (:mod:`.common`)."""
 
 from latentpath.pipeline.common import RVAE_SIZES, read_run_record
-from latentpath.pipeline.pfm import PfmConfig, read_pfm_run, run_pfm
+from latentpath.pipeline.pfm import PfmConfig, pfm_run_frames, read_pfm_run, run_pfm
 from latentpath.pipeline.stem import (
     KINDS,
     StemConfig,
@@ -12,6 +12,7 @@ from latentpath.pipeline.stem import (
     frame_graphs,
     read_stem_run,
     run_stem,
+    stem_run_frames,
     track_atoms,
     track_latents,
     window_images,
@@ -28,11 +29,13 @@ __all__ = [
     "atoms_and_probabilities",
     "cut_kind_windows",
     "frame_graphs",
+    "pfm_run_frames",
     "read_pfm_run",
     "read_run_record",
     "read_stem_run",
     "run_pfm",
     "run_stem",
+    "stem_run_frames",
     "track_atoms",
     "track_latents",
     "window_images",

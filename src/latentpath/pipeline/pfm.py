@@ -35,7 +35,15 @@ import numpy as np
 import pandas as pd
 
 from latentpath import __version__
-from latentpath.io import Movie, check_writable, load_movie, save_npz, write_json, write_table
+from latentpath.io import (
+    Movie,
+    check_writable,
+    load_movie,
+    save_npy,
+    save_npz,
+    write_json,
+    write_table,
+)
 from latentpath.latent import latent_grid, manifold, nearest_index
 from latentpath.pfm import (
     align_frames,
@@ -279,6 +287,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
         ``curves``, ``frames``, ``latents``, ``history``, ``wall_latents``, the physics
         ``maps``, ``manifold`` and ``out``.
     """
+    from latentpath.html_report import write_report
     from latentpath.report import pfm_run_figures
     from latentpath.rvae import encode, fit_rvae, load_rvae
 
@@ -292,8 +301,8 @@ def run_pfm(movie: str | Path | list, out: str | Path,
     if phase.n_frames <= config.delay:
         raise ValueError(f"the movie has {phase.n_frames} frame(s); time-delayed windows "
                          f"need more than delay={config.delay} (set delay 0 for one frame)")
-    check_writable([out / "config.json", out / "walls.parquet", out / "walls" / "windows.npy"],
-                   overwrite=overwrite)
+    check_writable([out / "config.json", out / "walls.parquet", out / "walls" / "windows.npy",
+                    out / "report.html"], overwrite=overwrite)
     if overwrite:
         clear_window_outputs(out / "walls")
     (out / "walls").mkdir(parents=True, exist_ok=True)
@@ -323,7 +332,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
     if len(table) < 20:
         raise ValueError(f"only {len(table)} wall windows inside the frames; the movie is "
                          f"too small or has too few walls for windows of {config.window_px} px")
-    np.save(out / "walls" / "windows.npy", windows)
+    save_npy(windows, out / "walls" / "windows.npy", overwrite=overwrite)
     write_table(table, out / "walls" / "windows.parquet", overwrite=overwrite)
     clock.lap(f"windows ({len(table)})")
 
@@ -378,7 +387,21 @@ def run_pfm(movie: str | Path | list, out: str | Path,
                 "figures": [str(f.relative_to(out)) for f in figures]},
                out / "config.json", overwrite=overwrite)
     result["total_s"] = total
+    result["report"] = write_report(out, signal, overwrite=overwrite)
+    clock.lap("report")
     return result
+
+
+def pfm_run_frames(out: str | Path) -> np.ndarray:
+    """The frames a finished PFM run's windows were cut from: the polarisation signal of
+    its movie (read again from the paths its record names), aligned by its drift."""
+    from latentpath.io import read_table
+
+    record = read_run_record(out)
+    phase, _ = load_pfm(record["movie"], PfmConfig.from_dict(record["config"]))
+    signal = normalize_phase(phase.data)
+    return align_frames(signal if signal.ndim == 3 else signal[None],
+                        read_table(Path(out) / "drift.csv"))[0]
 
 
 def read_pfm_run(out: str | Path) -> dict:

@@ -386,6 +386,7 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
         ``tracks``, ``drift``, ``transitions``, ``transition_counts``, ``state_lifetimes``),
         chemical-space maps (``map_atom``, ``map_hollow``) and ``out``.
     """
+    from latentpath.html_report import write_report
     from latentpath.report import stem_run_figures
     from latentpath.rvae import encode, fit_rvae, load_rvae
 
@@ -396,7 +397,8 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
     movie_path = str(Path(movie).resolve()) if not isinstance(movie, Movie) else None
     if not isinstance(movie, Movie):
         movie = load_movie(movie, channel=config.channel)
-    check_writable([out / "config.json", out / "atoms.parquet"], overwrite=overwrite)
+    check_writable([out / "config.json", out / "atoms.parquet", out / "report.html"],
+                   overwrite=overwrite)
     if overwrite:
         for kind in KINDS:
             clear_window_outputs(out / kind)
@@ -472,6 +474,8 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
                 "figures": [str(f.relative_to(out)) for f in figures]},
                out / "config.json", overwrite=overwrite)
     result["total_s"] = total
+    result["report"] = write_report(out, movie.data, overwrite=overwrite)
+    clock.lap("report")
     return result
 
 
@@ -489,6 +493,15 @@ def write_tracks(out: Path, tracks: pd.DataFrame, drift: pd.DataFrame, *,
         write_table(table, out / (f"{name}.parquet" if name == "tracks" else f"{name}.csv"),
                     overwrite=overwrite)
     return tables
+
+
+def stem_run_frames(out: str | Path) -> np.ndarray:
+    """The frames a finished STEM run's windows were cut from: its movie, read again from
+    the path its record names (ValueError if it is gone)."""
+    record = read_run_record(out)
+    if not record.get("movie"):
+        raise ValueError(f"{out}: the run was made from a movie in memory; pass its frames")
+    return load_movie(record["movie"], channel=record["config"].get("channel")).data
 
 
 def read_stem_run(out: str | Path) -> dict:

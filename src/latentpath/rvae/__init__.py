@@ -118,7 +118,7 @@ def decode(model: SkipRVAE, z: np.ndarray, *, angle: float | np.ndarray = 0.0,
     for start in range(0, m, batch_size):
         sl = slice(start, start + batch_size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
-            img = model.decode(torch.from_numpy(z[sl]).to(device),
+            img = model.decode(torch.tensor(z[sl], device=device),
                                torch.tensor(angles[sl], device=device),
                                torch.tensor(shifts[sl], device=device), size=size).float()
         if model.config.loss == "bce":
