@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.colors
+import matplotlib.patches
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from latentpath.synth.pfm import SynthPFM
@@ -23,11 +24,17 @@ def _frames_to_show(n_frames: int) -> list[int]:
     return sorted({0, n_frames // 2, n_frames - 1})
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _subplots(*args, figsize: tuple[float, float], **kwargs) -> tuple[Figure, object]:
+    """A figure and its axes, made without pyplot: no global figure state, and the
+    backend of a notebook or a desktop session is left as the user set it."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -38,7 +45,7 @@ def figure_stem_truth(result: SynthSTEM, path: str | Path) -> Path:
     (5 red, 6 green, 7 blue, 8 purple).
     """
     frames = _frames_to_show(len(result.movie))
-    fig, axes = plt.subplots(1, len(frames) + 1, figsize=(5 * (len(frames) + 1), 5))
+    fig, axes = _subplots(1, len(frames) + 1, figsize=(5 * (len(frames) + 1), 5))
     for ax, t in zip(axes, frames, strict=False):
         ax.imshow(result.movie[t], cmap="gray")
         atoms = result.atoms[(result.atoms.frame == t) & result.atoms.in_image]
@@ -69,7 +76,7 @@ def figure_pfm_truth(result: SynthPFM, path: str | Path) -> Path:
     """Phase of the first, middle and last frame with the true walls, amplitude, and
     the switched fraction over time."""
     frames = _frames_to_show(len(result.phase))
-    fig, axes = plt.subplots(1, len(frames) + 2, figsize=(4.5 * (len(frames) + 2), 4.5))
+    fig, axes = _subplots(1, len(frames) + 2, figsize=(4.5 * (len(frames) + 2), 4.5))
     for ax, t in zip(axes, frames, strict=False):
         ax.imshow(result.phase[t], cmap="RdBu_r")
         wy, wx = np.nonzero(result.walls[t])
@@ -90,7 +97,7 @@ def figure_pfm_truth(result: SynthPFM, path: str | Path) -> Path:
 def figure_atoms(image: np.ndarray, atoms, path: str | Path, *, title: str = "") -> Path:
     """One frame with its atoms: small cyan dots for C, larger red dots for Si, other
     species in further colours."""
-    fig, ax = plt.subplots(figsize=(8, 8))
+    fig, ax = _subplots(figsize=(8, 8))
     ax.imshow(image, cmap="gray")
     colours = {"C": ("c", 4), "Si": ("r", 30)}
     spare = iter(["#ff7f00", "#ffff33", "#a65628", "#f781bf"])
@@ -104,7 +111,7 @@ def figure_atoms(image: np.ndarray, atoms, path: str | Path, *, title: str = "")
     return _save(fig, path)
 
 
-def _ring_patches(ax: plt.Axes, atoms, rings) -> None:
+def _ring_patches(ax: Axes, atoms, rings) -> None:
     """Rings of one frame as translucent polygons coloured by size."""
     from matplotlib.collections import PolyCollection
 
@@ -121,7 +128,7 @@ def _ring_patches(ax: plt.Axes, atoms, rings) -> None:
 def figure_run_graph(frames: np.ndarray, atoms, rings, path: str | Path) -> Path:
     """First, middle and last frame with the found atoms and their rings by size."""
     shown = _frames_to_show(len(frames))
-    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 5.8), squeeze=False)
+    fig, axes = _subplots(1, len(shown), figsize=(5.5 * len(shown), 5.8), squeeze=False)
     for ax, t in zip(axes[0], shown, strict=True):
         ax.imshow(frames[t], cmap="gray")
         fa, fr = atoms[atoms.frame == t], rings[rings.frame == t]
@@ -133,7 +140,8 @@ def figure_run_graph(frames: np.ndarray, atoms, rings, path: str | Path) -> Path
         ax.set_title(f"frame {t}: {len(fa)} atoms; rings "
                      + ", ".join(f"{k}:{v}" for k, v in sizes.items()), fontsize=9)
         ax.set_axis_off()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.5) for c in RING_COLOURS.values()]
+    handles = [matplotlib.patches.Rectangle((0, 0), 1, 1, color=c, alpha=0.5)
+               for c in RING_COLOURS.values()]
     fig.legend(handles, [f"{k}-ring" for k in RING_COLOURS], loc="lower center", ncol=4)
     return _save(fig, path)
 
@@ -144,7 +152,7 @@ def figure_manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, path: st
     from latentpath.latent import mosaic
 
     tiles = mosaic(images)
-    fig, ax = plt.subplots(figsize=(8, 8))
+    fig, ax = _subplots(figsize=(8, 8))
     ax.imshow(tiles, cmap="viridis", extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
@@ -171,7 +179,7 @@ def figure_chemical_space(space, latents, path: str | Path, *, title: str = "") 
     from latentpath.latent import RING_SIZES, ring_label
 
     extent = (space.z1[0], space.z1[-1], space.z2[0], space.z2[-1])
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.8))
+    fig, axes = _subplots(1, 2, figsize=(15, 6.8))
     axes[0].imshow(chemical_space_rgb(space.counts, space.kind), origin="lower",
                    extent=extent, aspect="auto", interpolation="nearest")
     axes[0].set_title("rings at the centre: 5 red, 6 green, 7 blue, 8 purple; none grey; "
@@ -182,7 +190,7 @@ def figure_chemical_space(space, latents, path: str | Path, *, title: str = "") 
     code = np.full(len(flat), len(top), np.int64)
     for k, row in enumerate(top[[f"n{s}" for s in RING_SIZES]].to_numpy()):
         code[(flat == row).all(1)] = k
-    palette = iter(plt.get_cmap("tab10").colors)
+    palette = iter(matplotlib.colormaps["tab10"].colors)
     fixed = {"unphysical": "black", "no ring": "#777777"}
     colours = [fixed.get(name) or next(palette) for name in top.structure]
     colours.append("#dddddd")
@@ -190,7 +198,7 @@ def figure_chemical_space(space, latents, path: str | Path, *, title: str = "") 
     axes[1].imshow(code.reshape(space.counts.shape[:2]), origin="lower", extent=extent,
                    aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(top) + 0.5,
                    interpolation="nearest")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
+    handles = [matplotlib.patches.Rectangle((0, 0), 1, 1, color=c) for c in colours]
     names = [f"{ring_label(r)} ({s:.0%})" for r, s in
              zip(top[[f"n{s}" for s in RING_SIZES]].to_numpy(), top.share, strict=True)]
     axes[1].legend(handles, [*names, "other"], loc="center left", bbox_to_anchor=(1.01, 0.5),
@@ -212,11 +220,11 @@ def figure_latents(latents, labels, path: str | Path, *, title: str = "") -> Pat
     labels = np.asarray(labels).astype(str)
     counts = {k: v for k, v in zip(*np.unique(labels, return_counts=True), strict=True)}
     top = sorted(counts, key=counts.get, reverse=True)[:8]
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig, ax = _subplots(figsize=(8, 7))
     other = ~np.isin(labels, top)
     ax.scatter(latents.z1[other], latents.z2[other], s=3, c="#cccccc", lw=0,
                label=f"other ({other.sum()})")
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     for k, name in enumerate(top):
         sel = labels == name
         ax.scatter(latents.z1[sel], latents.z2[sel], s=4, color=cmap(k), lw=0,
@@ -233,7 +241,7 @@ def figure_encoded(frame: np.ndarray, windows, path: str | Path, *, radius_px: f
     """A frame beside its windows' z1 and z2 drawn at their centres."""
     from latentpath.latent import encoded_image
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6))
+    fig, axes = _subplots(1, 3, figsize=(16, 5.6))
     axes[0].imshow(frame, cmap="gray")
     axes[0].set_title("frame")
     for ax, name in zip(axes[1:], ("z1", "z2"), strict=True):
@@ -266,7 +274,7 @@ def figure_track_paths(space, tracks, transitions, path: str | Path, *, n_tracks
     extent = (space.z1[0], space.z1[-1], space.z2[0], space.z2[-1])
     cols = min(3, max(len(shown), 1))
     rows = max(1, -(-len(shown) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), squeeze=False)
     frames = tracks["frame"]
     norm = matplotlib.colors.Normalize(frames.min(), frames.max())
     for ax in axes.ravel():
@@ -297,7 +305,7 @@ def figure_track_latents(tracks, transitions, path: str | Path, *, n_tracks: int
     """z1, z2 and the position (x + y, pixels) of tracked atoms against time, with their
     changes of chemical state marked (the method's Figure 5a)."""
     shown = _tracks_to_show(tracks, transitions, n_tracks)
-    fig, axes = plt.subplots(max(len(shown), 1), 1, figsize=(11, 2.3 * max(len(shown), 1)),
+    fig, axes = _subplots(max(len(shown), 1), 1, figsize=(11, 2.3 * max(len(shown), 1)),
                              squeeze=False, sharex=True)
     for ax, track in zip(axes[:, 0], shown, strict=False):
         one = tracks[tracks["track"] == track]
@@ -334,7 +342,7 @@ def figure_transition_gallery(tracks, windows: np.ndarray, transitions, path: st
         panels += [(int(c.frame), c.to_state) for c in changes.itertuples()]
         rows.append((track, panels))
     cols = max([len(p) for _, p in rows], default=1)
-    fig, axes = plt.subplots(max(len(rows), 1), cols, figsize=(1.9 * cols, 2.1 * max(len(rows), 1)),
+    fig, axes = _subplots(max(len(rows), 1), cols, figsize=(1.9 * cols, 2.1 * max(len(rows), 1)),
                              squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
@@ -390,7 +398,7 @@ def figure_pfm_walls(signal: np.ndarray, curves: pd.DataFrame, path: str | Path)
     """Frames of the aligned polarisation signal with the found walls, one colour per
     curve."""
     shown = _frames_to_show(len(signal))
-    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 5), squeeze=False)
+    fig, axes = _subplots(1, len(shown), figsize=(5 * len(shown), 5), squeeze=False)
     for ax, t in zip(axes[0], shown, strict=True):
         ax.imshow(signal[t], cmap="gray", vmin=-1, vmax=1)
         frame = curves[curves.frame == t]
@@ -407,7 +415,7 @@ def figure_pfm_manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray,
 
     channels = [images] if images.ndim == 4 else [images[:, :, 0], images[:, :, -1]]
     titles = ["decoded windows"] if images.ndim == 4 else ["frame t", "frame t + d"]
-    fig, axes = plt.subplots(1, len(channels), figsize=(7 * len(channels), 7), squeeze=False)
+    fig, axes = _subplots(1, len(channels), figsize=(7 * len(channels), 7), squeeze=False)
     for ax, chan, title in zip(axes[0], channels, titles, strict=True):
         ax.imshow(mosaic(chan), cmap="RdBu_r", vmin=-1, vmax=1,
                   extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
@@ -424,7 +432,7 @@ def figure_pfm_physics(maps: dict, latents: pd.DataFrame, path: str | Path) -> P
     panels = [("switching", "switching degree D", "RdBu_r", None),
               ("walls", "wall count", "viridis", None),
               ("curvature", "wall curvature (1/px)", "PiYG", limit)]
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    fig, axes = _subplots(1, 3, figsize=(18, 5.5))
     for ax, (name, title, cmap, lim) in zip(axes, panels, strict=True):
         values = maps[name].astype(float)
         if name == "switching":
@@ -442,7 +450,7 @@ def figure_pfm_history(history: pd.DataFrame, wall_latents: pd.DataFrame,
     """The longest-lived wall: its pixels through the movie coloured by the latents of
     their windows (Figure 7a), and its curvature's mean and dispersion per frame
     (Figure 7e, f)."""
-    fig, axes = plt.subplots(1, 4, figsize=(22, 5))
+    fig, axes = _subplots(1, 4, figsize=(22, 5))
     for ax, name in zip(axes[:2], ("z1", "z2"), strict=True):
         if len(wall_latents):
             shown = ax.scatter(wall_latents.x, wall_latents.y, c=wall_latents[name], s=2,
@@ -463,7 +471,7 @@ def figure_pfm_history(history: pd.DataFrame, wall_latents: pd.DataFrame,
 def figure_pfm_latents(latents: pd.DataFrame, path: str | Path) -> Path:
     """The encoded windows in the latent plane, coloured by their own switching degree
     and wall curvature."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig, axes = _subplots(1, 2, figsize=(12, 5))
     for ax, name, cmap in zip(axes, ("switching", "curvature"), ("RdBu_r", "PiYG"),
                               strict=True):
         values = latents[name].to_numpy(float)
