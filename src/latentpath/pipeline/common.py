@@ -15,11 +15,53 @@ RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
               "cuda": {"hidden": 256, "layers": 4, "epochs": 300}}
 
 
+@dataclasses.dataclass
 class RunSettings:
-    """Mixin of the pipelines' settings dataclasses (which carry ``hidden``, ``layers``,
-    ``epochs`` and ``device``)."""
+    """What the settings of every pipeline (:class:`~latentpath.pipeline.StemConfig`,
+    :class:`~latentpath.pipeline.PfmConfig`) hold: the skip-rVAE, its device and seed.
 
+    Attributes
+    ----------
+    latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
+        The skip-rVAE and its training (:func:`latentpath.rvae.fit_rvae`). ``hidden``,
+        ``layers`` and ``epochs`` left as None follow the device (:data:`RVAE_SIZES`):
+        3 x 128 units for 40 epochs on a CPU, minutes on two cores; the paper's
+        4 x 256 for 300 epochs on a GPU.
+    device : str
+        "auto", "cpu" or "cuda".
+    seed : int
+    """
+
+    latent_dim: int = 2
+    hidden: int | None = None
+    layers: int | None = None
+    epochs: int | None = None
+    batch_size: int = 100
+    lr: float = 1e-3
+    kl_weight: float = 1.0
+    precision: str = "auto"
+    compile: bool = True
+    device: str = "auto"
+    seed: int = 0
     label: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "hidden", "layers"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.latent_dim < 2:
+            raise ValueError("latent_dim must be at least 2 for the latent maps")
+
+    def train_rvae(self, windows: Any, folder: Path, *, progress: bool = True) -> Any:
+        """Train the skip-rVAE with these settings into ``folder`` and load it back."""
+        from latentpath.rvae import fit_rvae, load_rvae
+
+        fit_rvae(windows, folder, latent_dim=self.latent_dim, hidden=self.hidden,
+                 layers=self.layers, epochs=self.epochs, batch_size=self.batch_size,
+                 lr=self.lr, kl_weight=self.kl_weight, seed=self.seed, device=self.device,
+                 precision=self.precision, compile=self.compile, progress=progress)
+        return load_rvae(folder)
 
     def for_device(self, device: Any) -> Any:
         """A copy with the skip-rVAE's size and epochs filled in for ``device``."""

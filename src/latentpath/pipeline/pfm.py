@@ -101,14 +101,11 @@ class PfmConfig(RunSettings):
         of this width (None: evenly, as the method), and counts changes smaller than a
         wall moving ``static_px`` through the centre as a static wall
         (:func:`latentpath.pfm.window_physics`).
-    latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
-        The skip-rVAE (:func:`latentpath.rvae.fit_rvae`); ``hidden``, ``layers`` and
-        ``epochs`` left as None follow the device
-        (:data:`latentpath.pipeline.common.RVAE_SIZES`).
     map_points, manifold_points : int
         Grid points per axis of the physics maps and of the manifold figure.
-    device : str
-    seed : int
+    latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile,
+    device, seed
+        The skip-rVAE, its device and seed (:class:`~latentpath.pipeline.common.RunSettings`).
     """
 
     phase_channel: str | None = None
@@ -123,33 +120,20 @@ class PfmConfig(RunSettings):
     curvature_sigma_px: float = 2.0
     switching_sigma_px: float | None = 6.0
     static_px: float = 0.4
-    latent_dim: int = 2
-    hidden: int | None = None
-    layers: int | None = None
-    epochs: int | None = None
-    batch_size: int = 100
-    lr: float = 1e-3
-    kl_weight: float = 1.0
-    precision: str = "auto"
-    compile: bool = True
     map_points: int = 40
     manifold_points: int = 10
-    device: str = "auto"
-    seed: int = 0
     label: ClassVar[str] = "PFM"
 
     def __post_init__(self) -> None:
-        for name in ("window_px", "window_samples", "walls_per_frame", "epochs", "batch_size",
-                     "map_points", "manifold_points", "hidden", "layers", "median_px",
-                     "min_wall_px"):
+        super().__post_init__()
+        for name in ("window_px", "window_samples", "walls_per_frame", "map_points",
+                     "manifold_points", "median_px", "min_wall_px"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if self.window_samples < 8 or self.window_samples > self.window_px:
             raise ValueError(f"window_samples must lie in [8, window_px={self.window_px}], "
                              f"got {self.window_samples}")
-        if self.latent_dim < 2:
-            raise ValueError("latent_dim must be at least 2 for the latent maps")
         if self.delay < 0:
             raise ValueError(f"delay must be 0 or more frames, got {self.delay}")
         if not self.canny_sigma_px > 0 or not self.curvature_sigma_px > 0:
@@ -289,7 +273,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
     """
     from latentpath.html_report import write_report
     from latentpath.report import pfm_run_figures
-    from latentpath.rvae import encode, fit_rvae, load_rvae
+    from latentpath.rvae import encode
 
     config = PfmConfig.resolve(config)
     config = config.for_device(config.device)
@@ -336,12 +320,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
     write_table(table, out / "walls" / "windows.parquet", overwrite=overwrite)
     clock.lap(f"windows ({len(table)})")
 
-    fit_rvae(windows, out / "walls" / "model", latent_dim=config.latent_dim,
-             hidden=config.hidden, layers=config.layers, epochs=config.epochs,
-             batch_size=config.batch_size, lr=config.lr, kl_weight=config.kl_weight,
-             seed=config.seed, device=config.device, precision=config.precision,
-             compile=config.compile, progress=progress)
-    model = load_rvae(out / "walls" / "model")
+    model = config.train_rvae(windows, out / "walls" / "model", progress=progress)
     latents = encode(model, windows, table=table)
     latents = latents.join(config.physics(windows))
     clock.lap("skip-rVAE")

@@ -90,12 +90,6 @@ class StemConfig(RunSettings):
         Atom-centred windows drawn per frame and species (None: all of them).
     hollow_per_frame : int, optional
         Hollow-site windows drawn per frame (None: all).
-    latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
-        The skip-rVAE and its training (:func:`latentpath.rvae.fit_rvae`). ``hidden``,
-        ``layers`` and ``epochs`` left as None follow the device
-        (:data:`~latentpath.pipeline.common.RVAE_SIZES`): 3 x 128 units for 40 epochs
-        on a CPU, minutes on two cores; the paper's 4 x 256 for 300 epochs on a GPU.
-        The larger model draws sharper structures (docs/chemical-space.md).
     track_species : tuple of str, optional
         Species followed through the movie (None: every atom); the method follows Si.
     track_search_A, track_memory
@@ -108,9 +102,10 @@ class StemConfig(RunSettings):
         Grid points per axis of the chemical-space map and of the manifold figure.
     map_decode_px : int, optional
         Side of the images decoded for the map (None: ``window_px``).
-    device : str
-        "auto", "cpu" or "cuda".
-    seed : int
+    latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile,
+    device, seed
+        The skip-rVAE, its device and seed (:class:`~latentpath.pipeline.common.RunSettings`).
+        The paper's larger model draws sharper structures (docs/chemical-space.md).
     """
 
     pixel_size_A: float | None = None
@@ -123,15 +118,6 @@ class StemConfig(RunSettings):
     window_px: int = 24
     atoms_per_frame: dict = field(default_factory=lambda: {"C": 60, "Si": None})
     hollow_per_frame: int | None = 40
-    latent_dim: int = 2
-    hidden: int | None = None
-    layers: int | None = None
-    epochs: int | None = None
-    batch_size: int = 100
-    lr: float = 1e-3
-    kl_weight: float = 1.0
-    precision: str = "auto"
-    compile: bool = True
     track_species: tuple[str, ...] | None = ("Si",)
     track_search_A: float | None = None
     track_memory: int = 3
@@ -139,21 +125,17 @@ class StemConfig(RunSettings):
     map_points: int = 200
     manifold_points: int = 12
     map_decode_px: int | None = None
-    device: str = "auto"
-    seed: int = 0
     label: ClassVar[str] = "STEM"
 
     def __post_init__(self) -> None:
         if self.window_A <= 2 * CC_BOND_A:
             raise ValueError(f"window_A must exceed two bond lengths ({2 * CC_BOND_A} A), "
                              f"got {self.window_A}")
-        for name in ("window_px", "epochs", "batch_size", "map_points", "manifold_points",
-                     "latent_dim", "hidden", "layers"):
-            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+        super().__post_init__()
+        for name in ("window_px", "map_points", "manifold_points"):
+            if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got "
                                  f"{getattr(self, name)}")
-        if self.latent_dim < 2:
-            raise ValueError("latent_dim must be at least 2 for the latent maps")
         if self.window_source not in ("probability", "raw"):
             raise ValueError(f"window_source must be 'probability' or 'raw', got "
                              f"{self.window_source!r}")
@@ -388,7 +370,7 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
     """
     from latentpath.html_report import write_report
     from latentpath.report import stem_run_figures
-    from latentpath.rvae import encode, fit_rvae, load_rvae
+    from latentpath.rvae import encode
 
     config = StemConfig.resolve(config)
     config = config.for_device(config.device)
@@ -434,11 +416,7 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
             raise ValueError(f"only {len(table)} {kind} windows inside the frames; the movie "
                              f"is too small for windows of {config.window_A} A")
         clock.lap(f"{kind} windows ({len(table)})")
-        fit_rvae(windows, folder / "model", latent_dim=config.latent_dim, hidden=config.hidden,
-                 layers=config.layers, epochs=config.epochs, batch_size=config.batch_size,
-                 lr=config.lr, kl_weight=config.kl_weight, seed=config.seed, device=config.device,
-                 precision=config.precision, compile=config.compile, progress=progress)
-        model = load_rvae(folder / "model")
+        model = config.train_rvae(windows, folder / "model", progress=progress)
         latents = encode(model, windows, table=table)
         clock.lap(f"{kind} skip-rVAE")
         z1, z2 = latent_grid(latents, config.map_points)
