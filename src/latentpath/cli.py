@@ -116,19 +116,27 @@ def _run_inputs(args: argparse.Namespace, pipeline: str) -> tuple[object, Path, 
     return movie, Path(out), args.truth or named["truth"], dict(named["config"])
 
 
-def _pfm_config(args: argparse.Namespace, base: dict | None = None):
-    from latentpath.pipeline import PfmConfig
-
+def _flag_settings(args: argparse.Namespace, base: dict | None, names: tuple[str, ...]
+                   ) -> dict:
+    """Settings of ``base`` (a config file's) overridden by the flags given: those
+    ``names`` and the run options every pipeline takes (:func:`_add_run_options`)."""
     values = dict(base or {})
-    for name in ("phase_channel", "amplitude_channel", "window_px", "window_samples", "delay",
-                 "epochs", "hidden", "layers", "map_points", "device", "seed"):
+    for name in (*names, "epochs", "hidden", "layers", "map_points", "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
-    if getattr(args, "walls_per_frame", None) is not None:
-        values["walls_per_frame"] = None if args.walls_per_frame < 0 else args.walls_per_frame
     if getattr(args, "compile", True) is False:
         values["compile"] = False
+    return values
+
+
+def _pfm_config(args: argparse.Namespace, base: dict | None = None):
+    from latentpath.pipeline import PfmConfig
+
+    values = _flag_settings(args, base, ("phase_channel", "amplitude_channel", "window_px",
+                                         "window_samples", "delay"))
+    if getattr(args, "walls_per_frame", None) is not None:
+        values["walls_per_frame"] = None if args.walls_per_frame < 0 else args.walls_per_frame
     return PfmConfig.from_dict(values)
 
 
@@ -165,13 +173,9 @@ def _pfm(args: argparse.Namespace) -> None:
 def _stem_config(args: argparse.Namespace, base: dict | None = None):
     from latentpath.pipeline import StemConfig
 
-    values = dict(base or {})
-    for name in ("pixel_size_A", "channel", "self_train_frames", "window_A", "window_px",
-                 "epochs", "hidden", "layers", "map_points", "track_search_A", "track_memory",
-                 "track_border_A", "device", "seed"):
-        value = getattr(args, name, None)
-        if value is not None:
-            values[name] = value
+    values = _flag_settings(args, base, ("pixel_size_A", "channel", "self_train_frames",
+                                         "window_A", "window_px", "track_search_A",
+                                         "track_memory", "track_border_A"))
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
         if getattr(args, name, None) is not None:
             chosen = getattr(args, name)
@@ -180,8 +184,6 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
             values["atoms_per_frame"] = per_frame
     if getattr(args, "hollow_per_frame", None) is not None:
         values["hollow_per_frame"] = None if args.hollow_per_frame < 0 else args.hollow_per_frame
-    if getattr(args, "compile", True) is False:
-        values["compile"] = False
     if getattr(args, "track", None) is not None:
         values["track_species"] = None if args.track == ["all"] else tuple(args.track)
     return StemConfig.from_dict(values)
