@@ -281,18 +281,18 @@ def write_report(out: str | Path, frames: np.ndarray | None = None, *,
         kinds = [("walls", "Wall windows")]
         window_px = settings["window_px"]
         colour = "switching"
+    latents = {kind: pd.read_parquet(out / kind / "latents.parquet") for kind, _ in kinds}
     for kind, title in kinds:
-        latents = pd.read_parquet(out / kind / "latents.parquet")
-        if not len(latents):
+        if not len(latents[kind]):
             continue
         windows = np.load(out / kind / "windows.npy", mmap_mode="r")
-        explorers.append(explorer_data(kind, title, windows, latents,
+        explorers.append(explorer_data(kind, title, windows, latents[kind],
                                        load_rvae(out / kind / "model"), window_px=window_px,
                                        colour=colour, max_points=max_points,
                                        seed=settings.get("seed", 0)))
-    sections = (_stem_sections if pipeline == "stem" else _pfm_sections)(out, record, explorers)
+    sections = (_stem_sections if pipeline == "stem" else _pfm_sections)(out, latents, explorers)
     figures = [out / f for f in record.get("figures", []) if (out / f).is_file()]
-    shown = {p for _, _, p in _FIGURE_GROUPS.get(pipeline, [])}
+    shown = {stem for _, _, stems in _SECTIONS[pipeline] for stem in stems}
     rest = [f for f in figures if f.stem not in shown]
     if rest:
         sections.append(("More figures", "".join(_figure(f) for f in rest)))
@@ -307,8 +307,7 @@ def write_report(out: str | Path, frames: np.ndarray | None = None, *,
                      f"repeat with <code>latentpath {pipeline} --config "
                      f"{html.escape(str(out / 'config.json'))}</code>.</p>"
                      + _table(timings)))
-    side = FRAME_PX
-    frame_urls = [_frame_jpeg(f, side) for f in stack]
+    frame_urls = [_frame_jpeg(f, FRAME_PX) for f in stack]
     page = render_report(
         title=f"latentpath {pipeline.upper()} run: {out.name}",
         summary=_summary(out, record, pipeline), sections=sections, frames=frame_urls,
@@ -317,51 +316,43 @@ def write_report(out: str | Path, frames: np.ndarray | None = None, *,
     return write_text(page, path, overwrite=overwrite)
 
 
-#: (section, figures) of each pipeline's page, in order: section heading, and figure stems
-_FIGURE_GROUPS = {
-    "stem": [("Data and atoms", "", "graph"),
-             ("Structures: atom-centred windows", "atom", "atom_manifold"),
-             ("Structures: atom-centred windows", "atom", "atom_chemical_space"),
-             ("Structures: atom-centred windows", "atom", "atom_latents"),
-             ("Structures: atom-centred windows", "atom", "atom_encoded"),
-             ("Structures: hollow-site windows", "hollow", "hollow_manifold"),
-             ("Structures: hollow-site windows", "hollow", "hollow_chemical_space"),
-             ("Structures: hollow-site windows", "hollow", "hollow_latents"),
-             ("Structures: hollow-site windows", "hollow", "hollow_encoded"),
-             ("Trajectories and transitions", "", "track_paths"),
-             ("Trajectories and transitions", "", "track_latents"),
-             ("Trajectories and transitions", "", "transitions")],
-    "pfm": [("Data and walls", "", "walls"),
-            ("Latent space of the wall windows", "walls", "manifold"),
-            ("Latent space of the wall windows", "walls", "latents"),
-            ("Physics over the latent space", "", "physics_maps"),
-            ("The longest-lived wall", "", "wall_history")],
+#: each pipeline's sections, in order: heading, the window kind whose explorer closes the
+#: section (if any), and the stems of the figures it shows
+_SECTIONS = {
+    "stem": [("Data and atoms", "", ["graph"]),
+             ("Structures: atom-centred windows", "atom",
+              ["atom_manifold", "atom_chemical_space", "atom_latents", "atom_encoded"]),
+             ("Structures: hollow-site windows", "hollow",
+              ["hollow_manifold", "hollow_chemical_space", "hollow_latents", "hollow_encoded"]),
+             ("Trajectories and transitions", "", ["track_paths", "track_latents",
+                                                   "transitions"])],
+    "pfm": [("Data and walls", "", ["walls"]),
+            ("Latent space of the wall windows", "walls", ["manifold", "latents"]),
+            ("Physics over the latent space", "", ["physics_maps"]),
+            ("The longest-lived wall", "", ["wall_history"])],
 }
 
 
 def _grouped(out: Path, pipeline: str, explorers: list[dict]) -> dict[str, str]:
     """Each section's figures, with the explorer of its windows after them."""
     by_name = {e["name"]: e for e in explorers}
-    sections: dict[str, str] = {}
-    placed = set()
-    for heading, kind, stem in _FIGURE_GROUPS[pipeline]:
-        path = out / "figures" / f"{stem}.png"
-        content = _figure(path) if path.is_file() else ""
-        sections[heading] = sections.get(heading, "") + content
-        if kind and kind in by_name and kind not in placed:
-            placed.add(kind)
+    sections = {}
+    for heading, kind, stems in _SECTIONS[pipeline]:
+        paths = [out / "figures" / f"{stem}.png" for stem in stems]
+        sections[heading] = "".join(_figure(p) for p in paths if p.is_file())
+        if kind in by_name:
             sections[heading] += ("<h3>Explore the latent space</h3>"
                                   + _explorer_section(by_name[kind]))
     return sections
 
 
-def _stem_sections(out: Path, record: dict, explorers: list[dict]) -> list[tuple[str, str]]:
+def _stem_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[dict]
+                   ) -> list[tuple[str, str]]:
     grouped = _grouped(out, "stem", explorers)
-    for kind in ("atom", "hollow"):
-        heading = ("Structures: atom-centred windows" if kind == "atom"
-                   else "Structures: hollow-site windows")
-        latents = pd.read_parquet(out / kind / "latents.parquet", columns=["map_structure"])
-        share = latents.map_structure.value_counts(normalize=True).rename("share")
+    for heading, kind, _ in _SECTIONS["stem"]:
+        if kind not in latents:
+            continue
+        share = latents[kind].map_structure.value_counts(normalize=True).rename("share")
         table = share.rename_axis("structure at the window's latent point").reset_index()
         grouped[heading] = ("<p>The structures the latent space discovered: the class of "
                             "the chemical-space map at each window's latent point.</p>"
@@ -375,7 +366,8 @@ def _stem_sections(out: Path, record: dict, explorers: list[dict]) -> list[tuple
     return list(grouped.items())
 
 
-def _pfm_sections(out: Path, record: dict, explorers: list[dict]) -> list[tuple[str, str]]:
+def _pfm_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[dict]
+                  ) -> list[tuple[str, str]]:
     grouped = _grouped(out, "pfm", explorers)
     frames = pd.read_csv(out / "frames.csv")
     grouped["Data and walls"] += "<h3>Frames</h3>" + _table(frames, max_rows=12)
