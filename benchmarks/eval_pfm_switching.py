@@ -25,23 +25,23 @@ from common import machine_line  # benchmarks/common.py, beside this script
 from scipy.stats import spearmanr
 
 from latentpath.evaluate import true_wall_velocity
-from latentpath.pfm import align_frames, normalize_phase, register_frames, wall_points
-from latentpath.pipeline.pfm import PfmConfig, cut_wall_windows, walls_and_curves
+from latentpath.pipeline.pfm import (
+    PfmConfig,
+    cut_wall_windows,
+    signal_and_drift,
+    wall_centres,
+    walls_and_curves,
+)
 from latentpath.synth.pfm import synth_pfm_movie
-from latentpath.windows import sample_points
 
 MOVIES = [("tip", 50, 256), ("field", 50, 256), ("field", 100, 512)]
 
 
 def windows_and_velocity(sim, reference: str, config: PfmConfig):
     """The run's windows with drift by ``reference``, and each one's true velocity."""
-    drift = register_frames(sim.amplitude, reference=reference)
-    signal, valid = align_frames(normalize_phase(sim.phase), drift)
+    signal, valid, drift = signal_and_drift(sim.phase, sim.amplitude, reference=reference)
     walls, _ = walls_and_curves(signal, valid, config)
-    margin = config.window_px // 2 + 1
-    points = sample_points(wall_points(walls, delay=config.delay, valid=valid,
-                                       margin_px=margin), config.walls_per_frame,
-                           seed=config.seed)
+    _, points = wall_centres(walls, valid, config)
     windows, table = cut_wall_windows(signal, points, config)
     truth = sim.frames[["drift_y", "drift_x"]].to_numpy()
     error = drift[["dy", "dx"]].to_numpy() - truth

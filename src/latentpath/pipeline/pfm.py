@@ -190,17 +190,18 @@ def load_pfm(path: str | Path | list, config: PfmConfig) -> tuple[Movie, np.ndar
     return phase, amplitude
 
 
-def signal_and_drift(phase_deg: np.ndarray, amplitude: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def signal_and_drift(phase_deg: np.ndarray, amplitude: np.ndarray | None, *,
+                     reference: str = "pairs") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """The polarisation signal aligned on the first frame, its valid pixels and the
-    drift (of the amplitude, frame pairs; without it, of the signal frame to frame)."""
+    drift (of the amplitude, registered by ``reference``: see
+    :func:`latentpath.pfm.register_frames`; without it, of the signal frame to frame)."""
     signal = normalize_phase(phase_deg)
     if signal.ndim == 2:
         signal = signal[None]
     if len(signal) < 2:
         drift = pd.DataFrame({"frame": [0], "dy": [0.0], "dx": [0.0], "error": [0.0]})
     elif amplitude is not None:
-        drift = register_frames(amplitude)
+        drift = register_frames(amplitude, reference=reference)
     else:
         drift = register_frames(signal, reference="previous")
     aligned, valid = align_frames(signal, drift)
@@ -217,6 +218,15 @@ def walls_and_curves(aligned: np.ndarray, valid: np.ndarray, config: PfmConfig
     index = (curves.frame.to_numpy(), curves.y.to_numpy(int), curves.x.to_numpy(int))
     curves["curvature"] = kappa[index].astype(np.float64)
     return walls, curves
+
+
+def wall_centres(walls: np.ndarray, valid: np.ndarray, config: PfmConfig
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every wall pixel a window fits around (with its frame t + delay), and the seeded
+    sample of ``walls_per_frame`` of them per frame that the windows are centred on."""
+    margin = int(np.ceil(config.window_px / 2)) + 1
+    candidates = wall_points(walls, delay=config.delay, valid=valid, margin_px=margin)
+    return candidates, sample_points(candidates, config.walls_per_frame, seed=config.seed)
 
 
 def cut_wall_windows(aligned: np.ndarray, points: pd.DataFrame, config: PfmConfig
@@ -309,9 +319,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
     write_table(frames, out / "frames.csv", overwrite=overwrite)
     clock.lap(f"walls ({len(curves)} px, {len(curves.groupby(['frame', 'wall']))} curves)")
 
-    margin = int(np.ceil(config.window_px / 2)) + 1
-    candidates = wall_points(walls, delay=config.delay, valid=valid, margin_px=margin)
-    points = sample_points(candidates, config.walls_per_frame, seed=config.seed)
+    candidates, points = wall_centres(walls, valid, config)
     windows, table = cut_wall_windows(signal, points, config)
     if len(table) < 20:
         raise ValueError(f"only {len(table)} wall windows inside the frames; the movie is "
