@@ -3,6 +3,7 @@ on the real PZT switching sequence."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,12 +109,18 @@ def test_command_line_runs_and_scores(field_run, tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "frames registered" in printed and "wall windows" in printed
-    assert main(args) == 2  # the earlier run is kept
-    assert "exists" in capsys.readouterr().err
-    # overwriting replaces the run's own outputs and nothing else in its folders
+    assert main(args) == 0  # the same run again: every step is reused
+    assert capsys.readouterr().out.count("reused") == 5
+    assert main([*args, "--delay", "1"]) == 2  # another run is refused...
+    assert "holds a different run (config.delay: 2 -> 1)" in capsys.readouterr().err
+    # ...unless overwritten: the steps before the change are reused, the run's own
+    # outputs replaced and nothing else in its folders touched
     (out / "walls" / "my-notes.txt").write_text("mine")
-    assert main([*args, "--overwrite"]) == 0
+    assert main([*args, "--delay", "1", "--overwrite"]) == 0
+    printed = capsys.readouterr().out
+    assert "walls: reused" in printed and "windows: reused" not in printed
     assert (out / "walls" / "my-notes.txt").read_text() == "mine"
+    assert json.loads((out / "config.json").read_text())["config"]["delay"] == 1
     assert main(["evaluate", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "switching_spearman" in printed and "curvature_sign" in printed

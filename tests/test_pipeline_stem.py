@@ -187,8 +187,11 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
     record = json.loads((run_dir / "config.json").read_text())
     assert record["config"]["track_species"] is None
     assert record["movie"] == str(path.resolve())  # the path, so that it can be replayed
-    assert main(args) == 2
-    assert "exists" in capsys.readouterr().err
+    # the same command again reuses every step; other settings are another run
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("reused") == 9
+    assert main([*args, "--epochs", "2"]) == 2
+    assert "holds a different run (config.epochs: 1 -> 2)" in capsys.readouterr().err
     assert main(["stem", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
     assert "missing.npz" in capsys.readouterr().err
     # the record repeats the run, the Python API taking it as well as the command line

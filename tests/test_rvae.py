@@ -137,6 +137,29 @@ def test_training_is_deterministic_and_resumes_to_the_same_result(tmp_path):
         fit_rvae(windows, tmp_path / "a", epochs=5, seed=8, resume=True, **SMALL)
 
 
+def test_a_kill_while_saving_a_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch):
+    import latentpath.rvae.files as files
+
+    windows, _ = synth_motif_windows(120, window_px=10, seed=3)
+    straight = fit_rvae(windows, tmp_path / "a", epochs=3, seed=7, **SMALL)
+    write_record = files.write_record
+
+    def killed_at_epoch_2(record, path):
+        if path.name == "checkpoint.json" and record["epoch"] == 2:
+            raise KeyboardInterrupt  # after epoch 2's tensors, before its JSON
+        write_record(record, path)
+
+    monkeypatch.setattr(files, "write_record", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit_rvae(windows, tmp_path / "b", epochs=3, seed=7, **SMALL)
+    monkeypatch.setattr(files, "write_record", write_record)
+    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["epoch"] == 1
+    resumed = fit_rvae(windows, tmp_path / "b", epochs=3, seed=7, resume=True, **SMALL)
+    assert np.array_equal(straight.val_loss, resumed.val_loss)
+    assert [p.name for p in (tmp_path / "b").glob("checkpoint*.safetensors")] == [
+        "checkpoint-00003.safetensors"]
+
+
 def test_memory_mapped_windows(tmp_path):
     windows, _ = synth_motif_windows(96, window_px=8, seed=4)
     path = tmp_path / "w.npy"

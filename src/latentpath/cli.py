@@ -73,25 +73,36 @@ def _synth_pfm(args: argparse.Namespace) -> Path:
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from latentpath.pipeline.steps import RunSteps, content_key
+
     out = Path(args.out)
     stem_args = argparse.Namespace(
         out=str(out / "stem.npz"), frames=args.frames, size=args.size, pixel_size=0.1,
-        seed=args.seed, dose=5e5, si_fraction=0.01, final_disorder=0.6,
-        overwrite=args.overwrite)
+        seed=args.seed, dose=5e5, si_fraction=0.01, final_disorder=0.6, overwrite=True)
     pfm_args = argparse.Namespace(out=str(out / "pfm.npz"), frames=args.frames, size=256,
-                                  seed=args.seed, mode="tip", overwrite=args.overwrite)
-    check_writable(_stem_outputs(_npz_path(stem_args.out))
-                   + _pfm_outputs(_npz_path(pfm_args.out)), overwrite=args.overwrite)
+                                  seed=args.seed, mode="tip", overwrite=True)
+    # the demo folder resumes like a run: its movies are made once for these settings
+    identity = {"demo": __version__, "frames": args.frames, "size": args.size,
+                "seed": args.seed}
+    movies = {"stem movie": (_synth_stem, stem_args, _stem_outputs),
+              "pfm movie": (_synth_pfm, pfm_args, _pfm_outputs)}
+    steps = RunSteps.open(out, identity, overwrite=args.overwrite, resume=args.resume,
+                          outputs=[p for _, a, files in movies.values()
+                                   for p in files(_npz_path(a.out))])
+    for step, (make, make_args, files) in movies.items():
+        key = content_key(step, identity)
+        if not steps.reusable(step, key):
+            steps.begin(step, key)
+            make(make_args)
+            steps.finish(step, key, files(_npz_path(make_args.out)))
+    npz, pfm_npz = _npz_path(stem_args.out), _npz_path(pfm_args.out)
     run, pfm_run = out / "stem-run", out / "pfm-run"
-    check_writable([run / "config.json", pfm_run / "config.json"], overwrite=args.overwrite)
-    npz = _synth_stem(stem_args)
-    pfm_npz = _synth_pfm(pfm_args)
     print(f"STEM pipeline on {npz} -> {run}/")
     _run_stem_and_summarise(str(npz), run, _stem_config(args), truth=npz,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, resume=args.resume)
     print(f"PFM pipeline on {pfm_npz} -> {pfm_run}/")
     _run_pfm_and_summarise([str(pfm_npz)], pfm_run, _pfm_config(args), truth=pfm_npz,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, resume=args.resume)
     print(f"demo written to {out}/ (truth figures stem.png, pfm.png); open the reports "
           f"{run / 'report.html'} and {pfm_run / 'report.html'} in a browser; score the runs "
           f"with: latentpath evaluate {run} and latentpath evaluate {pfm_run}")
@@ -141,13 +152,13 @@ def _pfm_config(args: argparse.Namespace, base: dict | None = None):
 
 
 def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path | None,
-                           overwrite: bool) -> None:
+                           overwrite: bool, resume: bool) -> None:
     import numpy as np
 
     from latentpath.pipeline import run_pfm
 
     result = run_pfm(movie if len(movie) > 1 else movie[0], out, config, truth=truth,
-                     overwrite=overwrite)
+                     overwrite=overwrite, resume=resume)
     frames, drift, latents = result["frames"], result["drift"], result["latents"]
     shift = float(np.hypot(drift.dy, drift.dx).max())
     print(f"{len(frames)} frames registered (largest drift {shift:.1f} px); switched "
@@ -167,7 +178,8 @@ def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path |
 def _pfm(args: argparse.Namespace) -> None:
     movie, out, truth, settings = _run_inputs(args, "pfm")
     _run_pfm_and_summarise([movie] if isinstance(movie, str) else list(movie), out,
-                           _pfm_config(args, settings), truth=truth, overwrite=args.overwrite)
+                           _pfm_config(args, settings), truth=truth, overwrite=args.overwrite,
+                           resume=args.resume)
 
 
 def _stem_config(args: argparse.Namespace, base: dict | None = None):
@@ -190,10 +202,10 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
 
 
 def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None,
-                            overwrite: bool) -> None:
+                            overwrite: bool, resume: bool) -> None:
     from latentpath.pipeline import run_stem
 
-    result = run_stem(movie, out, config, truth=truth, overwrite=overwrite)
+    result = run_stem(movie, out, config, truth=truth, overwrite=overwrite, resume=resume)
     atoms = result["atoms"]
     print(f"{len(atoms)} atoms in {atoms.frame.nunique()} frames, {len(result['rings'])} rings")
     for kind in ("atom", "hollow"):
@@ -220,7 +232,7 @@ def _stem(args: argparse.Namespace) -> None:
         raise ValueError(f"a STEM run takes one movie file; --config names "
                          f"{len(movie) if isinstance(movie, list) else type(movie).__name__}")
     _run_stem_and_summarise(movie, out, _stem_config(args, settings), truth=truth,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, resume=args.resume)
 
 
 def _atoms(args: argparse.Namespace) -> None:
@@ -419,7 +431,12 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str) -> None:
     p.add_argument("--truth", help="synthetic truth .npz, for 'latentpath evaluate RUN'")
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, help="random seed (0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run of other inputs or settings in --out (the steps the "
+                        "two share are reused)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="compute every step again, even those an earlier run into --out "
+                        "finished with the same inputs and settings")
 
 
 class _SubParsers:
@@ -452,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(demo, frames=50, size=512)
     demo.add_argument("--epochs", type=int,
                       help="skip-rVAE epochs (default 40 on a CPU, 300 on a GPU)")
+    demo.add_argument("--no-resume", dest="resume", action="store_false",
+                      help="compute everything again, even what an earlier demo into --out "
+                           "finished with the same settings")
     demo.set_defaults(func=_demo)
 
     stem_run = sub.add_parser("stem", help="the full STEM pipeline on a movie")

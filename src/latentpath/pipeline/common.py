@@ -1,11 +1,10 @@
-"""What the STEM and PFM pipelines share: the skip-rVAE's size by device, settings from
-a dict, the time of each step, and reading a finished run's record."""
+"""What the STEM and PFM pipelines share: the skip-rVAE's settings, its size by device,
+settings from a dict or a config file, and reading a finished run's record."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,14 +52,17 @@ class RunSettings:
         if self.latent_dim < 2:
             raise ValueError("latent_dim must be at least 2 for the latent maps")
 
-    def train_rvae(self, windows: Any, folder: Path, *, progress: bool = True) -> Any:
-        """Train the skip-rVAE with these settings into ``folder`` and load it back."""
+    def train_rvae(self, windows: Any, folder: Path, *, resume: bool = False,
+                   progress: bool = True) -> Any:
+        """Train the skip-rVAE with these settings into ``folder`` (continuing its
+        checkpoint if ``resume``) and load it back."""
         from latentpath.rvae import fit_rvae, load_rvae
 
         fit_rvae(windows, folder, latent_dim=self.latent_dim, hidden=self.hidden,
                  layers=self.layers, epochs=self.epochs, batch_size=self.batch_size,
                  lr=self.lr, kl_weight=self.kl_weight, seed=self.seed, device=self.device,
-                 precision=self.precision, compile=self.compile, progress=progress)
+                 precision=self.precision, compile=self.compile, resume=resume,
+                 progress=progress)
         return load_rvae(folder)
 
     def for_device(self, device: Any) -> Any:
@@ -168,37 +170,3 @@ def read_run_record(out: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{out} is not a finished run: no config.json")
     return json.loads(path.read_text())
-
-
-class StepClock:
-    """Seconds spent in each step of a run, printed as each step ends."""
-
-    def __init__(self, progress: bool = True):
-        self.progress = progress
-        self.timings: dict[str, float] = {}
-        self.started = self._last = time.perf_counter()
-
-    def lap(self, step: str) -> None:
-        """Record the time since the previous step (or the start) under ``step``."""
-        now = time.perf_counter()
-        self.timings[step] = round(now - self._last, 2)
-        self._last = now
-        if self.progress:
-            print(f"  {step}: {self.timings[step]:.1f} s", flush=True)
-
-    @property
-    def total_s(self) -> float:
-        """Seconds since the clock started."""
-        return round(time.perf_counter() - self.started, 1)
-
-
-def clear_window_outputs(folder: Path) -> None:
-    """Remove what an earlier run wrote into a window folder (``RUN/atom``,
-    ``RUN/walls``, ...), and only that: anything else a user put there stays."""
-    import shutil
-
-    for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz",
-                 "track_windows.npz"):
-        (folder / name).unlink(missing_ok=True)
-    if (folder / "model").is_dir():
-        shutil.rmtree(folder / "model")

@@ -12,6 +12,9 @@ curvature over the latent plane -> the longest-lived wall through the movie -> f
     RUN/drift.csv              frame, dy, dx (pixels), error
     RUN/walls.parquet          frame, wall, order, y, x, closed, curvature (1/px), aligned
     RUN/frames.csv             per frame: switched share, wall pixels, walls
+    RUN/signal.npy             (T, H, W) float32: the polarisation signal, aligned
+    RUN/wall_mask.npz          walls, valid: (T, H, W) wall pixels and pixels inside
+                               every frame after alignment
     RUN/walls/windows.npy      (N, 2, s, s) windows (frames t, t + d) or (N, s, s)
     RUN/walls/windows.parquet  frame, y, x of each window's wall pixel (aligned pixels)
     RUN/walls/model/           the skip-rVAE
@@ -22,11 +25,15 @@ curvature over the latent plane -> the longest-lived wall through the movie -> f
                                curvature's mean and dispersion
     RUN/wall_latents.parquet   that wall's pixels with the latents of their windows
     RUN/figures/*.png
+    RUN/report.html            the page to read and explore the run
+    RUN/.latentpath/           the run's identity and its finished steps, for resuming
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -37,7 +44,6 @@ import pandas as pd
 from latentpath import __version__
 from latentpath.io import (
     Movie,
-    check_writable,
     load_movie,
     save_npy,
     save_npz,
@@ -56,12 +62,8 @@ from latentpath.pfm import (
     wall_points,
     window_physics,
 )
-from latentpath.pipeline.common import (
-    RunSettings,
-    StepClock,
-    clear_window_outputs,
-    read_run_record,
-)
+from latentpath.pipeline.common import RunSettings, read_run_record
+from latentpath.pipeline.steps import RunSteps, content_key, run_identity, step_key
 from latentpath.windows import cut_windows, sample_points
 
 #: channel names tried, in order, when none is given: the synthetic movies' names, then
@@ -257,34 +259,56 @@ def wall_history(curves: pd.DataFrame, chain: pd.DataFrame) -> pd.DataFrame:
     return history.reset_index()
 
 
+#: the settings each step's results depend on (besides the steps it reads); device
+#: and compile change only how fast they come
+STEP_SETTINGS = {
+    "walls": ("phase_channel", "amplitude_channel", "median_px", "canny_sigma_px",
+              "min_wall_px", "curvature_sigma_px"),
+    "windows": ("window_px", "window_samples", "walls_per_frame", "delay", "seed"),
+    "model": ("latent_dim", "hidden", "layers", "epochs", "batch_size", "lr", "kl_weight",
+              "precision", "seed"),
+    "maps": ("switching_sigma_px", "static_px", "map_points", "manifold_points"),
+}
+
+
 def run_pfm(movie: str | Path | list, out: str | Path,
             config: PfmConfig | dict | str | Path | None = None, *,
-            truth: str | Path | None = None, overwrite: bool = False,
+            truth: str | Path | None = None, overwrite: bool = False, resume: bool = True,
             progress: bool = True) -> dict:
     """The whole PFM pipeline on a phase movie, into the run directory ``out``.
+
+    Each step (walls, windows, skip-rVAE, maps and the followed wall, figures and
+    report) is stamped when it finishes (:mod:`latentpath.pipeline.steps`), so running
+    again into ``out`` reuses the finished steps: a killed run completes, with the
+    results it would have had.
 
     Parameters
     ----------
     movie : path, or list of paths (one frame or more each, stacked in order)
     out : path
-        Run directory; it must not hold an earlier run unless ``overwrite``.
+        Run directory. If it holds a run of other inputs or settings, that run is only
+        replaced with ``overwrite``, and the steps the two share are reused.
     config : PfmConfig, dict or path, optional
         Settings, as settings, a dict of them, or a JSON config file
         (:func:`latentpath.pipeline.common.read_config_file`); default: the defaults.
     truth : path, optional
         Synthetic truth (.npz) of the movie, recorded for ``latentpath evaluate RUN``.
+    resume : bool
+        Reuse the steps an earlier run into ``out`` finished with the same inputs and
+        settings (False: compute every step again).
 
     Returns
     -------
     dict
         ``signal`` (aligned, switched +1), ``valid``, ``walls``, tables ``drift``,
         ``curves``, ``frames``, ``latents``, ``history``, ``wall_latents``, the physics
-        ``maps``, ``manifold`` and ``out``.
+        ``maps``, ``manifold``, ``out``, ``report`` (the page's path), ``reused`` (steps
+        taken from an earlier run) and ``total_s`` (seconds this call took).
     """
-    from latentpath.html_report import write_report
-    from latentpath.report import pfm_run_figures
-    from latentpath.rvae import encode
+    from latentpath.io import read_table
+    from latentpath.rvae import load_rvae
 
+    started = time.perf_counter()
     config = PfmConfig.resolve(config)
     config = config.for_device(config.device)
     out = Path(out)
@@ -295,59 +319,130 @@ def run_pfm(movie: str | Path | list, out: str | Path,
     if phase.n_frames <= config.delay:
         raise ValueError(f"the movie has {phase.n_frames} frame(s); time-delayed windows "
                          f"need more than delay={config.delay} (set delay 0 for one frame)")
-    check_writable([out / "config.json", out / "walls.parquet", out / "walls" / "windows.npy",
-                    out / "report.html"], overwrite=overwrite)
-    if overwrite:
-        clear_window_outputs(out / "walls")
-    (out / "walls").mkdir(parents=True, exist_ok=True)
-    clock = StepClock(progress)
-    signal, valid, drift = signal_and_drift(phase.data, amplitude)
-    clock.lap("signal and drift" + ("" if amplitude is not None else " (from the phase)"))
-    walls, curves = walls_and_curves(signal, valid, config)
-    if not walls.any():
-        raise ValueError("no domain walls found in the movie: is it a PFM phase channel "
-                         "with two polarisation states?")
-    frames = pd.DataFrame({
+    truth = None if truth is None else str(Path(truth).resolve())
+    movie_key = content_key(phase.data, amplitude, phase.pixel_size, phase.pixel_unit)
+    steps = RunSteps.open(out, run_identity("pfm", movie_key, config, truth),
+                          outputs=[out / "config.json", out / "walls.parquet",
+                                   out / "walls" / "windows.npy", out / "report.html"],
+                          overwrite=overwrite, resume=resume, progress=progress)
+    folder = out / "walls"
+    folder.mkdir(exist_ok=True)
+
+    key = step_key("walls", config, STEP_SETTINGS["walls"], movie_key)
+    keys = [key]
+    tables = ("drift.csv", "walls.parquet", "frames.csv")
+    if not steps.reusable("walls", key):
+        steps.begin("walls", key)
+        signal, valid, drift = signal_and_drift(phase.data, amplitude)
+        walls, curves = walls_and_curves(signal, valid, config)
+        if not walls.any():
+            raise ValueError("no domain walls found in the movie: is it a PFM phase channel "
+                             "with two polarisation states?")
+        frames = frame_table(signal, valid, walls, curves)
+        for name, table in zip(tables, (drift, curves, frames), strict=True):
+            write_table(table, out / name, overwrite=True)
+        save_npy(signal, out / "signal.npy", overwrite=True)
+        save_npz(out / "wall_mask.npz", {"walls": walls, "valid": valid}, overwrite=True)
+        steps.finish("walls", key, [*(out / name for name in tables), out / "signal.npy",
+                                    out / "wall_mask.npz"],
+                     note=f"{len(curves)} px, {len(curves.groupby(['frame', 'wall']))} "
+                          f"curves; drift from the "
+                          f"{'phase' if amplitude is None else 'amplitude'}")
+    drift, curves, frames = (read_table(out / name) for name in tables)
+    signal = np.load(out / "signal.npy")
+    with np.load(out / "wall_mask.npz") as data:
+        walls, valid = data["walls"], data["valid"]
+    candidates, points = wall_centres(walls, valid, config)
+
+    key = step_key("windows", config, STEP_SETTINGS["windows"], key)
+    keys.append(key)
+    if not steps.reusable("windows", key):
+        steps.begin("windows", key)
+        windows, table = cut_wall_windows(signal, points, config)
+        if len(table) < 20:
+            raise ValueError(f"only {len(table)} wall windows inside the frames; the movie "
+                             f"is too small or has too few walls for windows of "
+                             f"{config.window_px} px")
+        save_npy(windows, folder / "windows.npy", overwrite=True)
+        write_table(table, folder / "windows.parquet", overwrite=True)
+        steps.finish("windows", key, [folder / "windows.npy", folder / "windows.parquet"],
+                     note=f"{len(table)} windows")
+    windows = np.load(folder / "windows.npy", mmap_mode="r")
+    table = read_table(folder / "windows.parquet")
+
+    key = step_key("model", config, STEP_SETTINGS["model"], key)
+    keys.append(key)
+    if not steps.reusable("model", key):
+        # a checkpoint of the same training continues; anything else there is stale
+        if not steps.begin("model", key) and (folder / "model").exists():
+            shutil.rmtree(folder / "model")
+        config.train_rvae(windows, folder / "model", resume=True, progress=progress)
+        steps.finish("model", key, [folder / "model"])
+
+    key = step_key("maps", config, STEP_SETTINGS["maps"], key)
+    keys.append(key)
+    outputs = [folder / "latents.parquet", folder / "maps.npz", out / "wall_history.csv",
+               out / "wall_latents.parquet"]
+    if not steps.reusable("maps", key):
+        steps.begin("maps", key)
+        physics_maps(load_rvae(folder / "model"), windows, table, signal, curves, candidates,
+                     config, out)
+        steps.finish("maps", key, outputs)
+    latents, history, wall_latents = (read_table(p) for p in (outputs[0], *outputs[2:]))
+    with np.load(folder / "maps.npz") as data:
+        maps = {name: data[name] for name in ("z1", "z2", *PHYSICS)}
+        manifold_ = (data["manifold_z1"], data["manifold_z2"], data["manifold"])
+
+    result = {"signal": signal, "valid": valid, "walls": walls, "drift": drift,
+              "curves": curves, "frames": frames, "latents": latents, "maps": maps,
+              "manifold": manifold_, "history": history, "wall_latents": wall_latents,
+              "config": config, "out": out}
+    key = content_key("report", __version__, *keys, source, truth)
+    if not steps.reusable("report", key):
+        steps.begin("report", key)
+        steps.finish("report", key, _pfm_record(out, result, steps, source=source,
+                                                truth=truth, phase=phase,
+                                                amplitude=amplitude is not None))
+    result["report"] = out / "report.html"
+    result["reused"] = steps.reused
+    result["total_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def frame_table(signal: np.ndarray, valid: np.ndarray, walls: np.ndarray,
+                curves: pd.DataFrame) -> pd.DataFrame:
+    """Per frame: the switched share of the valid pixels, the wall pixels and walls."""
+    return pd.DataFrame({
         "frame": np.arange(len(signal)),
         "switched_fraction": [float((s > 0)[v].mean()) for s, v in zip(signal, valid,
                                                                         strict=True)],
         "wall_px": walls.sum((1, 2)),
         "walls": curves.groupby("frame").wall.nunique().reindex(range(len(signal)),
                                                                 fill_value=0).to_numpy()})
-    write_table(drift, out / "drift.csv", overwrite=overwrite)
-    write_table(curves, out / "walls.parquet", overwrite=overwrite)
-    write_table(frames, out / "frames.csv", overwrite=overwrite)
-    clock.lap(f"walls ({len(curves)} px, {len(curves.groupby(['frame', 'wall']))} curves)")
 
-    candidates, points = wall_centres(walls, valid, config)
-    windows, table = cut_wall_windows(signal, points, config)
-    if len(table) < 20:
-        raise ValueError(f"only {len(table)} wall windows inside the frames; the movie is "
-                         f"too small or has too few walls for windows of {config.window_px} px")
-    save_npy(windows, out / "walls" / "windows.npy", overwrite=overwrite)
-    write_table(table, out / "walls" / "windows.parquet", overwrite=overwrite)
-    clock.lap(f"windows ({len(table)})")
 
-    model = config.train_rvae(windows, out / "walls" / "model", progress=progress)
+def physics_maps(model, windows: np.ndarray, table: pd.DataFrame, signal: np.ndarray,
+                 curves: pd.DataFrame, candidates: pd.DataFrame, config: PfmConfig,
+                 out: Path) -> None:
+    """Latents with each window's physics and the maps' values, the physics maps and
+    manifold over (z1, z2), and the longest-lived wall's history and latents, into
+    ``out``."""
+    from latentpath.rvae import encode
+
     latents = encode(model, windows, table=table)
     latents = latents.join(config.physics(windows))
-    clock.lap("skip-rVAE")
-
     z1, z2 = latent_grid(latents, config.map_points)
     decoded = manifold(model, z1, z2)
     physics = config.physics(decoded.reshape(-1, *decoded.shape[2:]))
     maps = {"z1": z1, "z2": z2, **{name: physics[name].to_numpy().reshape(len(z2), len(z1))
                                    for name in PHYSICS}}
     m1, m2 = latent_grid(latents, config.manifold_points)
-    images = manifold(model, m1, m2)
     latents = latents.join(physics_at(maps, latents))
-    write_table(latents, out / "walls" / "latents.parquet", overwrite=overwrite)
-    save_npz(out / "walls" / "maps.npz", {**maps, "manifold": images, "manifold_z1": m1,
-                                          "manifold_z2": m2}, overwrite=overwrite)
-    clock.lap("latent maps")
-
+    write_table(latents, out / "walls" / "latents.parquet", overwrite=True)
+    save_npz(out / "walls" / "maps.npz", {**maps, "manifold": manifold(model, m1, m2),
+                                          "manifold_z1": m1, "manifold_z2": m2},
+             overwrite=True)
     chain = follow_wall(curves)
-    history = wall_history(curves, chain)
     # the followed wall's pixels that can centre a window (frames with a t + delay)
     wall_px = curves.merge(chain, on=["frame", "wall"]).merge(
         candidates[["frame", "y", "x"]], on=["frame", "y", "x"])
@@ -355,35 +450,35 @@ def run_pfm(movie: str | Path | list, out: str | Path,
     if len(wall_px):
         along, along_table = cut_wall_windows(signal, wall_px, config)
         wall_latents = encode(model, along, table=along_table)
-    write_table(history, out / "wall_history.csv", overwrite=overwrite)
-    write_table(wall_latents, out / "wall_latents.parquet", overwrite=overwrite)
-    clock.lap(f"followed wall ({len(history)} frames)")
+    write_table(wall_history(curves, chain), out / "wall_history.csv", overwrite=True)
+    write_table(wall_latents, out / "wall_latents.parquet", overwrite=True)
 
-    result = {"signal": signal, "valid": valid, "walls": walls, "drift": drift,
-              "curves": curves, "frames": frames, "latents": latents, "maps": maps,
-              "manifold": (m1, m2, images), "history": history, "wall_latents": wall_latents,
-              "config": config, "out": out}
+
+def _pfm_record(out: Path, result: dict, steps: RunSteps, *, source: str | list,
+                truth: str | None, phase: Movie, amplitude: bool) -> list[Path]:
+    """The figures, ``config.json`` and ``report.html`` of a run; returns their paths."""
+    from latentpath.html_report import write_report
+    from latentpath.report import pfm_run_figures
+
     figures = pfm_run_figures(result, out / "figures")
-    clock.lap("figures")
-    total = clock.total_s
-    write_json({"pipeline": "pfm", "version": __version__, "movie": source,
-                "truth": None if truth is None else str(Path(truth).resolve()),
-                "pixel_size": phase.pixel_size, "pixel_unit": phase.pixel_unit,
-                "amplitude": amplitude is not None, "config": dataclasses.asdict(config),
-                "timings_s": clock.timings, "total_s": total,
-                "figures": [str(f.relative_to(out)) for f in figures]},
-               out / "config.json", overwrite=overwrite)
-    result["total_s"] = total
-    result["report"] = write_report(out, signal, overwrite=overwrite)
-    clock.lap("report")
-    return result
+    record = write_json({"pipeline": "pfm", "version": __version__, "movie": source,
+                         "truth": truth, "pixel_size": phase.pixel_size,
+                         "pixel_unit": phase.pixel_unit, "amplitude": amplitude,
+                         "config": dataclasses.asdict(result["config"]),
+                         "timings_s": steps.timings, "total_s": steps.total_s,
+                         "figures": [str(f.relative_to(out)) for f in figures]},
+                        out / "config.json", overwrite=True)
+    return [*figures, record, write_report(out, result["signal"], overwrite=True)]
 
 
 def pfm_run_frames(out: str | Path) -> np.ndarray:
-    """The frames a finished PFM run's windows were cut from: the polarisation signal of
-    its movie (read again from the paths its record names), aligned by its drift."""
+    """The frames a finished PFM run's windows were cut from: the aligned polarisation
+    signal it saved (``signal.npy``; for runs without one, that of its movie, read again
+    from the paths its record names and aligned by its drift)."""
     from latentpath.io import read_table
 
+    if (Path(out) / "signal.npy").is_file():
+        return np.load(Path(out) / "signal.npy")
     record = read_run_record(out)
     phase, _ = load_pfm(record["movie"], PfmConfig.from_dict(record["config"]))
     signal = normalize_phase(phase.data)

@@ -11,6 +11,7 @@ writes::
     RUN/config.json            the settings, the movie and the library version
     RUN/atoms.parquet          frame, y, x, species, score, n5..n8, coordination
     RUN/rings.parquet          frame, ring, size, y, x (pixels), members (atom rows)
+    RUN/window_images.npy      (T, h, w) float32: the images windows are cut from
     RUN/<kind>/windows.npy     kind = atom | hollow: the windows (N, w, w), float32
     RUN/<kind>/windows.parquet what each window is centred on
     RUN/<kind>/model/          the skip-rVAE
@@ -23,11 +24,14 @@ writes::
     RUN/transition_counts.csv  how often each change happened
     RUN/state_lifetimes.csv    how long atoms stay in each state (frames)
     RUN/figures/*.png
+    RUN/report.html            the page to read and explore the run
+    RUN/.latentpath/           the run's identity and its finished steps, for resuming
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -37,7 +41,7 @@ import pandas as pd
 
 from latentpath import __version__
 from latentpath.graph import CC_BOND_A, find_bonds, find_rings, ring_counts
-from latentpath.io import Movie, check_writable, load_movie, save_npz, write_json, write_table
+from latentpath.io import Movie, load_movie, save_npy, save_npz, write_json, write_table
 from latentpath.latent import (
     RING_SIZES,
     ChemicalSpaceMap,
@@ -46,12 +50,8 @@ from latentpath.latent import (
     latent_grid,
     manifold,
 )
-from latentpath.pipeline.common import (
-    RunSettings,
-    StepClock,
-    clear_window_outputs,
-    read_run_record,
-)
+from latentpath.pipeline.common import RunSettings, read_run_record
+from latentpath.pipeline.steps import RunSteps, content_key, run_identity, step_key
 from latentpath.windows import cut_windows, sample_points
 
 KINDS = ("atom", "hollow")
@@ -343,35 +343,60 @@ def track_latents(tracks: pd.DataFrame, images: np.ndarray, image_pixel_A: float
     return result.join(found), windows
 
 
+#: the settings each step's results depend on (besides the steps it reads); device
+#: and compile change only how fast they come
+STEP_SETTINGS = {
+    "atoms": ("pixel_size_A", "channel", "self_train_frames", "seed", "window_source",
+              "smooth_A"),
+    "windows": ("window_A", "window_px", "window_taper", "atoms_per_frame",
+                "hollow_per_frame", "seed"),
+    "model": ("latent_dim", "hidden", "layers", "epochs", "batch_size", "lr", "kl_weight",
+              "precision", "seed"),
+    "maps": ("map_points", "manifold_points", "map_decode_px"),
+    "tracks": ("track_species", "track_search_A", "track_memory", "track_border_A"),
+}
+
+
 def run_stem(movie: str | Path | Movie, out: str | Path,
              config: StemConfig | dict | str | Path | None = None, *,
-             truth: str | Path | None = None, overwrite: bool = False,
+             truth: str | Path | None = None, overwrite: bool = False, resume: bool = True,
              progress: bool = True) -> dict:
     """The whole STEM pipeline on a movie, into the run directory ``out``.
+
+    Each step (atoms and rings, each kind's windows, skip-rVAE and maps, the tracks, the
+    figures and report) is stamped when it finishes (:mod:`latentpath.pipeline.steps`),
+    so running again into ``out`` reuses the finished steps: a killed run completes,
+    with the results it would have had.
 
     Parameters
     ----------
     movie : path or Movie
     out : path
-        Run directory; it must not hold an earlier run unless ``overwrite``.
+        Run directory. If it holds a run of other inputs or settings, that run is only
+        replaced with ``overwrite``, and the steps the two share are reused.
     config : StemConfig, dict or path, optional
         Settings, as settings, a dict of them, or a JSON config file
         (:func:`latentpath.pipeline.common.read_config_file`); default: the defaults.
     truth : path, optional
         Synthetic truth (.npz) of the movie, recorded so ``latentpath evaluate RUN``
         can score the run.
+    resume : bool
+        Reuse the steps an earlier run into ``out`` finished with the same inputs and
+        settings (False: compute every step again).
 
     Returns
     -------
     dict
         The run's tables (``atoms``, ``rings``, ``latents_atom``, ``latents_hollow``,
         ``tracks``, ``drift``, ``transitions``, ``transition_counts``, ``state_lifetimes``),
-        chemical-space maps (``map_atom``, ``map_hollow``) and ``out``.
+        chemical-space maps (``map_atom``, ``map_hollow``), ``out``, ``report`` (the
+        page's path), ``reused`` (steps taken from an earlier run) and ``total_s``
+        (seconds this call took).
     """
-    from latentpath.html_report import write_report
-    from latentpath.report import stem_run_figures
-    from latentpath.rvae import encode
+    from latentpath.io import read_table
+    from latentpath.rvae import load_rvae
 
+    started = time.perf_counter()
     config = StemConfig.resolve(config)
     config = config.for_device(config.device)
     out = Path(out)
@@ -379,82 +404,178 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
     movie_path = str(Path(movie).resolve()) if not isinstance(movie, Movie) else None
     if not isinstance(movie, Movie):
         movie = load_movie(movie, channel=config.channel)
-    check_writable([out / "config.json", out / "atoms.parquet", out / "report.html"],
-                   overwrite=overwrite)
-    if overwrite:
-        for kind in KINDS:
-            clear_window_outputs(out / kind)
-    out.mkdir(parents=True, exist_ok=True)
-    clock = StepClock(progress)
-    atoms, probability, map_px_A = atoms_and_probabilities(movie, config, progress=progress)
-    px = atoms.attrs["pixel_size_A"]
-    if len(atoms) == 0:
-        raise ValueError("no atoms found in the movie: nothing to analyse")
-    clock.lap("atoms")
-    atoms, rings = frame_graphs(atoms, px)
-    if len(rings) == 0:
-        raise ValueError("no rings found among the atoms: is this a 2-D atomic lattice at "
-                         f"the pixel size {px:.4g} A?")
-    write_table(atoms, out / "atoms.parquet", overwrite=overwrite)
-    write_table(rings.assign(members=[list(m) for m in rings.members]),
-                out / "rings.parquet", overwrite=overwrite)
-    clock.lap("graph")
-    tracks, drift = track_atoms(atoms, movie.data.shape[1:], px, config)
-    clock.lap(f"tracks ({tracks['track'].nunique()} tracks, {len(tracks)} atom-frames)")
-    source, source_px_A = window_images(movie, probability, map_px_A, px, config)
-    del probability
+    truth = None if truth is None else str(Path(truth).resolve())
+    movie_key = content_key(movie.data, movie.pixel_size, movie.pixel_unit)
+    steps = RunSteps.open(out, run_identity("stem", movie_key, config, truth),
+                          outputs=[out / "config.json", out / "atoms.parquet",
+                                   out / "report.html"],
+                          overwrite=overwrite, resume=resume, progress=progress)
+
+    key = step_key("atoms", config, STEP_SETTINGS["atoms"], movie_key)
+    keys = [key]
+    if not steps.reusable("atoms", key):
+        steps.begin("atoms", key)
+        atoms, probability, map_px_A = atoms_and_probabilities(movie, config,
+                                                               progress=progress)
+        px = atoms.attrs["pixel_size_A"]
+        if len(atoms) == 0:
+            raise ValueError("no atoms found in the movie: nothing to analyse")
+        atoms, rings = frame_graphs(atoms, px)
+        if len(rings) == 0:
+            raise ValueError("no rings found among the atoms: is this a 2-D atomic lattice "
+                             f"at the pixel size {px:.4g} A?")
+        source, source_px_A = window_images(movie, probability, map_px_A, px, config)
+        del probability
+        write_table(atoms, out / "atoms.parquet", overwrite=True)
+        write_table(rings.assign(members=[list(m) for m in rings.members]),
+                    out / "rings.parquet", overwrite=True)
+        save_npy(source, out / "window_images.npy", overwrite=True)
+        steps.finish("atoms", key, [out / "atoms.parquet", out / "rings.parquet",
+                                    out / "window_images.npy"],
+                     values={"pixel_size_A": px, "window_image_pixel_A": source_px_A},
+                     note=f"{len(atoms)} atoms, {len(rings)} rings")
+    px, source_px_A = (steps.values("atoms")[name] for name in ("pixel_size_A",
+                                                                 "window_image_pixel_A"))
+    atoms = read_table(out / "atoms.parquet")
+    rings = _read_rings(out / "rings.parquet")
+    source = np.load(out / "window_images.npy", mmap_mode="r")
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
     result = {"atoms": atoms, "rings": rings, "out": out}
+    models = {}
     for kind in KINDS:
-        folder = out / kind
-        folder.mkdir(exist_ok=True)
+        models[kind], maps_key = _kind_steps(kind, steps, keys[0], source, source_px_A,
+                                             movie.data.shape, atoms, rings, config, bond_px,
+                                             result, progress=progress)
+        keys.append(maps_key)
+
+    key = step_key("tracks", config, STEP_SETTINGS["tracks"], keys[0], keys[1])
+    keys.append(key)
+    tables = ("tracks.parquet", "drift.csv", "transitions.csv", "transition_counts.csv",
+              "state_lifetimes.csv")
+    if not steps.reusable("tracks", key):
+        steps.begin("tracks", key)
+        tracks, drift = track_atoms(atoms, movie.data.shape[1:], px, config)
+        track_windows = np.zeros((0, config.window_px, config.window_px), np.float32)
+        if len(tracks):
+            model = models["atom"]
+            if model is None:
+                model = load_rvae(out / "atom" / "model")
+            tracks, track_windows = track_latents(tracks, source, source_px_A,
+                                                  movie.data.shape, config, model,
+                                                  result["map_atom"])
+        write_tracks(out, tracks, drift, overwrite=True)
+        save_npz(out / "atom" / "track_windows.npz", {"windows": track_windows},
+                 overwrite=True)
+        steps.finish("tracks", key, [*(out / name for name in tables),
+                                     out / "atom" / "track_windows.npz"],
+                     note=f"{tracks['track'].nunique()} tracks, {len(tracks)} atom-frames")
+    for name in tables:
+        result[name.split(".")[0]] = read_table(out / name)
+    with np.load(out / "atom" / "track_windows.npz") as data:
+        result["track_windows"] = data["windows"]
+
+    key = content_key("report", __version__, *keys, movie_path, truth)
+    if not steps.reusable("report", key):
+        steps.begin("report", key)
+        files = _stem_record(out, movie, result, steps, movie_path=movie_path, truth=truth,
+                             pixel_size_A=px, bond_px=bond_px, config=config)
+        steps.finish("report", key, files)
+    result["report"] = out / "report.html"
+    result["reused"] = steps.reused
+    result["total_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
+                source_px_A: float, movie_shape: tuple[int, ...], atoms: pd.DataFrame,
+                rings: pd.DataFrame, config: StemConfig, bond_px: float, result: dict, *,
+                progress: bool) -> tuple[object | None, str]:
+    """The windows, skip-rVAE and maps of one kind of window, each reused when finished
+    earlier; adds ``latents_<kind>``, ``map_<kind>`` and ``manifold_<kind>`` to
+    ``result``. Returns the model, if trained or encoded with here, and the maps' key."""
+    import shutil
+
+    from latentpath.io import read_table
+    from latentpath.rvae import encode, load_rvae
+
+    folder = steps.out / kind
+    folder.mkdir(exist_ok=True)
+    key = step_key(f"{kind} windows", config, STEP_SETTINGS["windows"], atoms_key)
+    if not steps.reusable(f"{kind} windows", key):
+        steps.begin(f"{kind} windows", key)
         points = window_points(atoms, rings, kind, config)
-        windows, table = cut_kind_windows(source, source_px_A, movie.data.shape, points, config,
-                                          folder / "windows.npy", overwrite=overwrite)
-        write_table(table, folder / "windows.parquet", overwrite=overwrite)
+        windows, table = cut_kind_windows(source, source_px_A, movie_shape, points, config,
+                                          folder / "windows.npy", overwrite=True)
         if len(table) < 20:
             raise ValueError(f"only {len(table)} {kind} windows inside the frames; the movie "
                              f"is too small for windows of {config.window_A} A")
-        clock.lap(f"{kind} windows ({len(table)})")
-        model = config.train_rvae(windows, folder / "model", progress=progress)
+        write_table(table, folder / "windows.parquet", overwrite=True)
+        del windows
+        steps.finish(f"{kind} windows", key, [folder / "windows.npy",
+                                              folder / "windows.parquet"],
+                     note=f"{len(table)} windows")
+    windows = np.load(folder / "windows.npy", mmap_mode="r")
+    table = read_table(folder / "windows.parquet")
+
+    key = step_key(f"{kind} model", config, STEP_SETTINGS["model"], key)
+    model = None
+    if not steps.reusable(f"{kind} model", key):
+        # a checkpoint of the same training continues; anything else there is stale
+        if not steps.begin(f"{kind} model", key) and (folder / "model").exists():
+            shutil.rmtree(folder / "model")
+        model = config.train_rvae(windows, folder / "model", resume=True, progress=progress)
+        steps.finish(f"{kind} model", key, [folder / "model"])
+
+    key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], key)
+    if not steps.reusable(f"{kind} maps", key):
+        steps.begin(f"{kind} maps", key)
+        if model is None:
+            model = load_rvae(folder / "model")
         latents = encode(model, windows, table=table)
-        clock.lap(f"{kind} skip-rVAE")
         z1, z2 = latent_grid(latents, config.map_points)
         space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=kind,
                                    size=config.map_decode_px, progress=progress)
         m1, m2 = latent_grid(latents, config.manifold_points)
-        images = manifold(model, m1, m2)
-        classes = labels_at(space, latents)
-        latents = latents.join(classes.add_prefix("map_"))
-        write_table(latents, folder / "latents.parquet", overwrite=overwrite)
-        save_npz(folder / "maps.npz", {**space.to_arrays(), "manifold": images,
+        latents = latents.join(labels_at(space, latents).add_prefix("map_"))
+        write_table(latents, folder / "latents.parquet", overwrite=True)
+        save_npz(folder / "maps.npz", {**space.to_arrays(), "manifold": manifold(model, m1, m2),
                                        "manifold_z1": m1, "manifold_z2": m2},
-                 overwrite=overwrite)
-        if kind == "atom" and len(tracks):
-            tracks, track_windows = track_latents(tracks, source, source_px_A, movie.data.shape,
-                                                  config, model, space)
-            save_npz(folder / "track_windows.npz", {"windows": track_windows},
-                     overwrite=overwrite)
-            result["track_windows"] = track_windows
-        clock.lap(f"{kind} latent maps")
-        result[f"latents_{kind}"] = latents
-        result[f"map_{kind}"] = space
-        result[f"manifold_{kind}"] = (m1, m2, images)
-    result.update(write_tracks(out, tracks, drift, overwrite=overwrite))
-    figures = stem_run_figures(movie.data, result, out / "figures", pixel_size_A=px)
-    clock.lap("figures")
-    total = clock.total_s
-    write_json({"pipeline": "stem", "version": __version__, "movie": movie_path,
-                "truth": None if truth is None else str(Path(truth).resolve()),
-                "pixel_size_A": px,
-                "window_bond_length_px": bond_px, "config": dataclasses.asdict(config),
-                "timings_s": clock.timings, "total_s": total,
-                "figures": [str(f.relative_to(out)) for f in figures]},
-               out / "config.json", overwrite=overwrite)
-    result["total_s"] = total
-    result["report"] = write_report(out, movie.data, overwrite=overwrite)
-    clock.lap("report")
-    return result
+                 overwrite=True)
+        steps.finish(f"{kind} maps", key, [folder / "latents.parquet", folder / "maps.npz"])
+    result[f"latents_{kind}"] = read_table(folder / "latents.parquet")
+    with np.load(folder / "maps.npz") as data:
+        result[f"map_{kind}"] = ChemicalSpaceMap.from_arrays(dict(data))
+        result[f"manifold_{kind}"] = (data["manifold_z1"], data["manifold_z2"],
+                                      data["manifold"])
+    return model, key
+
+
+def _stem_record(out: Path, movie: Movie, result: dict, steps: RunSteps, *,
+                 movie_path: str | None, truth: str | None, pixel_size_A: float,
+                 bond_px: float, config: StemConfig) -> list[Path]:
+    """The figures, ``config.json`` and ``report.html`` of a run; returns their paths."""
+    from latentpath.html_report import write_report
+    from latentpath.report import stem_run_figures
+
+    figures = stem_run_figures(movie.data, result, out / "figures", pixel_size_A=pixel_size_A)
+    record = write_json({"pipeline": "stem", "version": __version__, "movie": movie_path,
+                         "truth": truth, "pixel_size_A": pixel_size_A,
+                         "window_bond_length_px": bond_px,
+                         "config": dataclasses.asdict(config),
+                         "timings_s": steps.timings, "total_s": steps.total_s,
+                         "figures": [str(f.relative_to(out)) for f in figures]},
+                        out / "config.json", overwrite=True)
+    return [*figures, record, write_report(out, movie.data, overwrite=True)]
+
+
+def _read_rings(path: Path) -> pd.DataFrame:
+    """rings.parquet with each ring's members as a tuple of atom rows, as
+    :func:`frame_graphs` gives them."""
+    from latentpath.io import read_table
+
+    rings = read_table(path)
+    rings["members"] = [tuple(int(i) for i in m) for m in rings.members]
+    return rings
 
 
 def write_tracks(out: Path, tracks: pd.DataFrame, drift: pd.DataFrame, *,
@@ -489,7 +610,7 @@ def read_stem_run(out: str | Path) -> dict:
     out = Path(out)
     record = read_run_record(out)
     result = {"config": record, "out": out, "atoms": read_table(out / "atoms.parquet"),
-              "rings": read_table(out / "rings.parquet"),
+              "rings": _read_rings(out / "rings.parquet"),
               "tracks": read_table(out / "tracks.parquet")}
     for name in ("drift", "transitions", "transition_counts", "state_lifetimes"):
         result[name] = read_table(out / f"{name}.csv")

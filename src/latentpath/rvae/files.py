@@ -1,8 +1,9 @@
 """Model directories and training checkpoints of the skip-rVAE, without pickle.
 
 A model directory holds ``config.json`` and ``weights.safetensors``; training adds
-``checkpoint.safetensors`` + ``checkpoint.json`` (last epoch: weights, Adam state, random
-generator states) and keeps the best epoch by validation loss as the model itself.
+``checkpoint.json`` and the ``checkpoint-<epoch>.safetensors`` it names (last epoch:
+weights, Adam state, random generator states) and keeps the best epoch by validation
+loss as the model itself.
 Tensors go to safetensors and everything else to JSON, so loading a file from a
 stranger cannot run code.
 """
@@ -69,18 +70,23 @@ def save_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Ada
         for key, value in optimizer.state.get(p, {}).items():
             tensors[f"adam.{i}.{key}"] = torch.as_tensor(value)
     tensors["torch_generator"] = torch_gen.get_state()
-    # Tensors first, then the JSON that points at them: a kill in between leaves the
-    # previous JSON, which only resumes from an epoch earlier.
-    write_tensors(tensors, directory / "checkpoint.safetensors")
-    write_record({**state, "kind": MODEL_KIND, "n_params": len(params),
+    # The tensors go to a file of their own epoch, which the JSON then names: a kill
+    # before the JSON is replaced leaves the previous JSON and the previous epoch's
+    # tensors, a consistent state one epoch earlier.
+    name = f"checkpoint-{state['epoch']:05d}.safetensors"
+    write_tensors(tensors, directory / name)
+    write_record({**state, "kind": MODEL_KIND, "n_params": len(params), "tensors": name,
                   "lr": optimizer.param_groups[0]["lr"]}, directory / "checkpoint.json")
+    for old in directory.glob("checkpoint*.safetensors"):
+        if old.name != name:
+            old.unlink()
 
 
 def load_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Adam,
                     torch_gen: torch.Generator) -> dict:
     """Restore model, optimiser and generator from a checkpoint; return its JSON state."""
     state = read_record(directory / "checkpoint.json", MODEL_KIND, "skip-rVAE checkpoint")
-    path = directory / "checkpoint.safetensors"
+    path = directory / state.get("tensors", "checkpoint.safetensors")
     tensors = read_tensors(path)
     load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     params = list(model.parameters())

@@ -1,0 +1,245 @@
+"""Resumable runs: step stamps, run identities, and runs killed at many moments that
+complete on a second call with the results of an uninterrupted run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latentpath.pipeline import PfmConfig, StemConfig, read_pfm_run, read_stem_run
+from latentpath.pipeline import pfm as pfm_pipeline
+from latentpath.pipeline import stem as stem_pipeline
+from latentpath.pipeline.steps import SPEED_SETTINGS, RunSteps, content_key, run_identity
+from latentpath.synth import synth_pfm_movie, synth_stem_movie, write_synth_stem
+from latentpath.synth.pfm import write_synth_pfm
+
+STEM_TINY = {"epochs": 3, "hidden": 32, "layers": 2, "map_points": 16, "manifold_points": 4,
+             "compile": False, "precision": "float32", "device": "cpu",
+             "atoms_per_frame": {"C": 30, "Si": None}, "hollow_per_frame": 25,
+             "track_species": None}
+PFM_TINY = {"epochs": 3, "hidden": 16, "layers": 2, "map_points": 8, "walls_per_frame": 20,
+            "compile": False, "precision": "float32", "device": "cpu"}
+
+
+def identity(**changes):
+    return {"pipeline": "stem", "version": "1", "movie_key": "abc", "truth": None,
+            "config": {"epochs": 3, "seed": 0, **changes}}
+
+
+def test_a_finished_step_is_reused_only_with_its_key_and_its_files(tmp_path):
+    steps = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
+    assert not steps.reusable("atoms", "k1")
+    assert not steps.begin("atoms", "k1")
+    (tmp_path / "a.txt").write_text("atoms")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.bin").write_bytes(b"123")
+    steps.finish("atoms", "k1", [tmp_path / "a.txt", tmp_path / "model"], values={"px": 0.1})
+    assert steps.reusable("atoms", "k1") and steps.values("atoms") == {"px": 0.1}
+    assert not steps.reusable("atoms", "k2")  # other inputs or settings
+    (tmp_path / "model" / "w.bin").write_bytes(b"12")  # a damaged output
+    assert not steps.reusable("atoms", "k1")
+    (tmp_path / "model" / "w.bin").unlink()
+    assert not steps.reusable("atoms", "k1")
+    # an unfinished attempt with the same key may be continued, never one with another
+    assert not steps.begin("model", "m1")
+    assert steps.begin("model", "m1")
+    assert not steps.begin("model", "m2")
+    assert steps.reused == ["atoms"]
+
+
+def test_a_directory_with_another_run_is_refused_naming_what_differs(tmp_path):
+    steps = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
+    steps.begin("atoms", "k")
+    steps.finish("atoms", "k", [])
+    assert RunSteps.open(tmp_path, identity(), outputs=[], progress=False).reusable("atoms", "k")
+    with pytest.raises(FileExistsError, match=r"different run \(config.epochs: 3 -> 5\)"):
+        RunSteps.open(tmp_path, identity(epochs=5), outputs=[], progress=False)
+    with pytest.raises(FileExistsError, match="movie_key: its content"):
+        RunSteps.open(tmp_path, {**identity(), "movie_key": "def"}, outputs=[])
+    # replacing it keeps the steps the two runs share; not resuming drops them all
+    again = RunSteps.open(tmp_path, identity(epochs=5), outputs=[], overwrite=True,
+                          progress=False)
+    assert again.reusable("atoms", "k")
+    fresh = RunSteps.open(tmp_path, identity(epochs=5), outputs=[], resume=False)
+    assert not fresh.reusable("atoms", "k")
+    # files of a run without a record (an older version's, or a user's) stop it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"config\.json"):
+        RunSteps.open(other, identity(), outputs=[other / "config.json"])
+
+
+def test_content_key_reads_arrays_by_content(tmp_path):
+    data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    np.save(tmp_path / "d.npy", data)
+    mapped = np.load(tmp_path / "d.npy", mmap_mode="r")
+    assert content_key(data, 0.1) == content_key(mapped, 0.1)
+    assert content_key(data, 0.1) != content_key(data, 0.2)
+    assert content_key(data) != content_key(data.astype(np.float64))
+    assert content_key(data) != content_key(data.reshape(3, 2, 4))
+
+
+@pytest.mark.parametrize("module, config", [(stem_pipeline, StemConfig()),
+                                            (pfm_pipeline, PfmConfig())])
+def test_every_setting_that_changes_results_belongs_to_a_step(module, config):
+    claimed = {name for names in module.STEP_SETTINGS.values() for name in names}
+    fields = {f.name for f in dataclasses.fields(config)}
+    assert claimed | set(SPEED_SETTINGS) == fields
+    assert set(run_identity("x", "k", config, None)["config"]) == fields - set(SPEED_SETTINGS)
+
+
+# --------------------------------------------------------------- runs killed at any moment
+
+@pytest.fixture(scope="module")
+def stem_movie(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stem") / "sim.npz"
+    write_synth_stem(synth_stem_movie(3, 192, seed=3, final_disorder=0.3), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pfm_movie(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pfm") / "sim.npz"
+    write_synth_pfm(synth_pfm_movie(8, 96, seed=2, mode="field", progress=False), path)
+    return path
+
+
+def _count_writes(monkeypatch, kill_at: int | None = None) -> list[int]:
+    """Count the renames that finish every atomic write (tables, arrays, JSON, model
+    files), raising KeyboardInterrupt in place of rename number ``kill_at``."""
+    calls = [0]
+    rename = os.replace
+
+    def counted(src, dst):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            raise KeyboardInterrupt
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "replace", counted)
+    return calls
+
+
+def _same_stem_runs(a, b) -> None:
+    first, second = read_stem_run(a), read_stem_run(b)
+    for name in ("atoms", "rings", "latents_atom", "latents_hollow", "tracks", "transitions"):
+        pd.testing.assert_frame_equal(first[name], second[name], obj=name)
+    for kind in ("atom", "hollow"):
+        assert np.array_equal(first[f"map_{kind}"].counts, second[f"map_{kind}"].counts)
+
+
+@pytest.fixture(scope="module")
+def stem_reference(stem_movie, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        writes = _count_writes(patch)
+        stem_pipeline.run_stem(stem_movie, out, STEM_TINY, progress=False)
+    return out, writes[0]
+
+
+@pytest.mark.parametrize("moment", [0.05, 0.3, 0.55, 0.8, 0.97])
+def test_a_killed_stem_run_completes_with_the_same_results(stem_movie, stem_reference,
+                                                           moment, tmp_path, monkeypatch):
+    reference, writes = stem_reference
+    out = tmp_path / "run"
+    _count_writes(monkeypatch, kill_at=max(1, round(moment * writes)))
+    with pytest.raises(KeyboardInterrupt):
+        stem_pipeline.run_stem(stem_movie, out, STEM_TINY, progress=False)
+    monkeypatch.undo()
+    result = stem_pipeline.run_stem(stem_movie, out, STEM_TINY, progress=False)
+    assert (result["reused"] or moment <= 0.1) and (out / "report.html").is_file()
+    _same_stem_runs(reference, out)
+
+
+def test_a_changed_setting_recomputes_only_the_steps_that_use_it(stem_movie, stem_reference,
+                                                                 tmp_path):
+    import shutil
+
+    reference, _ = stem_reference
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    changed = {**STEM_TINY, "map_points": 12}
+    with pytest.raises(FileExistsError, match="map_points: 16 -> 12"):
+        stem_pipeline.run_stem(stem_movie, out, changed, progress=False)
+    result = stem_pipeline.run_stem(stem_movie, out, changed, overwrite=True, progress=False)
+    assert result["reused"] == ["atoms", "atom windows", "atom model", "hollow windows",
+                                "hollow model"]
+    assert result["map_atom"].counts.shape[:2] == (12, 12)
+    # the unchanged steps' outputs are the earlier ones, byte for byte
+    for name in ("atoms.parquet", "atom/model/weights.safetensors"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes()
+    record = json.loads((out / "config.json").read_text())
+    assert record["config"]["map_points"] == 12 and record["timings_s"]["atom model"] > 0
+    # not resuming computes everything again, to the same results
+    again = stem_pipeline.run_stem(stem_movie, out, STEM_TINY, overwrite=True, resume=False,
+                                   progress=False)
+    assert again["reused"] == []
+    _same_stem_runs(reference, out)
+
+
+@pytest.fixture(scope="module")
+def pfm_reference(pfm_movie, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        writes = _count_writes(patch)
+        pfm_pipeline.run_pfm(pfm_movie, out, PFM_TINY, progress=False)
+    return out, writes[0]
+
+
+@pytest.mark.parametrize("moment", [0.1, 0.5, 0.9])
+def test_a_killed_pfm_run_completes_with_the_same_results(pfm_movie, pfm_reference, moment,
+                                                          tmp_path, monkeypatch):
+    reference, writes = pfm_reference
+    out = tmp_path / "run"
+    _count_writes(monkeypatch, kill_at=max(1, round(moment * writes)))
+    with pytest.raises(KeyboardInterrupt):
+        pfm_pipeline.run_pfm(pfm_movie, out, PFM_TINY, progress=False)
+    monkeypatch.undo()
+    result = pfm_pipeline.run_pfm(pfm_movie, out, PFM_TINY, progress=False)
+    assert result["reused"] or moment <= 0.1
+    first, second = read_pfm_run(reference), read_pfm_run(out)
+    for name in ("drift", "curves", "latents", "wall_history", "wall_latents"):
+        pd.testing.assert_frame_equal(first[name], second[name], obj=name)
+
+
+def test_the_command_killed_mid_training_completes_on_the_next_call(stem_movie, tmp_path):
+    """A real SIGKILL, while the atom windows' skip-rVAE trains."""
+    epochs = 60
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"config": {**STEM_TINY, "epochs": epochs}}))
+
+    def command(out):
+        return [sys.executable, "-c", "from latentpath.cli import main; main()", "stem",
+                str(stem_movie), "--out", str(out), "--config", str(config)]
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(command(out), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    checkpoint = out / "atom" / "model" / "checkpoint.json"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    epoch = json.loads(checkpoint.read_text())["epoch"]
+    assert 1 <= epoch < epochs and not (out / "config.json").exists()
+    done = subprocess.run(command(out), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "atoms: reused" in done.stdout
+    # training went on from its checkpoint: the epochs done were not trained again
+    atom_training = done.stdout.split("atom model")[0]
+    assert f"epoch {epoch}/{epochs}:" not in atom_training
+    assert f"epoch {epoch + 1}/{epochs}:" in atom_training
+    subprocess.run(command(tmp_path / "straight"), check=True, capture_output=True,
+                   timeout=300)
+    _same_stem_runs(tmp_path / "straight", out)
