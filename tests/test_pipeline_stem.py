@@ -169,9 +169,13 @@ def test_evaluate_command_scores_a_run(run, capsys):
     assert main(["evaluate", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "atom_common3_map_accuracy" in printed and "hollow_knn_accuracy" in printed
-    assert "tracks_mota" in printed
+    assert "tracks_mota" in printed and "ring_recall" in printed
+    assert "targets: " in printed and "atoms.f1 = " in printed
+    assert "report with the scores" in printed
     scores = json.loads((out / "scores.json").read_text())
-    assert scores["atoms"]["f1"] > 0.9
+    assert scores["atoms"]["f1"] > 0.9 and scores["rings"]["ring_size_accuracy"] > 0.9
+    assert scores["targets"]["atoms.f1"]["met"] is True
+    assert "hollow_knn_accuracy" in (out / "report.html").read_text()
 
 
 def test_stem_command_and_its_errors(movie, tmp_path, capsys):

@@ -310,6 +310,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
+    from latentpath.evaluate import check_targets
     from latentpath.io import write_json
     from latentpath.pipeline import read_run_record
 
@@ -319,10 +320,23 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
     for part, values in scores.items():
         print(f"{part}:")
         _print_scores(values)
+    targets = check_targets(scores)
+    print(f"targets: {sum(met is True for met in targets.met)} of {len(targets)} met")
+    for row in targets.itertuples():
+        verdict = {True: "met", False: "NOT MET", None: "not measured"}[row.met]
+        print(f"  {row.part}.{row.score} = {row.value:.4g} ({row.target}): {verdict}; "
+              f"{row.meaning}")
     out = Path(args.out) if args.out else run_dir / "scores.json"
-    write_json({"run": str(run_dir), "truth": str(truth_path), **settings, **scores}, out,
+    write_json({"run": str(run_dir), "truth": str(truth_path), **settings, **scores,
+                "targets": {f"{r.part}.{r.score}": {"value": r.value, "target": r.target,
+                                                     "met": r.met, "meaning": r.meaning}
+                            for r in targets.itertuples()}}, out,
                overwrite=args.overwrite or not args.out)
     print(f"scores -> {out}")
+    if out == run_dir / "scores.json" and (run_dir / "report.html").is_file():
+        from latentpath.html_report import write_report
+
+        print(f"report with the scores -> {write_report(run_dir, overwrite=True)}")
 
 
 def _truth_path(args: argparse.Namespace, run: dict, run_dir: Path) -> str:
@@ -343,7 +357,12 @@ def _score_pfm_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, 
 
 
 def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, dict]:
-    from latentpath.evaluate import score_atoms, score_chemical_space, score_tracks
+    from latentpath.evaluate import (
+        score_atoms,
+        score_chemical_space,
+        score_rings,
+        score_tracks,
+    )
     from latentpath.pipeline import read_stem_run
     from latentpath.synth import read_synth_stem
 
@@ -354,6 +373,9 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
                                    match_radius_A=args.match_radius,
                                    frames_table=truth.frames,
                                    image_shape=truth.movie.shape[1:]),
+              "rings": score_rings(run["rings"], truth.rings, pixel_size_A=truth.pixel_size_A,
+                                   frame_shape=truth.movie.shape[1:],
+                                   match_radius_A=args.match_radius),
               "chemical_space": score_chemical_space(run, truth.atoms, truth.rings,
                                                      pixel_size_A=truth.pixel_size_A,
                                                      match_radius_A=args.match_radius)}

@@ -237,6 +237,110 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
     return scores
 
 
+def score_rings(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float,
+                frame_shape: tuple[int, int], match_radius_A: float = 0.5,
+                border_A: float = 4.0) -> dict[str, float]:
+    """The rings a run's bond graph found against the true rings.
+
+    A found ring matches the nearest true ring of its frame whose centre lies within
+    ``match_radius_A``. Rings whose centre lies within ``border_A`` of the frame's edge
+    are left out on both sides: the frame cuts them, and atoms there may go unfound.
+
+    Parameters
+    ----------
+    found, truth : DataFrame
+        ``frame, size, y, x`` (ring centres, pixels): a run's ``rings.parquet`` and the
+        synthetic truth's rings.
+    pixel_size_A : float
+    frame_shape : (int, int)
+        Frame height and width, pixels.
+
+    Returns
+    -------
+    dict
+        ``rings_true``, ``rings_found``, ``ring_recall`` (true rings with a found ring
+        at their centre), ``ring_precision`` (found rings at a true ring's centre),
+        ``ring_size_accuracy`` (matched rings of the true size) and, per size k,
+        ``ring_recall_k``.
+    """
+    def inside(rings: pd.DataFrame) -> pd.DataFrame:
+        margin = border_A / pixel_size_A
+        ok = ((rings.y >= margin) & (rings.y <= frame_shape[0] - 1 - margin)
+              & (rings.x >= margin) & (rings.x <= frame_shape[1] - 1 - margin))
+        return rings[ok]
+
+    found, truth = inside(found), inside(truth)
+    radius = match_radius_A / pixel_size_A
+    true_size = np.full(len(found), -1, np.int64)
+    hit = np.zeros(len(truth), bool)
+    truth_rows = truth.groupby("frame").indices
+    for frame, rows in found.groupby("frame").indices.items():
+        if frame not in truth_rows:
+            continue
+        near_rows = truth_rows[frame]
+        dist, near = cKDTree(truth[["y", "x"]].to_numpy()[near_rows]).query(
+            found[["y", "x"]].to_numpy()[rows])
+        ok = dist < radius
+        true_size[rows[ok]] = truth["size"].to_numpy()[near_rows][near[ok]]
+        hit[near_rows[near[ok]]] = True
+    matched = true_size > 0
+    scores = {"rings_true": float(len(truth)), "rings_found": float(len(found)),
+              "ring_recall": float(hit.mean()) if len(truth) else float("nan"),
+              "ring_precision": float(matched.mean()) if len(found) else float("nan"),
+              "ring_size_accuracy": (float((found["size"].to_numpy()[matched]
+                                            == true_size[matched]).mean())
+                                     if matched.any() else float("nan"))}
+    sizes = truth["size"].to_numpy()
+    for k in np.unique(sizes):
+        scores[f"ring_recall_{k}"] = float(hit[sizes == k].mean())
+    return scores
+
+
+#: the accuracy each earlier issue asked of a run on synthetic data: part of the scores,
+#: score, ">=" or "<=", the target and what it measures
+TARGETS = (
+    ("atoms", "f1", ">=", 0.98, "atom detection F1, match radius 0.5 A"),
+    ("atoms", "species_accuracy", ">=", 0.99, "C/Si right on matched atoms"),
+    ("atoms", "mean_error_A", "<=", 0.1, "mean localisation error, A"),
+    ("atoms", "false_per_10nm2_disordered", "<=", 1.0,
+     "false atoms per 10 nm2 of hole or amorphous area"),
+    ("chemical_space", "atom_common3_map_accuracy", ">=", 0.90,
+     "map class = true ring counts, 3 commonest structures"),
+    ("chemical_space", "hollow_knn_accuracy", ">=", 0.95,
+     "ring size from (z1, z2), 5-NN, hollow-site windows"),
+    ("tracks", "tracks_mota", ">=", 0.95, "tracking MOTA"),
+    ("tracks", "coordination_changes_found_within_1", ">=", 0.90,
+     "true coordination changes found within one frame"),
+    ("tracks", "false_transitions_per_atom_frame", "<=", 0.05,
+     "false transitions per track-frame (1 in 20)"),
+    ("pfm", "switching_spearman", ">=", 0.70,
+     "switching degree vs true wall velocity, Spearman"),
+    ("pfm", "curvature_sign", ">=", 0.85, "curvature sign right, single-wall windows"),
+)
+
+
+def check_targets(scores: dict[str, dict]) -> pd.DataFrame:
+    """Each score of ``scores`` (parts as from ``latentpath evaluate RUN``) that has a
+    target in :data:`TARGETS`, with the target and whether it is met.
+
+    Returns
+    -------
+    DataFrame
+        ``part, score, value, target, met, meaning``; ``met`` is None where the score is
+        NaN (nothing to measure, e.g. no Si in the movie).
+    """
+    rows = []
+    for part, name, sense, goal, meaning in TARGETS:
+        if name not in scores.get(part, {}):
+            continue
+        value = float(scores[part][name])
+        met = None if np.isnan(value) else bool(value >= goal if sense == ">=" else
+                                                 value <= goal)
+        rows.append({"part": part, "score": name, "value": value, "target": f"{sense} {goal}",
+                     "met": met, "meaning": meaning})
+    return pd.DataFrame(rows, columns=["part", "score", "value", "target", "met", "meaning"])
+
+
 def score_tracks(tracks: pd.DataFrame, truth_atoms: pd.DataFrame, *, pixel_size_A: float,
                  frame_shape: tuple[int, int], species: tuple[str, ...] = ("Si",),
                  match_radius_A: float = 0.5, border_A: float = 4.0) -> dict[str, float]:

@@ -401,10 +401,13 @@ def _summary(out: Path, record: dict, pipeline: str) -> list[str]:
 
 
 def _scores_table(path: Path) -> str:
+    """The targets of the earlier issues (met or not), then every score, by part."""
     scores = json.loads(path.read_text())
+    targets = pd.DataFrame([{"score": name, **values}
+                            for name, values in scores.pop("targets", {}).items()])
     rows = []
     for part, values in scores.items():
         if isinstance(values, dict):
             rows += [(part, k, v) for k, v in values.items()]
     table = pd.DataFrame(rows, columns=["part", "score", "value"])
-    return _table(table, max_rows=200)
+    return (_table(targets, max_rows=50) if len(targets) else "") + _table(table, max_rows=200)
