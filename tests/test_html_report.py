@@ -63,6 +63,9 @@ def test_report_is_one_self_contained_page(which, request):
         assert len(explorer["sprites"]["window"]) == explorer["channels"]
     names = {e["name"] for e in data["explorers"]}
     assert names == ({"walls"} if which == "pfm_run" else {"atom", "hollow"})
+    if which == "stem_run":  # the structures found, named as a chemist would
+        assert "What the run discovered" in page and "graphene lattice" in page
+        assert "Bond graph of all found atoms" in page
 
 
 def test_report_command_rewrites_the_page_from_the_run(pfm_run, capsys):

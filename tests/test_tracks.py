@@ -14,6 +14,7 @@ from latentpath.tracks import (
     estimate_drift,
     find_transitions,
     link_atoms,
+    site_name,
     state_lifetimes,
     transition_counts,
 )
@@ -125,6 +126,9 @@ def test_chemical_states_name_species_coordination_and_rings():
                           "n5": [2, 1, 0], "n6": [2, 1, 3], "n7": [0, 1, 0], "n8": [0, 0, 0]})
     states = chemical_states(atoms, (256, 256), PX, border_A=3.0)
     assert list(states) == ["Si4 5-5-6-6", "C3 5-6-7", None]
+    assert site_name("Si3 6-6-6") == "3-fold Si: graphene lattice"
+    assert site_name("Si2 6") == "2-fold Si: edge of a hole"
+    assert site_name("C3 5-6-7") == "3-fold C: 5-7 pair (dislocation core, Stone-Wales)"
 
 
 def states_table(rows: list[tuple[int, int, str | None]]) -> pd.DataFrame:

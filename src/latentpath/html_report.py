@@ -346,14 +346,53 @@ def _grouped(out: Path, pipeline: str, explorers: list[dict]) -> dict[str, str]:
     return sections
 
 
+def _structure_shares(labels: pd.Series, kind: str, what: str) -> pd.DataFrame:
+    """Share of each structure label, with what a chemist calls it."""
+    from latentpath.latent import structure_name
+
+    share = labels.value_counts(normalize=True).rename("share").rename_axis(what)
+    table = share.reset_index()
+    table.insert(1, "what it is", [structure_name(label, kind) for label in table[what]])
+    return table
+
+
+def _discovered(out: Path, latents: dict[str, pd.DataFrame]) -> str:
+    """The structures a run found, named as a chemist would: from the latent space of
+    each window kind, the tracked atoms' sites, and the found atoms' bond graph."""
+    from latentpath.latent import RING_SIZES, ring_label
+    from latentpath.tracks import site_name
+
+    parts = ["<p>Named from the ring sizes at each structure's centre. The latent "
+             "space's classes are discovered without labels; the bond graph of the found "
+             "atoms is the reference they can be checked against.</p>"]
+    for kind, what in (("atom", "atom-centred windows"), ("hollow", "hollow-site windows")):
+        if kind in latents:
+            parts.append(f"<h3>Latent space of the {what}</h3>" + _table(_structure_shares(
+                latents[kind].map_structure, kind, "class at the latent point"), max_rows=8))
+    tracks = out / "tracks.parquet"
+    states = pd.read_parquet(tracks, columns=["state"]).state.dropna() if tracks.is_file() \
+        else pd.Series(dtype=str)
+    if len(states):
+        sites = states.value_counts().rename("atom-frames").rename_axis("state").reset_index()
+        sites.insert(1, "site", [site_name(state) for state in sites.state])
+        parts.append("<h3>Sites of the tracked atoms</h3>" + _table(sites, max_rows=10))
+    atoms = pd.read_parquet(out / "atoms.parquet",
+                            columns=[f"n{k}" for k in RING_SIZES]).to_numpy()
+    graph = pd.Series([ring_label(counts) for counts in atoms])
+    parts.append("<h3>Bond graph of all found atoms</h3>"
+                 + _table(_structure_shares(graph, "atom", "rings of the atom"), max_rows=10))
+    return "".join(parts)
+
+
 def _stem_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[dict]
                    ) -> list[tuple[str, str]]:
-    grouped = _grouped(out, "stem", explorers)
+    grouped = {"What the run discovered": _discovered(out, latents),
+               **_grouped(out, "stem", explorers)}
     for heading, kind, _ in _SECTIONS["stem"]:
         if kind not in latents:
             continue
-        share = latents[kind].map_structure.value_counts(normalize=True).rename("share")
-        table = share.rename_axis("structure at the window's latent point").reset_index()
+        table = _structure_shares(latents[kind].map_structure, kind,
+                                  "structure at the window's latent point")
         grouped[heading] = ("<p>The structures the latent space discovered: the class of "
                             "the chemical-space map at each window's latent point.</p>"
                             + _table(table, max_rows=12) + grouped[heading])

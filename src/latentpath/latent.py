@@ -265,6 +265,47 @@ def ring_label(counts: np.ndarray) -> str:
     return "-".join(parts) if parts else "no ring"
 
 
+def structure_name(label: str, kind: str = "atom") -> str:
+    """What a chemist calls a structure named by :func:`ring_label`.
+
+    Parameters
+    ----------
+    label : str
+        Ring sizes at the centre, e.g. "6-6-6", "5-6-7", "6", "no ring", "unphysical".
+    kind : {"atom", "hollow"}
+        "atom": the rings an atom belongs to (three inside a sheet, fewer at an edge);
+        "hollow": the ring around a hollow site.
+
+    Examples
+    --------
+    >>> structure_name("5-6-7")
+    '5-7 pair (dislocation core, Stone-Wales)'
+    >>> structure_name("5", "hollow")
+    'pentagon'
+    """
+    if label == "unphysical":
+        return "no lattice (blurred or empty image)"
+    if label == "no ring":
+        return "no ring (hole or amorphous carbon)"
+    sizes = [int(k) for k in label.split("-")]
+    if kind == "hollow":
+        names = {5: "pentagon", 6: "hexagon (graphene)", 7: "heptagon", 8: "octagon"}
+        return " + ".join(names.get(k, f"{k}-ring") for k in sizes)
+    if len(sizes) < 3:
+        return "edge of a hole"
+    if len(sizes) > 3:
+        return "4-fold site (e.g. Si in a divacancy)"
+    if 8 in sizes:
+        return "8-ring (divacancy, 5-8-5)"
+    if 5 in sizes and 7 in sizes:
+        return "5-7 pair (dislocation core, Stone-Wales)"
+    if 5 in sizes:
+        return "pentagon (reconstructed vacancy)"
+    if 7 in sizes:
+        return "heptagon"
+    return "graphene lattice"
+
+
 @dataclass
 class ChemicalSpaceMap:
     """Rings at the centre of the decoded image at every point of a latent grid.

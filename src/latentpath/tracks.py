@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from latentpath.checks import check_float, check_int
-from latentpath.latent import RING_SIZES, ring_label
+from latentpath.latent import RING_SIZES, ring_label, structure_name
 
 #: how far from the coarse drift the fine stage looks: beyond graphene's lattice period
 #: (2.46 A), so a coarse shift off by a lattice vector is caught
@@ -334,6 +334,15 @@ def chemical_states(atoms: pd.DataFrame, frame_shape: tuple[int, int], pixel_siz
     inside = ((y >= margin) & (y <= frame_shape[0] - 1 - margin)
               & (x >= margin) & (x <= frame_shape[1] - 1 - margin))
     return pd.Series(np.where(inside, labels, None), index=atoms.index, dtype=object)
+
+
+def site_name(state: str) -> str:
+    """What a chemist calls a chemical state of :func:`chemical_states`, e.g. "Si3 6-6-6"
+    -> "3-fold Si: graphene lattice"."""
+    element, _, rings = state.partition(" ")
+    species = element.rstrip("0123456789")
+    fold = element[len(species):]
+    return f"{fold}-fold {species}: {structure_name(rings or 'no ring')}"
 
 
 def find_transitions(tracks: pd.DataFrame) -> pd.DataFrame:
