@@ -398,6 +398,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _rvae(args: argparse.Namespace) -> None:
+    from latentpath.distributed import is_main_process
     from latentpath.rvae import fit_rvae
 
     history = fit_rvae(args.windows, args.out, latent_dim=args.latent_dim, hidden=args.hidden,
@@ -405,6 +406,8 @@ def _rvae(args: argparse.Namespace) -> None:
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, precision=args.precision, compile=args.compile,
                        resume=args.resume, progress=True)
+    if not is_main_process():
+        return
     best = history.loc[history.val_loss.idxmin()]
     print(f"model -> {args.out} (best epoch {int(best.epoch)}, val loss {best.val_loss:.3f}; "
           f"{history.windows_per_s.median():.0f} windows/s)")

@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from latentpath.device import has_fast_bfloat16, resolve_device
+from latentpath.distributed import Group, local_device, process_group
 from latentpath.modelfiles import ModelFileError
 from latentpath.rvae.files import load_checkpoint, save_checkpoint, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
@@ -72,12 +75,20 @@ def _batch(windows: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.
     return torch.from_numpy(np.asarray(windows[np.sort(idx)], dtype=np.float32)).to(device)
 
 
-def _loss_terms(model: SkipRVAE, x: torch.Tensor, eps: torch.Tensor,
-                kl_weight: torch.Tensor, bfloat16: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch's reconstruction and KL terms: the part of a step worth compiling."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bfloat16):
-        recon, mu, logvar = model.reconstruct(x, eps)
-    return model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight)
+class _BatchLoss(nn.Module):
+    """One batch's reconstruction and KL terms: the part of a step worth compiling, and
+    the module DistributedDataParallel wraps, so that its backward pass exchanges the
+    model's gradients."""
+
+    def __init__(self, model: SkipRVAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: torch.Tensor,
+                bfloat16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+            recon, mu, logvar = self.model.reconstruct(x, eps)
+        return self.model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight)
 
 
 def fit_rvae(
@@ -167,6 +178,9 @@ def fit_rvae(
         raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', "
                          f"got {precision!r}")
     device = resolve_device(device)
+    group = process_group(device)
+    device = local_device(device, group)
+    progress = progress and group.main
     if precision == "auto":
         precision = "bfloat16" if has_fast_bfloat16(device) else "float32"
     stats = window_statistics(data)
@@ -201,7 +215,11 @@ def fit_rvae(
             raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
                                 f"settings ({state['settings']} vs {settings})")
     out_dir.mkdir(parents=True, exist_ok=True)
-    terms = torch.compile(_loss_terms, dynamic=True) if compile else _loss_terms
+    plain = _BatchLoss(model)
+    if group.world > 1:
+        plain = DistributedDataParallel(
+            plain, device_ids=[device.index] if device.type == "cuda" else None)
+    terms = torch.compile(plain, dynamic=True) if compile else plain
     n_latents = 3 + latent_dim
     bf16 = precision == "bfloat16"
     for epoch in range(state["epoch"] + 1, epochs + 1):
@@ -215,23 +233,34 @@ def fit_rvae(
         batches = range(0, len(shuffled), batch_size)
         for b in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress,
                       leave=False):
-            x = model.normalize(_batch(data, shuffled[b:b + batch_size], device))
-            eps = torch.randn((len(x), n_latents), generator=gen, device=device)
+            rows = np.sort(shuffled[b:b + batch_size])
+            # the noise of the whole batch, so that each rank draws what one process would
+            eps = torch.randn((len(rows), n_latents), generator=gen, device=device)
+            mine = group.shard(rows)
+            # each rank's mean loss weighed by its share of the batch: the averaged
+            # gradients are the whole batch's
+            share = len(mine) * group.world / len(rows)
+            if len(mine) == 0:  # a short last batch: take part in the exchange, add nothing
+                mine = np.array([0])
+            x = model.normalize(_batch(data, rows[mine], device))
             try:
-                rec, kl = terms(model, x, eps, beta, bf16)
+                rec, kl = terms(x, eps[mine], beta, bf16)
             except Exception as err:  # torch.compile fails lazily, at the first call
-                if terms is _loss_terms:
+                if terms is plain:
                     raise
                 warnings.warn(f"torch.compile failed, training without it: "
                               f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=2)
-                terms = _loss_terms
-                rec, kl = terms(model, x, eps, beta, bf16)
+                terms = plain
+                rec, kl = terms(x, eps[mine], beta, bf16)
             optimizer.zero_grad()
-            (rec + kl).backward()
+            ((rec + kl) * share if group.world > 1 else rec + kl).backward()
             optimizer.step()
-            sums += [float(rec.detach()) * len(x), float(kl.detach()) * len(x)]
+            n = len(x) if share else 0
+            sums += [float(rec.detach()) * n, float(kl.detach()) * n]
+        sums = group.all_sum(sums, device)
         seconds = time.perf_counter() - start
-        val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight)
+        val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
+                               group)
         row = {"epoch": epoch, "train_loss": sums.sum() / len(shuffled),
                "train_recon": sums[0] / len(shuffled), "train_kl": sums[1] / len(shuffled),
                "val_loss": val, "seconds": seconds, "windows_per_s": len(shuffled) / seconds}
@@ -242,23 +271,35 @@ def fit_rvae(
                   f"{row['windows_per_s']:.0f} windows/s")
         if val < state["best_val"]:
             state["best_val"] = val
-            save_rvae(model, out_dir, training={"best_epoch": epoch, "val_loss": val,
-                                                **settings, "lr": lr, "epochs": epochs})
+            if group.main:
+                save_rvae(model, out_dir, training={"best_epoch": epoch, "val_loss": val,
+                                                    **settings, "lr": lr, "epochs": epochs})
         state["epoch"] = epoch
-        save_checkpoint(out_dir, model, optimizer, gen, state)
+        if group.main:
+            save_checkpoint(out_dir, model, optimizer, gen, state)
+    group.barrier()  # every process returns once the model is written
     return pd.DataFrame(state["history"])
 
 
 @torch.no_grad()
 def _validation_loss(model: SkipRVAE, data: np.ndarray, idx: np.ndarray, batch_size: int,
-                     device: torch.device, seed: int, kl_weight: float = 1.0) -> float:
-    """Loss on held-out windows with a fixed noise draw, so epochs compare fairly."""
+                     device: torch.device, seed: int, kl_weight: float = 1.0,
+                     group: Group | None = None) -> float:
+    """Loss on held-out windows with a fixed noise draw, so epochs compare fairly; each
+    process takes its share of every batch."""
+    group = group or Group()
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     total = 0.0
     for b in range(0, len(idx), batch_size):
-        x = model.normalize(_batch(data, idx[b:b + batch_size], device))
-        recon, mu, logvar = model(x, generator=gen)
+        rows = np.sort(idx[b:b + batch_size])
+        eps = torch.randn((len(rows), 3 + model.config.latent_dim), generator=gen,
+                          device=device)
+        mine = group.shard(rows)
+        if len(mine) == 0:
+            continue
+        x = model.normalize(_batch(data, rows[mine], device))
+        recon, mu, logvar = model.reconstruct(x, eps[mine])
         rec, kl = model.loss(x, recon, mu, logvar, kl_weight)
         total += float(rec + kl) * len(x)
-    return total / len(idx)
+    return float(group.all_sum([total], device)[0]) / len(idx)
