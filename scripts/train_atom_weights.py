@@ -1,6 +1,7 @@
 """Train the segmentation weights shipped in latentpath/atoms/weights from scratch.
 
     python scripts/train_atom_weights.py [--movies 120 --frames 6 --steps 3000 --seed 0]
+    torchrun --standalone --nproc_per_node 4 scripts/train_atom_weights.py ...   # 4 GPUs
 
 Training data are synthetic movies (latentpath.synth) rendered at 0.05-0.2 A/px and
 resampled to the model's sampling; nothing is downloaded. The run's settings, time and
@@ -20,6 +21,7 @@ import torch
 
 from latentpath.atoms.model import SHIPPED_MODEL_DIR, AtomNetConfig, AtomUNet, save_model
 from latentpath.atoms.training import synthetic_training_set, train_segmenter
+from latentpath.distributed import is_main_process
 
 
 def main() -> None:
@@ -38,7 +40,6 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
-    torch.manual_seed(args.seed)
     start = time.perf_counter()
     config = AtomNetConfig()
     if args.cache and args.cache.exists():
@@ -52,7 +53,9 @@ def main() -> None:
         if args.cache:
             np.savez(args.cache, images=images, labels=labels)
     data_s = time.perf_counter() - start
-    model = AtomUNet(config)
+    with torch.random.fork_rng(devices=[]):  # seeded weights, the global RNG untouched
+        torch.manual_seed(args.seed)
+        model = AtomUNet(config)
     history = train_segmenter(model, images, labels, steps=args.steps,
                               batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                               device=device, progress=True)
@@ -71,8 +74,9 @@ def main() -> None:
                 ("movies", args.movies), ("frames", args.frames), ("steps", args.steps),
                 ("batch_size", args.batch_size), ("seed", args.seed))),
     }
-    save_model(model.cpu(), args.out, extra=record, overwrite=args.overwrite)
-    print(f"saved {args.out} after {total_s / 60:.1f} min")
+    if is_main_process():  # under torchrun, one process writes the weights
+        save_model(model.cpu(), args.out, extra=record, overwrite=args.overwrite)
+        print(f"saved {args.out} after {total_s / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,84 @@ def local_device(device: torch.device, group: Group) -> torch.device:
         device = torch.device("cuda", group.local_rank)
         torch.cuda.set_device(device)
     return device
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """Sum a tensor over the processes; the gradient is summed the same way, so each
+    process's backward pass receives every process's dependence on the sum."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
+class GroupBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose batch statistics are those of the whole batch, summed over the
+    processes (torch's ``SyncBatchNorm`` needs GPUs; this one works on CPUs too).
+
+    The sums go through an all-reduce whose gradient is all-reduced too, so each
+    process's backward pass carries the other processes' share of the gradient through
+    the statistics.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        channels = x.shape[1]
+        shape = (1, channels, 1, 1)
+        count = torch.tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype,
+                             device=x.device)
+        sums = _SumOverProcesses.apply(torch.cat([x.sum((0, 2, 3)), count]))
+        n = sums[-1]
+        mean = sums[:channels] / n
+        # two passes, as BatchNorm2d: the variance from E[x^2] - mean^2 loses the digits
+        # its gradient needs when the mean is large against the spread
+        centred = x - mean.view(shape)
+        var = _SumOverProcesses.apply((centred * centred).sum((0, 2, 3))) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                            else self.momentum)
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_(var * n / (n - 1), momentum)
+        y = centred / torch.sqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+
+def sync_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with every BatchNorm2d computing the whole batch's statistics across
+    the processes: torch's ``SyncBatchNorm`` on GPUs, :class:`GroupBatchNorm2d` on CPUs.
+    :func:`plain_batch_norm` turns them back."""
+    kind = nn.SyncBatchNorm if device.type == "cuda" else GroupBatchNorm2d
+    return _replace_norms(model, nn.BatchNorm2d, kind)
+
+
+def plain_batch_norm(model: nn.Module) -> nn.Module:
+    """``model`` with the layers :func:`sync_batch_norm` made BatchNorm2d again."""
+    model = _replace_norms(model, nn.SyncBatchNorm, nn.BatchNorm2d)
+    return _replace_norms(model, GroupBatchNorm2d, nn.BatchNorm2d)
+
+
+def _replace_norms(model: nn.Module, old: type, new: type) -> nn.Module:
+    """Every ``old`` layer of ``model`` (exactly that type) replaced, in place, by a
+    ``new`` one with the same settings, parameters and running statistics."""
+    for name, child in model.named_children():
+        if type(child) is old:
+            like = child.running_mean if child.track_running_stats else child.weight
+            swapped = new(child.num_features, child.eps, child.momentum, child.affine,
+                          child.track_running_stats).to(device=like.device, dtype=like.dtype)
+            swapped.load_state_dict(child.state_dict())
+            swapped.train(child.training)
+            setattr(model, name, swapped)
+        else:
+            _replace_norms(child, old, new)
+    return model

@@ -15,10 +15,18 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from latentpath.atoms.model import AtomUNet
 from latentpath.atoms.segment import normalize_frame, resample, to_model_pixels
+from latentpath.device import resolve_device
+from latentpath.distributed import (
+    local_device,
+    plain_batch_norm,
+    process_group,
+    sync_batch_norm,
+)
 from latentpath.synth import render
 from latentpath.synth.stem import synth_stem_movie
 
@@ -145,20 +153,40 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
 
 
 def loss_function(name: str, class_weights: torch.Tensor | None = None
-                  ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Cross-entropy (default), or dice or focal loss for rare classes."""
+                  ) -> Callable[..., torch.Tensor]:
+    """Cross-entropy (default), or dice or focal loss for rare classes.
+
+    The loss is called as ``loss(logits, target, whole=None)``. ``whole`` is the target
+    of the whole batch when ``target`` is one process's share of it
+    (:mod:`latentpath.distributed`): cross-entropy and focal loss are then this share's
+    part of the whole batch's loss, so that the parts add up to it. Dice needs the
+    whole batch at once.
+    """
     if name == "ce":
-        return torch.nn.CrossEntropyLoss(weight=class_weights)
+        def cross_entropy(logits: torch.Tensor, target: torch.Tensor,
+                          whole: torch.Tensor | None = None) -> torch.Tensor:
+            whole = target if whole is None else whole
+            total = torch.nn.functional.cross_entropy(logits, target, weight=class_weights,
+                                                      reduction="sum")
+            # the mean weighted by each pixel's class weight, as CrossEntropyLoss takes it
+            return total / (whole.numel() if class_weights is None
+                            else class_weights[whole].sum())
+        return cross_entropy
     if name == "focal":
-        def focal(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        def focal(logits: torch.Tensor, target: torch.Tensor,
+                  whole: torch.Tensor | None = None) -> torch.Tensor:
             logp = torch.log_softmax(logits, 1)
             ce = torch.nn.functional.nll_loss(logp, target, weight=class_weights,
                                               reduction="none")
             pt = logp.gather(1, target[:, None])[:, 0].exp()
-            return ((1 - pt) ** 2 * ce).mean()
+            return ((1 - pt) ** 2 * ce).sum() / (target if whole is None else whole).numel()
         return focal
     if name == "dice":
-        def dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        def dice(logits: torch.Tensor, target: torch.Tensor,
+                 whole: torch.Tensor | None = None) -> torch.Tensor:
+            if whole is not None and whole.shape != target.shape:
+                raise ValueError("the dice loss needs the whole batch in one process; "
+                                 "train on several with loss 'ce' or 'focal'")
             p = torch.softmax(logits, 1)
             onehot = torch.nn.functional.one_hot(target, p.shape[1]).permute(0, 3, 1, 2)
             inter = (p * onehot).sum((0, 2, 3))
@@ -195,6 +223,15 @@ def train_segmenter(model: AtomUNet, images: np.ndarray, labels: np.ndarray, *,
     if min(images.shape[1:]) < crop_px:
         raise ValueError(f"frames of {images.shape[1:]} px are smaller than the crop "
                          f"({crop_px} px)")
+    device = resolve_device(device)
+    group = process_group(device)
+    device = local_device(device, group)
+    if loss == "dice" and group.world > 1:
+        raise ValueError("the dice loss needs the whole batch in one process; train on "
+                         "several with loss 'ce' or 'focal'")
+    if batch_size < group.world:
+        raise ValueError(f"batch_size {batch_size} is smaller than the {group.world} "
+                         "processes that share each batch")
     gen = torch.Generator().manual_seed(seed)
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     y_all = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
@@ -205,11 +242,17 @@ def train_segmenter(model: AtomUNet, images: np.ndarray, labels: np.ndarray, *,
     weights = (weights / weights.mean()).to(device)
     criterion = loss_function(loss, weights)
     model = model.to(device).train()
+    net = model
+    if group.world > 1:
+        # batch statistics of the whole batch, as one process computes them
+        net = DistributedDataParallel(sync_batch_norm(model, device),
+                                      device_ids=[device.index] if device.type == "cuda"
+                                      else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     n, h, w = images.shape
     history, start = [], time.perf_counter()
     running = 0.0
-    for step in tqdm(range(1, steps + 1), desc="training", disable=not progress):
+    for step in tqdm(range(1, steps + 1), desc="training", disable=not (progress and group.main)):
         idx = torch.randint(n, (batch_size,), generator=gen)
         oy = torch.randint(h - crop_px + 1, (batch_size,), generator=gen)
         ox = torch.randint(w - crop_px + 1, (batch_size,), generator=gen)
@@ -217,15 +260,23 @@ def train_segmenter(model: AtomUNet, images: np.ndarray, labels: np.ndarray, *,
                           for i, a, b in zip(idx, oy, ox, strict=True)])[:, None]
         yb = torch.stack([y_all[i, a:a + crop_px, b:b + crop_px]
                           for i, a, b in zip(idx, oy, ox, strict=True)])
+        # every process draws the whole batch and trains on its share of it
         xb, yb = _augment(xb, yb, gen)
+        mine = torch.from_numpy(group.shard(np.arange(batch_size)))
         optimizer.zero_grad()
-        value = criterion(model(xb.to(device)), yb.to(device))
-        value.backward()
+        whole = yb.to(device)
+        value = criterion(net(xb[mine].to(device)), whole[mine], whole)
+        # DistributedDataParallel averages the processes' gradients; their parts add up
+        (value * group.world if group.world > 1 else value).backward()
         optimizer.step()
         running += float(value.detach())
         if step % 50 == 0 or step == steps:
+            running = float(group.all_sum([running], device)[0])
             history.append({"step": step, "loss": running / (50 if step % 50 == 0 else step % 50),
                             "seconds": time.perf_counter() - start})
             running = 0.0
+    if group.world > 1:
+        plain_batch_norm(model)
+    group.barrier()
     model.eval()
     return pd.DataFrame(history)
