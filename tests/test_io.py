@@ -630,3 +630,46 @@ def test_tables_roundtrip_through_npz(tmp_path):
         back = tables_from_arrays(data, ["atoms"])["atoms"]
     assert list(back.columns) == ["frame", "species", "x"]
     pd.testing.assert_frame_equal(back, atoms, check_dtype=False)
+
+
+def test_zarr_store_round_trip_and_lazy_frames(tmp_path):
+    from latentpath.io import open_zarr_frames, save_zarr
+
+    data = np.random.default_rng(0).random((5, 12, 10), dtype=np.float32)
+    movie = Movie(data, pixel_size=0.8, pixel_unit="A", metadata={"sources": ["x.dm4"]})
+    path = save_zarr(movie, tmp_path / "movie.zarr", chunk_frames=2)
+    back = load_movie(path)
+    assert np.array_equal(back.data, data)
+    assert (back.pixel_size, back.pixel_unit) == (0.8, "A")
+    assert back.metadata["file_metadata"] == {"sources": ["x.dm4"]}
+    frames, attrs = open_zarr_frames(path)
+    assert frames.chunks == (2, 12, 10) and attrs["pixel_size"] == 0.8
+    assert np.array_equal(frames[3:5], data[3:5])  # read from disk only now
+    with pytest.raises(FileExistsError):
+        save_zarr(movie, path)
+    save_zarr(Movie(data[:2]), path, overwrite=True)
+    assert load_movie(path).shape == (2, 12, 10)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_zarr_errors_name_the_store(tmp_path):
+    import zarr
+
+    from latentpath.io import open_zarr_frames
+
+    with pytest.raises(FileNotFoundError, match="no such"):
+        open_zarr_frames(tmp_path / "missing.zarr")
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("phase", shape=(2, 9, 9), dtype="float32")
+    group.create_array("labels", shape=(4,), dtype="int32")
+    with pytest.raises(MovieError, match="no array named 'movie'; available: labels, phase"):
+        load_movie(tmp_path / "g.zarr")
+    assert load_movie(tmp_path / "g.zarr", channel="phase").shape == (2, 9, 9)
+    with pytest.raises(MovieError, match="2-D or 3-D"):
+        load_movie(tmp_path / "g.zarr", channel="labels")
+    (tmp_path / "flat.zarr").write_text("not a store")
+    with pytest.raises(MovieError, match="directory"):
+        load_movie(tmp_path / "flat.zarr")
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(MovieError, match="Zarr"):
+        load_movie(tmp_path / "empty.zarr")

@@ -57,6 +57,7 @@ _FORMATS = {
     ".dm3": "dm3",
     ".dm4": "dm4",
     ".emd": "emd",
+    ".zarr": "zarr",
 }
 
 # Units a Movie may carry.
@@ -252,6 +253,10 @@ def load_movie(
     ``.dm3``, ``.dm4``, ``.emd``
         Through RosettaSciIO; ``channel`` picks an image signal by title. A
         navigation axis becomes the time axis.
+    ``.zarr`` (a directory)
+        The array ``channel`` (default ``movie``) of a Zarr group, as
+        :func:`save_zarr` writes it, with its pixel size and metadata; or a bare Zarr
+        array. :func:`open_zarr_frames` reads a few frames at a time instead.
 
     A JSON sidecar ``<stem>.json`` beside a file goes to ``metadata["sidecar"]``
     and, when the file gives no pixel size, its
@@ -732,9 +737,10 @@ def _read_file(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] 
     """Raw array, pixel size as (value, length unit) or None, and metadata of one file."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise MovieError(f"{path} is a directory, not a movie file")
     fmt = _FORMATS.get(path.suffix.lower())
+    if path.is_dir() != (fmt == "zarr"):
+        raise MovieError(f"{path} is a directory, not a movie file" if path.is_dir() else
+                         f"{path}: a .zarr store is a directory")
     if fmt is None:
         raise MovieError(
             f"{path}: unsupported extension {path.suffix!r}; supported: "
@@ -748,6 +754,7 @@ def _read_file(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] 
         "dm3": _read_rsciio,
         "dm4": _read_rsciio,
         "emd": _read_rsciio,
+        "zarr": _read_zarr,
     }[fmt]
     try:
         data, pixel, meta = reader(path, channel)
@@ -778,6 +785,116 @@ def _no_channel(path: Path, channel: str | None, fmt: str) -> None:
 def _read_npy(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] | None, dict]:
     _no_channel(path, channel, "npy")
     return np.load(path, allow_pickle=False), None, {}
+
+
+def _read_zarr(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] | None, dict]:
+    """The array ``channel`` (default ``movie``) of a Zarr group, or a Zarr array, with
+    the ``pixel_size``, ``pixel_unit`` and ``metadata`` attributes :func:`save_zarr`
+    writes."""
+    frames, attrs = open_zarr_frames(path, channel)
+    meta: dict[str, Any] = {"channel": channel or "movie"}
+    pixel = None
+    if "pixel_size" in attrs:
+        meta["file_pixel_size"] = attrs["pixel_size"]
+        meta["file_pixel_unit"] = attrs.get("pixel_unit")
+        pixel = _length(attrs["pixel_size"], attrs.get("pixel_unit"))
+    if isinstance(attrs.get("metadata"), dict):
+        meta["file_metadata"] = attrs["metadata"]
+    return frames[...], pixel, meta
+
+
+def open_zarr_frames(path: str | os.PathLike, channel: str | None = None
+                     ) -> tuple[Any, dict]:
+    """A movie in a Zarr store, lazily: frames are read from disk only when indexed.
+
+    Parameters
+    ----------
+    path : path
+        A ``.zarr`` directory written by :func:`save_zarr` (a group holding the array
+        ``movie``), or any Zarr group or array of shape (T, H, W) or (H, W).
+    channel : str, optional
+        The array to open inside a group (default ``movie``).
+
+    Returns
+    -------
+    frames : zarr.Array
+        ``frames[a:b]`` reads frames a to b, chunk by chunk.
+    attrs : dict
+        The group's attributes (the array's, for a bare array): ``pixel_size``,
+        ``pixel_unit``, ``metadata`` where :func:`save_zarr` wrote them.
+
+    Raises
+    ------
+    MovieError
+        Not a Zarr store, no such array, or not 2-D or 3-D numbers.
+    """
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such Zarr store")
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as err:  # zarr raises several types for a directory it cannot read
+        raise MovieError(f"{path}: not a readable Zarr store ({type(err).__name__}: "
+                         f"{err})") from err
+    if isinstance(node, zarr.Group):
+        name = channel or "movie"
+        if name not in node.array_keys():
+            raise MovieError(f"{path}: no array named {name!r}; available: "
+                             f"{', '.join(sorted(node.array_keys())) or 'none'}")
+        frames, attrs = node[name], dict(node.attrs)
+    else:
+        _no_channel(path, channel, "zarr")
+        frames, attrs = node, dict(node.attrs)
+    if frames.ndim not in (2, 3) or frames.dtype.kind not in "biuf":
+        raise MovieError(f"{path}: expected a 2-D or 3-D numeric array, got shape "
+                         f"{frames.shape} and dtype {frames.dtype}")
+    return frames, attrs
+
+
+def save_zarr(movie: Movie, path: str | os.PathLike, *, chunk_frames: int = 1,
+              overwrite: bool = False) -> Path:
+    """Write a movie as a Zarr store that can be read a few frames at a time
+    (:func:`open_zarr_frames`; :func:`load_movie` reads it whole).
+
+    The store is a group holding the array ``movie`` (T, H, W), float32, in chunks of
+    ``chunk_frames`` whole frames, with the attributes ``pixel_size``, ``pixel_unit``
+    and ``metadata``. It is written beside ``path`` and renamed into place when whole,
+    so a killed write leaves no half store.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and not ``overwrite``.
+    """
+    import shutil
+
+    import zarr
+
+    path = Path(path)
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
+    check_writable([path], overwrite=overwrite)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        data = movie.data
+        frames = group.create_array("movie", shape=data.shape, dtype="float32",
+                                    chunks=(min(chunk_frames, len(data)), *data.shape[1:]))
+        for start in range(0, len(data), chunk_frames):
+            frames[start:start + chunk_frames] = data[start:start + chunk_frames]
+        group.attrs.update({"pixel_size": movie.pixel_size, "pixel_unit": movie.pixel_unit,
+                            "metadata": json.loads(json.dumps(movie.metadata, default=str))})
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
 
 
 def _read_npz(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] | None, dict]:
