@@ -397,6 +397,18 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report -> {path}")
 
 
+def _atoms_many(args: argparse.Namespace) -> None:
+    from latentpath.scale import atoms_many
+
+    table = atoms_many(args.movies, args.out, scheduler=args.scheduler, workers=args.workers,
+                       frames_per_task=args.frames_per_task, pixel_size_A=args.pixel_size,
+                       channel=args.channel, device=args.device, overwrite=args.overwrite)
+    for row in table.itertuples():
+        print(f"{row.movie}: {row.frames} frames, {row.atoms} atoms, {row.rings} rings "
+              f"({row.pixel_size_A:.4g} A/px) -> {row.folder}/")
+    print(f"{len(table)} movie(s) in {table.seconds.iloc[0]:.1f} s")
+
+
 def _rvae(args: argparse.Namespace) -> None:
     from latentpath.distributed import is_main_process
     from latentpath.rvae import fit_rvae
@@ -590,6 +602,22 @@ def build_parser() -> argparse.ArgumentParser:
     atoms.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     atoms.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     atoms.set_defaults(func=_atoms)
+
+    many = sub.add_parser("atoms-many", help="atoms and rings of many movies, frame tasks "
+                                             "in parallel on a Dask cluster")
+    many.add_argument("movies", nargs="+", help="movie files or .zarr stores")
+    many.add_argument("--out", required=True, help="results folder, one subfolder per movie")
+    many.add_argument("--workers", type=int, default=1,
+                      help="processes of the local cluster (default %(default)s)")
+    many.add_argument("--scheduler", help="address of a running Dask scheduler "
+                                          "(tcp://host:8786) instead of a local cluster")
+    many.add_argument("--frames-per-task", type=int, default=8,
+                      help="frames each task reads (default %(default)s)")
+    many.add_argument("--pixel-size", type=float, help="angstrom per pixel of every movie")
+    many.add_argument("--channel", help="dataset or channel name inside the files")
+    many.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    many.add_argument("--overwrite", action="store_true", help="replace earlier results")
+    many.set_defaults(func=_atoms_many)
 
     rvae = sub.add_parser("rvae", help="train a skip-rVAE on a stack of windows (N, w, w)")
     rvae.add_argument("windows", help=".npy stack of windows (memory-mapped)")
