@@ -73,7 +73,8 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     Returns
     -------
     DataFrame
-        Per movie: ``movie, folder, frames, atoms, rings, pixel_size_A, seconds``.
+        Per movie: ``movie, folder, frames, atoms, rings, pixel_size_A``, and
+        ``seconds``, the time of the whole call (all movies together).
     """
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
