@@ -138,13 +138,29 @@ def _same_stem_runs(a, b) -> None:
         assert np.array_equal(first[f"map_{kind}"].counts, second[f"map_{kind}"].counts)
 
 
-@pytest.fixture(scope="module")
-def stem_reference(stem_movie, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference") / "run"
+def _reference(run, movie, config, out):
+    """An uninterrupted run into ``out``, and the number of atomic writes it made."""
     with pytest.MonkeyPatch.context() as patch:
         writes = _count_writes(patch)
-        stem_pipeline.run_stem(stem_movie, out, STEM_TINY, progress=False)
+        run(movie, out, config, progress=False)
     return out, writes[0]
+
+
+def _killed_then_finished(run, movie, config, out, writes, moment, monkeypatch) -> dict:
+    """A run killed after ``moment`` of its ``writes``, then run again to the end."""
+    _count_writes(monkeypatch, kill_at=max(1, round(moment * writes)))
+    with pytest.raises(KeyboardInterrupt):
+        run(movie, out, config, progress=False)
+    monkeypatch.undo()
+    result = run(movie, out, config, progress=False)
+    assert result["reused"] or moment <= 0.1
+    return result
+
+
+@pytest.fixture(scope="module")
+def stem_reference(stem_movie, tmp_path_factory):
+    return _reference(stem_pipeline.run_stem, stem_movie, STEM_TINY,
+                      tmp_path_factory.mktemp("reference") / "run")
 
 
 @pytest.mark.parametrize("moment", [0.05, 0.3, 0.55, 0.8, 0.97])
@@ -152,12 +168,9 @@ def test_a_killed_stem_run_completes_with_the_same_results(stem_movie, stem_refe
                                                            moment, tmp_path, monkeypatch):
     reference, writes = stem_reference
     out = tmp_path / "run"
-    _count_writes(monkeypatch, kill_at=max(1, round(moment * writes)))
-    with pytest.raises(KeyboardInterrupt):
-        stem_pipeline.run_stem(stem_movie, out, STEM_TINY, progress=False)
-    monkeypatch.undo()
-    result = stem_pipeline.run_stem(stem_movie, out, STEM_TINY, progress=False)
-    assert (result["reused"] or moment <= 0.1) and (out / "report.html").is_file()
+    _killed_then_finished(stem_pipeline.run_stem, stem_movie, STEM_TINY, out, writes, moment,
+                          monkeypatch)
+    assert (out / "report.html").is_file()
     _same_stem_runs(reference, out)
 
 
@@ -189,11 +202,8 @@ def test_a_changed_setting_recomputes_only_the_steps_that_use_it(stem_movie, ste
 
 @pytest.fixture(scope="module")
 def pfm_reference(pfm_movie, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference") / "run"
-    with pytest.MonkeyPatch.context() as patch:
-        writes = _count_writes(patch)
-        pfm_pipeline.run_pfm(pfm_movie, out, PFM_TINY, progress=False)
-    return out, writes[0]
+    return _reference(pfm_pipeline.run_pfm, pfm_movie, PFM_TINY,
+                      tmp_path_factory.mktemp("reference") / "run")
 
 
 @pytest.mark.parametrize("moment", [0.1, 0.5, 0.9])
@@ -201,12 +211,8 @@ def test_a_killed_pfm_run_completes_with_the_same_results(pfm_movie, pfm_referen
                                                           tmp_path, monkeypatch):
     reference, writes = pfm_reference
     out = tmp_path / "run"
-    _count_writes(monkeypatch, kill_at=max(1, round(moment * writes)))
-    with pytest.raises(KeyboardInterrupt):
-        pfm_pipeline.run_pfm(pfm_movie, out, PFM_TINY, progress=False)
-    monkeypatch.undo()
-    result = pfm_pipeline.run_pfm(pfm_movie, out, PFM_TINY, progress=False)
-    assert result["reused"] or moment <= 0.1
+    _killed_then_finished(pfm_pipeline.run_pfm, pfm_movie, PFM_TINY, out, writes, moment,
+                          monkeypatch)
     first, second = read_pfm_run(reference), read_pfm_run(out)
     for name in ("drift", "curves", "latents", "wall_history", "wall_latents"):
         pd.testing.assert_frame_equal(first[name], second[name], obj=name)

@@ -45,6 +45,7 @@ from latentpath import __version__
 from latentpath.io import (
     Movie,
     load_movie,
+    read_table,
     save_npy,
     save_npz,
     write_json,
@@ -259,6 +260,11 @@ def wall_history(curves: pd.DataFrame, chain: pd.DataFrame) -> pd.DataFrame:
     return history.reset_index()
 
 
+#: the tables of a run, by the names :func:`read_pfm_run` gives them, and their files
+RUN_TABLES = {"drift": "drift.csv", "curves": "walls.parquet", "frames": "frames.csv",
+              "latents": "walls/latents.parquet", "wall_history": "wall_history.csv",
+              "wall_latents": "wall_latents.parquet"}
+
 #: the settings each step's results depend on (besides the steps it reads); device
 #: and compile change only how fast they come
 STEP_SETTINGS = {
@@ -305,7 +311,6 @@ def run_pfm(movie: str | Path | list, out: str | Path,
         ``maps``, ``manifold``, ``out``, ``report`` (the page's path), ``reused`` (steps
         taken from an earlier run) and ``total_s`` (seconds this call took).
     """
-    from latentpath.io import read_table
     from latentpath.rvae import load_rvae
 
     started = time.perf_counter()
@@ -330,7 +335,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
 
     key = step_key("walls", config, STEP_SETTINGS["walls"], movie_key)
     keys = [key]
-    tables = ("drift.csv", "walls.parquet", "frames.csv")
+    tables = [RUN_TABLES[name] for name in ("drift", "curves", "frames")]
     if not steps.reusable("walls", key):
         steps.begin("walls", key)
         signal, valid, drift = signal_and_drift(phase.data, amplitude)
@@ -381,14 +386,14 @@ def run_pfm(movie: str | Path | list, out: str | Path,
 
     key = step_key("maps", config, STEP_SETTINGS["maps"], key)
     keys.append(key)
-    outputs = [folder / "latents.parquet", folder / "maps.npz", out / "wall_history.csv",
-               out / "wall_latents.parquet"]
+    outputs = [out / RUN_TABLES[name] for name in ("latents", "wall_history", "wall_latents")]
+    outputs.append(folder / "maps.npz")
     if not steps.reusable("maps", key):
         steps.begin("maps", key)
         physics_maps(load_rvae(folder / "model"), windows, table, signal, curves, candidates,
                      config, out)
         steps.finish("maps", key, outputs)
-    latents, history, wall_latents = (read_table(p) for p in (outputs[0], *outputs[2:]))
+    latents, history, wall_latents = (read_table(path) for path in outputs[:3])
     with np.load(folder / "maps.npz") as data:
         maps = {name: data[name] for name in ("z1", "z2", *PHYSICS)}
         manifold_ = (data["manifold_z1"], data["manifold_z2"], data["manifold"])
@@ -438,7 +443,7 @@ def physics_maps(model, windows: np.ndarray, table: pd.DataFrame, signal: np.nda
                                    for name in PHYSICS}}
     m1, m2 = latent_grid(latents, config.manifold_points)
     latents = latents.join(physics_at(maps, latents))
-    write_table(latents, out / "walls" / "latents.parquet", overwrite=True)
+    write_table(latents, out / RUN_TABLES["latents"], overwrite=True)
     save_npz(out / "walls" / "maps.npz", {**maps, "manifold": manifold(model, m1, m2),
                                           "manifold_z1": m1, "manifold_z2": m2},
              overwrite=True)
@@ -450,8 +455,9 @@ def physics_maps(model, windows: np.ndarray, table: pd.DataFrame, signal: np.nda
     if len(wall_px):
         along, along_table = cut_wall_windows(signal, wall_px, config)
         wall_latents = encode(model, along, table=along_table)
-    write_table(wall_history(curves, chain), out / "wall_history.csv", overwrite=True)
-    write_table(wall_latents, out / "wall_latents.parquet", overwrite=True)
+    write_table(wall_history(curves, chain), out / RUN_TABLES["wall_history"],
+                overwrite=True)
+    write_table(wall_latents, out / RUN_TABLES["wall_latents"], overwrite=True)
 
 
 def _pfm_record(out: Path, result: dict, steps: RunSteps, *, source: str | list,
@@ -475,8 +481,6 @@ def pfm_run_frames(out: str | Path) -> np.ndarray:
     """The frames a finished PFM run's windows were cut from: the aligned polarisation
     signal it saved (``signal.npy``; for runs without one, that of its movie, read again
     from the paths its record names and aligned by its drift)."""
-    from latentpath.io import read_table
-
     if (Path(out) / "signal.npy").is_file():
         return np.load(Path(out) / "signal.npy")
     record = read_run_record(out)
@@ -488,18 +492,12 @@ def pfm_run_frames(out: str | Path) -> np.ndarray:
 
 def read_pfm_run(out: str | Path) -> dict:
     """Tables, maps and settings of a finished PFM run directory."""
-    from latentpath.io import read_table
-
     out = Path(out)
     record = read_run_record(out)
     if record.get("pipeline") != "pfm":
         raise ValueError(f"{out} is a {record.get('pipeline')} run, not a PFM run")
     result = {"config": record, "out": out,
-              "curves": read_table(out / "walls.parquet"),
-              "latents": read_table(out / "walls" / "latents.parquet"),
-              "wall_latents": read_table(out / "wall_latents.parquet")}
-    for name in ("drift", "frames", "wall_history"):
-        result[name] = read_table(out / f"{name}.csv")
+              **{name: read_table(out / file) for name, file in RUN_TABLES.items()}}
     with np.load(out / "walls" / "maps.npz") as data:
         result["maps"] = dict(data)
     return result

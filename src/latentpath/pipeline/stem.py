@@ -41,7 +41,15 @@ import pandas as pd
 
 from latentpath import __version__
 from latentpath.graph import CC_BOND_A, find_bonds, find_rings, ring_counts
-from latentpath.io import Movie, load_movie, save_npy, save_npz, write_json, write_table
+from latentpath.io import (
+    Movie,
+    load_movie,
+    read_table,
+    save_npy,
+    save_npz,
+    write_json,
+    write_table,
+)
 from latentpath.latent import (
     RING_SIZES,
     ChemicalSpaceMap,
@@ -343,6 +351,11 @@ def track_latents(tracks: pd.DataFrame, images: np.ndarray, image_pixel_A: float
     return result.join(found), windows
 
 
+#: the tracking tables of a run and their files
+TRACK_TABLES = {"tracks": "tracks.parquet", "drift": "drift.csv",
+                "transitions": "transitions.csv", "transition_counts": "transition_counts.csv",
+                "state_lifetimes": "state_lifetimes.csv"}
+
 #: the settings each step's results depend on (besides the steps it reads); device
 #: and compile change only how fast they come
 STEP_SETTINGS = {
@@ -393,7 +406,6 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
         page's path), ``reused`` (steps taken from an earlier run) and ``total_s``
         (seconds this call took).
     """
-    from latentpath.io import read_table
     from latentpath.rvae import load_rvae
 
     started = time.perf_counter()
@@ -450,8 +462,6 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
 
     key = step_key("tracks", config, STEP_SETTINGS["tracks"], keys[0], keys[1])
     keys.append(key)
-    tables = ("tracks.parquet", "drift.csv", "transitions.csv", "transition_counts.csv",
-              "state_lifetimes.csv")
     if not steps.reusable("tracks", key):
         steps.begin("tracks", key)
         tracks, drift = track_atoms(atoms, movie.data.shape[1:], px, config)
@@ -466,11 +476,10 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
         write_tracks(out, tracks, drift, overwrite=True)
         save_npz(out / "atom" / "track_windows.npz", {"windows": track_windows},
                  overwrite=True)
-        steps.finish("tracks", key, [*(out / name for name in tables),
+        steps.finish("tracks", key, [*(out / name for name in TRACK_TABLES.values()),
                                      out / "atom" / "track_windows.npz"],
                      note=f"{tracks['track'].nunique()} tracks, {len(tracks)} atom-frames")
-    for name in tables:
-        result[name.split(".")[0]] = read_table(out / name)
+    result.update(_read_tracks(out))
     with np.load(out / "atom" / "track_windows.npz") as data:
         result["track_windows"] = data["windows"]
 
@@ -495,7 +504,6 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
     ``result``. Returns the model, if trained or encoded with here, and the maps' key."""
     import shutil
 
-    from latentpath.io import read_table
     from latentpath.rvae import encode, load_rvae
 
     folder = steps.out / kind
@@ -542,11 +550,7 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
                                        "manifold_z1": m1, "manifold_z2": m2},
                  overwrite=True)
         steps.finish(f"{kind} maps", key, [folder / "latents.parquet", folder / "maps.npz"])
-    result[f"latents_{kind}"] = read_table(folder / "latents.parquet")
-    with np.load(folder / "maps.npz") as data:
-        result[f"map_{kind}"] = ChemicalSpaceMap.from_arrays(dict(data))
-        result[f"manifold_{kind}"] = (data["manifold_z1"], data["manifold_z2"],
-                                      data["manifold"])
+    result.update(_read_kind(folder, kind))
     return model, key
 
 
@@ -568,11 +572,24 @@ def _stem_record(out: Path, movie: Movie, result: dict, steps: RunSteps, *,
     return [*figures, record, write_report(out, movie.data, overwrite=True)]
 
 
+def _read_kind(folder: Path, kind: str) -> dict:
+    """``latents_<kind>``, ``map_<kind>`` and ``manifold_<kind>`` (z1, z2, images) of a
+    run's window folder."""
+    with np.load(folder / "maps.npz") as data:
+        return {f"latents_{kind}": read_table(folder / "latents.parquet"),
+                f"map_{kind}": ChemicalSpaceMap.from_arrays(dict(data)),
+                f"manifold_{kind}": (data["manifold_z1"], data["manifold_z2"],
+                                     data["manifold"])}
+
+
+def _read_tracks(out: Path) -> dict[str, pd.DataFrame]:
+    """A run's :data:`TRACK_TABLES`."""
+    return {name: read_table(out / file) for name, file in TRACK_TABLES.items()}
+
+
 def _read_rings(path: Path) -> pd.DataFrame:
     """rings.parquet with each ring's members as a tuple of atom rows, as
     :func:`frame_graphs` gives them."""
-    from latentpath.io import read_table
-
     rings = read_table(path)
     rings["members"] = [tuple(int(i) for i in m) for m in rings.members]
     return rings
@@ -589,8 +606,7 @@ def write_tracks(out: Path, tracks: pd.DataFrame, drift: pd.DataFrame, *,
               "transition_counts": transition_counts(transitions),
               "state_lifetimes": state_lifetimes(tracks)}
     for name, table in tables.items():
-        write_table(table, out / (f"{name}.parquet" if name == "tracks" else f"{name}.csv"),
-                    overwrite=overwrite)
+        write_table(table, out / TRACK_TABLES[name], overwrite=overwrite)
     return tables
 
 
@@ -604,19 +620,13 @@ def stem_run_frames(out: str | Path) -> np.ndarray:
 
 
 def read_stem_run(out: str | Path) -> dict:
-    """Tables, maps and settings of a finished STEM run directory."""
-    from latentpath.io import read_table
-
+    """Tables, maps, manifolds and settings of a finished STEM run directory: what
+    :func:`run_stem` returned, with ``config`` (the run's record)."""
     out = Path(out)
-    record = read_run_record(out)
-    result = {"config": record, "out": out, "atoms": read_table(out / "atoms.parquet"),
-              "rings": _read_rings(out / "rings.parquet"),
-              "tracks": read_table(out / "tracks.parquet")}
-    for name in ("drift", "transitions", "transition_counts", "state_lifetimes"):
-        result[name] = read_table(out / f"{name}.csv")
+    result = {"config": read_run_record(out), "out": out,
+              "atoms": read_table(out / "atoms.parquet"),
+              "rings": _read_rings(out / "rings.parquet"), **_read_tracks(out)}
     for kind in KINDS:
-        result[f"latents_{kind}"] = read_table(out / kind / "latents.parquet")
-        with np.load(out / kind / "maps.npz") as data:
-            result[f"map_{kind}"] = ChemicalSpaceMap.from_arrays(dict(data))
+        result.update(_read_kind(out / kind, kind))
     return result
 
