@@ -92,12 +92,12 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     stores = {movie: _zarr_store(movie, folder, channel, overwrite)
               for movie, folder in folders.items()}
     sizes = {movie: _pixel_size(store, pixel_size_A) for movie, store in stores.items()}
+    n_frames = {movie: open_zarr_frames(store)[0].shape[0] for movie, store in stores.items()}
     tasks = []
-    for movie, store in stores.items():
-        n_frames = open_zarr_frames(store)[0].shape[0]
+    for movie, n in n_frames.items():
         (folders[movie] / "parts").mkdir(exist_ok=True)
-        tasks += [(movie, start, min(start + frames_per_task, n_frames))
-                  for start in range(0, n_frames, frames_per_task)]
+        tasks += [(movie, start, min(start + frames_per_task, n))
+                  for start in range(0, n, frames_per_task)]
     # one torch thread per core of a local cluster, shared among its workers
     threads = None if scheduler else max(1, (os.cpu_count() or 1) // workers)
     if scheduler:
@@ -108,8 +108,8 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         client = Client(cluster)
     try:
         futures = [client.submit(_atoms_of_frames, str(stores[movie]), start, stop,
-                                 sizes[movie], device, threads,
-                                 str(_part(folders[movie], start)), pure=False)
+                                 sizes[movie], device, threads, str(folders[movie]),
+                                 pure=False)
                    for movie, start, stop in tasks]
         for future in tqdm(as_completed(futures), total=len(futures), desc="frame tasks",
                            disable=not progress):
@@ -125,7 +125,7 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         write_table(atoms, folder / "atoms.parquet", overwrite=True)
         write_table(rings, folder / "rings.parquet", overwrite=True)
         rows.append({"movie": str(movie), "folder": str(folder),
-                     "frames": open_zarr_frames(stores[movie])[0].shape[0], "atoms": len(atoms),
+                     "frames": n_frames[movie], "atoms": len(atoms),
                      "rings": len(rings), "pixel_size_A": sizes[movie]})
     table = pd.DataFrame(rows)
     table["seconds"] = round(time.perf_counter() - started, 2)
@@ -168,14 +168,15 @@ def _pixel_size(store: Path, pixel_size_A: float | None) -> float:
     return movie_pixel_size_A(first, pixel_size_A)[0]
 
 
-def _part(folder: Path, start: int) -> Path:
-    return folder / "parts" / f"atoms-{start:07d}.parquet"
+def _part(folder: Path, start: int, table: str) -> Path:
+    """The part file of ``table`` ("atoms" or "rings") of the task from frame ``start``."""
+    return folder / "parts" / f"{table}-{start:07d}.parquet"
 
 
 def _atoms_of_frames(store: str, start: int, stop: int, pixel_size_A: float, device: str,
-                     threads: int | None, part: str) -> int:
+                     threads: int | None, folder: str) -> int:
     """One task: atoms and rings of frames ``start:stop`` of a Zarr store, written to
-    ``part`` (atoms) and its ``rings`` sibling, frames numbered as in the movie."""
+    their parts in ``folder``, frames numbered as in the movie."""
     import torch
 
     from latentpath.atoms import find_atoms
@@ -192,10 +193,9 @@ def _atoms_of_frames(store: str, start: int, stop: int, pixel_size_A: float, dev
     atoms, rings = frame_graphs(atoms, pixel_size_A)
     atoms["frame"] += start
     rings["frame"] += start
-    part = Path(part)
     write_table(rings.assign(members=[list(m) for m in rings.members]),
-                part.with_name(part.name.replace("atoms-", "rings-")), overwrite=True)
-    write_table(atoms, part, overwrite=True)
+                _part(Path(folder), start, "rings"), overwrite=True)
+    write_table(atoms, _part(Path(folder), start, "atoms"), overwrite=True)
     return len(atoms)
 
 
@@ -204,9 +204,8 @@ def _join_parts(folder: Path, starts: list[int]) -> tuple[pd.DataFrame, pd.DataF
     joined atom table."""
     atoms, rings, offset = [], [], 0
     for start in starts:
-        part = _part(folder, start)
-        chunk = read_table(part)
-        ring_part = read_table(part.with_name(part.name.replace("atoms-", "rings-")))
+        chunk = read_table(_part(folder, start, "atoms"))
+        ring_part = read_table(_part(folder, start, "rings"))
         ring_part["members"] = [[int(i) + offset for i in m] for m in ring_part.members]
         atoms.append(chunk)
         rings.append(ring_part)

@@ -267,7 +267,7 @@ def train_segmenter(model: AtomUNet, images: np.ndarray, labels: np.ndarray, *,
         whole = yb.to(device)
         value = criterion(net(xb[mine].to(device)), whole[mine], whole)
         # DistributedDataParallel averages the processes' gradients; their parts add up
-        (value * group.world if group.world > 1 else value).backward()
+        (value * group.world).backward()
         optimizer.step()
         running += float(value.detach())
         if step % 50 == 0 or step == steps:

@@ -253,7 +253,7 @@ def fit_rvae(
                 terms = plain
                 rec, kl = terms(x, eps[mine], beta, bf16)
             optimizer.zero_grad()
-            ((rec + kl) * share if group.world > 1 else rec + kl).backward()
+            ((rec + kl) * share).backward()
             optimizer.step()
             n = len(x) if share else 0
             sums += [float(rec.detach()) * n, float(kl.detach()) * n]
