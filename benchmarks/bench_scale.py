@@ -1,12 +1,15 @@
 """How time and memory grow with the number of frames and of Dask workers.
 
     python benchmarks/bench_scale.py [--frames 10 100 1000 --workers 1 2 --size 256]
+                                     [--run latentpath-demo/stem-run]
 
 One synthetic STEM movie (the longest asked for) is written as Zarr stores of its first
 N frames. `latentpath.scale.atoms_many` then finds the atoms and rings of each store
-on a local cluster of 1 or 2 workers. The peak memory is sampled every 0.1 s over
-this process and all its children (scheduler, nannies, workers): the whole tree's
-resident memory at its peak, and the largest single worker's.
+on a local cluster of 1 or 2 workers; with ``--run`` (a trained STEM run, e.g. the
+demo's), it also encodes a window around every atom and ring with the run's models.
+The peak memory is sampled every 0.1 s over this process and all its children
+(scheduler, nannies, workers): the whole tree's resident memory at its peak, and the
+largest single worker's.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames-per-task", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", help="a trained STEM run: also encode every window")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -72,18 +76,20 @@ def main() -> None:
         print(f"synthetic movie {max(args.frames)} x {args.size}^2 and its Zarr stores: "
               f"{time.perf_counter() - start:.0f} s (not counted)")
         del sim
-        print("frames  workers  seconds  ms/frame  peak tree MB  peak worker MB  atoms")
+        print("frames  workers  seconds  ms/frame  peak tree MB  peak worker MB  atoms  "
+              "windows")
         for n, store in stores.items():
             for workers in args.workers:
                 out = Path(tmp) / f"out{n}-{workers}"
                 with PeakMemory() as memory:
                     start = time.perf_counter()
-                    table = atoms_many([store], out, workers=workers,
+                    table = atoms_many([store], out, run=args.run, workers=workers,
                                        frames_per_task=args.frames_per_task, progress=False)
                     seconds = time.perf_counter() - start
+                windows = table.filter(like="windows_").sum(axis=1).iloc[0]
                 print(f"{n:6d}  {workers:7d}  {seconds:7.1f}  {1000 * seconds / n:8.1f}  "
                       f"{memory.tree_mb:12.0f}  {memory.worker_mb:14.0f}  "
-                      f"{int(table.atoms.iloc[0]):6d}", flush=True)
+                      f"{int(table.atoms.iloc[0]):6d}  {int(windows):7d}", flush=True)
 
 
 if __name__ == "__main__":

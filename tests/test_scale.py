@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentpath.atoms import find_atoms
+from latentpath.atoms import find_atoms, save_model, self_train
 from latentpath.io import Movie, save_zarr
+from latentpath.pipeline import StemConfig, run_stem
 from latentpath.pipeline.stem import frame_graphs
+from latentpath.pipeline.steps import RunSteps
 from latentpath.scale import atoms_many
 from latentpath.synth import synth_stem_movie, write_synth_stem
 
@@ -33,8 +35,87 @@ def test_many_movies_in_frame_tasks_give_the_one_process_tables(tmp_path):
     # the npz was written as a Zarr store; the Zarr store was streamed where it was
     assert (tmp_path / "out" / "sim" / "movie.zarr").is_dir()
     assert not (tmp_path / "out" / "other" / "movie.zarr").exists()
-    with pytest.raises(FileExistsError):
-        atoms_many([npz], tmp_path / "out", progress=False)
+    # the same call again reuses every task; other settings are refused, naming them
+    again = atoms_many([npz, store], tmp_path / "out", workers=2, frames_per_task=2,
+                       progress=False)
+    assert again.tasks_reused.tolist() == [3, 3]
+    with pytest.raises(FileExistsError, match=r"config\.pixel_size_A: None -> 0\.2"):
+        atoms_many([npz], tmp_path / "out", pixel_size_A=0.2, progress=False)
+    # other tasks give the same tables, and the old tasks' parts go
+    atoms_many([npz], tmp_path / "out", frames_per_task=3, progress=False)
+    found = pd.read_parquet(tmp_path / "out" / "sim" / "atoms.parquet")
+    pd.testing.assert_frame_equal(found, atoms.reset_index(drop=True), check_dtype=False)
+    assert sorted(p.name for p in (tmp_path / "out" / "sim" / "parts").iterdir()) == [
+        "atoms-0000000.parquet", "atoms-0000003.parquet",
+        "rings-0000000.parquet", "rings-0000003.parquet"]
+
+
+def test_a_killed_call_resumes_from_its_finished_tasks(tmp_path, monkeypatch):
+    sim = synth_stem_movie(4, 128, seed=5)
+    npz = write_synth_stem(sim, tmp_path / "sim.npz")
+    reference = atoms_many([npz], tmp_path / "straight", frames_per_task=1, progress=False)
+    finish, stamped = RunSteps.finish, []
+
+    def killed_after_two_tasks(self, step, *args, **kwargs):
+        if step.startswith("frames"):
+            if len(stamped) == 2:
+                raise KeyboardInterrupt
+            stamped.append(step)
+        finish(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(RunSteps, "finish", killed_after_two_tasks)
+    with pytest.raises(KeyboardInterrupt):
+        atoms_many([npz], tmp_path / "out", frames_per_task=1, progress=False)
+    monkeypatch.setattr(RunSteps, "finish", finish)
+    resumed = atoms_many([npz], tmp_path / "out", frames_per_task=1, progress=False)
+    assert resumed.tasks_reused.tolist() == [2]
+    assert resumed.atoms.tolist() == reference.atoms.tolist()
+    for name in ("atoms", "rings"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out/sim" / f"{name}.parquet"),
+                                      pd.read_parquet(tmp_path / f"straight/sim/{name}.parquet"))
+
+
+def test_windows_encoded_on_the_cluster_are_the_runs_own(tmp_path):
+    sim = synth_stem_movie(3, 192, seed=3, final_disorder=0.3)
+    npz = write_synth_stem(sim, tmp_path / "sim.npz")
+    config = StemConfig(epochs=2, hidden=32, layers=2, map_points=24, manifold_points=4,
+                        compile=False, precision="float32", device="cpu",
+                        atoms_per_frame={"C": 40}, hollow_per_frame=30, track_species=None)
+    run = run_stem(npz, tmp_path / "run", config, progress=False)
+    summary = atoms_many([npz], tmp_path / "out", run=tmp_path / "run", workers=2,
+                         frames_per_task=2, progress=False)
+    folder = tmp_path / "out" / "sim"
+    # every atom and every ring with a whole window in its frame is encoded
+    for kind, centres in (("atom", "atoms"), ("hollow", "rings")):
+        latents = pd.read_parquet(folder / f"latents_{kind}.parquet")
+        assert summary[f"windows_{kind}"].iloc[0] == len(latents)
+        # the run drew 40 C a frame; hollow sites were all drawn (30 a frame is more)
+        assert len(latents) > (3 * len(run[f"latents_{kind}"]) // 2 if kind == "atom" else
+                               len(run[f"latents_{kind}"]) - 1)
+        assert latents[kind if kind == "atom" else "ring"].is_unique
+        centre = pd.read_parquet(folder / f"{centres}.parquet")
+        row = latents["atom" if kind == "atom" else "ring"]
+        np.testing.assert_allclose(latents[["y", "x"]], centre.loc[row, ["y", "x"]])
+        # the run's sampled windows are among them, with the same latents and classes
+        own = run[f"latents_{kind}"]
+        key = "atom" if kind == "atom" else "ring"
+        both = own.merge(latents, on=key, suffixes=("", "_many"))
+        assert len(both) == len(own)
+        for name in ("angle", "z1", "z2"):
+            np.testing.assert_allclose(both[f"{name}_many"], both[name], atol=1e-5)
+        assert (both["map_structure_many"] == both["map_structure"]).all()
+    # a run's self-trained segmentation model finds the atoms of the other movies too
+    tuned, _ = self_train(sim.movie, n_frames=1, pixel_size_A=sim.pixel_size_A, steps=3,
+                          batch_size=2, device="cpu")
+    save_model(tuned, tmp_path / "run" / "segmenter")
+    before = pd.read_parquet(folder / "atoms.parquet")
+    with pytest.raises(FileExistsError, match=r"config\.run"):
+        atoms_many([npz], tmp_path / "out", run=tmp_path / "run", progress=False)
+    atoms_many([npz], tmp_path / "out", run=tmp_path / "run", overwrite=True, progress=False)
+    expected = find_atoms(sim.movie, pixel_size_A=sim.pixel_size_A, model=tuned, device="cpu")
+    found = pd.read_parquet(folder / "atoms.parquet")
+    pd.testing.assert_frame_equal(found[expected.columns], expected, check_dtype=False)
+    assert not found.equals(before)
 
 
 def test_bad_requests_are_refused_before_any_work(tmp_path):
@@ -57,5 +138,9 @@ def test_command_line(tmp_path, capsys):
     assert main(["atoms-many", str(npz), "--out", str(tmp_path / "out"), "--workers", "2",
                  "--frames-per-task", "1"]) == 0
     assert "a.npz: 2 frames" in capsys.readouterr().out
-    assert main(["atoms-many", str(npz), "--out", str(tmp_path / "out")]) == 2
+    assert main(["atoms-many", str(npz), "--out", str(tmp_path / "out"), "--frames-per-task",
+                 "1"]) == 0
+    assert "2 task(s) reused" in capsys.readouterr().out
+    assert main(["atoms-many", str(npz), "--out", str(tmp_path / "out"), "--pixel-size",
+                 "0.2"]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -400,12 +400,17 @@ def _report(args: argparse.Namespace) -> None:
 def _atoms_many(args: argparse.Namespace) -> None:
     from latentpath.scale import atoms_many
 
-    table = atoms_many(args.movies, args.out, scheduler=args.scheduler, workers=args.workers,
-                       frames_per_task=args.frames_per_task, pixel_size_A=args.pixel_size,
-                       channel=args.channel, device=args.device, overwrite=args.overwrite)
-    for row in table.itertuples():
-        print(f"{row.movie}: {row.frames} frames, {row.atoms} atoms, {row.rings} rings "
-              f"({row.pixel_size_A:.4g} A/px) -> {row.folder}/")
+    table = atoms_many(args.movies, args.out, run=args.run, scheduler=args.scheduler,
+                       workers=args.workers, frames_per_task=args.frames_per_task,
+                       pixel_size_A=args.pixel_size, channel=args.channel, device=args.device,
+                       overwrite=args.overwrite, resume=args.resume)
+    for row in table.to_dict("records"):
+        windows = "".join(f", {row[f'windows_{kind}']} {kind} windows encoded"
+                          for kind in ("atom", "hollow") if f"windows_{kind}" in row)
+        reused = f"; {row['tasks_reused']} task(s) reused" if row["tasks_reused"] else ""
+        print(f"{row['movie']}: {row['frames']} frames, {row['atoms']} atoms, "
+              f"{row['rings']} rings{windows} ({row['pixel_size_A']:.4g} A/px{reused}) "
+              f"-> {row['folder']}/")
     print(f"{len(table)} movie(s) in {table.seconds.iloc[0]:.1f} s")
 
 
@@ -603,10 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
     atoms.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     atoms.set_defaults(func=_atoms)
 
-    many = sub.add_parser("atoms-many", help="atoms and rings of many movies, frame tasks "
-                                             "in parallel on a Dask cluster")
+    many = sub.add_parser("atoms-many", help="atoms and rings of many movies (with --run, "
+                                             "the latents of every atom and ring), frame "
+                                             "tasks in parallel on a Dask cluster")
     many.add_argument("movies", nargs="+", help="movie files or .zarr stores")
     many.add_argument("--out", required=True, help="results folder, one subfolder per movie")
+    many.add_argument("--run", help="a finished STEM run whose skip-rVAEs encode a window "
+                                    "around every atom and ring, labelled by its maps")
     many.add_argument("--workers", type=int, default=1,
                       help="processes of the local cluster (default %(default)s)")
     many.add_argument("--scheduler", help="address of a running Dask scheduler "
@@ -616,7 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--pixel-size", type=float, help="angstrom per pixel of every movie")
     many.add_argument("--channel", help="dataset or channel name inside the files")
     many.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    many.add_argument("--overwrite", action="store_true", help="replace earlier results")
+    many.add_argument("--overwrite", action="store_true",
+                      help="replace the results of a different earlier call")
+    many.add_argument("--no-resume", dest="resume", action="store_false",
+                      help="run every task again instead of reusing finished ones")
     many.set_defaults(func=_atoms_many)
 
     rvae = sub.add_parser("rvae", help="train a skip-rVAE on a stack of windows (N, w, w)")

@@ -1,25 +1,31 @@
 """Frame-parallel steps over many movies on a Dask cluster, frames streamed from Zarr.
 
-Atom finding and the bond graph treat each frame on its own, so a movie splits into
-tasks of a few frames. Each task reads only its frames from the movie's Zarr store
-(:func:`latentpath.io.open_zarr_frames`), finds their atoms and rings, and writes them
-to a part file. Memory therefore stays that of one task per worker, however long the
-movies. The tasks run on a local cluster of ``workers`` processes, or on any Dask
-scheduler (``scheduler="tcp://host:8786"``), whose workers must see the same files.
+Atom finding, the bond graph, windows and their encoding treat each frame on its own,
+so a movie splits into tasks of a few frames. Each task reads only its frames from the
+movie's Zarr store (:func:`latentpath.io.open_zarr_frames`), finds their atoms and
+rings, and, given a trained STEM run, cuts a window around every atom and every ring
+and encodes it with the run's skip-rVAEs. Its results go to part files. Memory
+therefore stays that of one task per worker, however long the movies. The tasks run
+on a local cluster of ``workers`` processes, or on any Dask scheduler
+(``scheduler="tcp://host:8786"``), whose workers must see the same files.
 
 :func:`atoms_many` writes, for each movie::
 
     OUT/<movie>/movie.zarr      the movie as a Zarr store (unless it was one already)
-    OUT/<movie>/parts/          atoms and rings of each task's frames
+    OUT/<movie>/parts/          each task's tables
     OUT/<movie>/atoms.parquet   frame, y, x, species, score, coordination, n5..n8
     OUT/<movie>/rings.parquet   frame, ring, size, y, x, members (rows of atoms.parquet)
+    OUT/<movie>/latents_atom.parquet, latents_hollow.parquet   (with a run) every
+        window's frame, y, x, its atom or ring row, latents and the run's map class
 
-These are the tables :func:`latentpath.atoms.find_atoms` and
-:func:`latentpath.pipeline.frame_graphs` give for the whole movie in one process.
+These are the tables the one-process functions give for the whole movie. Each task is
+stamped when its parts are written (:mod:`latentpath.pipeline.steps`), so a call
+killed part way resumes: the next call into ``OUT`` runs only the missing tasks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -29,22 +35,27 @@ import numpy as np
 import pandas as pd
 
 from latentpath.io import (
+    Movie,
     MovieError,
-    check_writable,
     load_movie,
     open_zarr_frames,
     read_table,
     save_zarr,
     write_table,
 )
+from latentpath.pipeline.steps import RunSteps, content_key
+
+#: the window kinds a run's models encode, and the table each kind is centred on
+KIND_TABLES = {"atom": "atoms", "hollow": "rings"}
 
 
 def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-               scheduler: str | None = None, workers: int = 1, frames_per_task: int = 8,
-               pixel_size_A: float | None = None, channel: str | None = None,
-               device: str = "cpu", overwrite: bool = False, progress: bool = True
-               ) -> pd.DataFrame:
-    """Atoms and rings of every frame of many movies, in parallel on a Dask cluster.
+               run: str | os.PathLike | None = None, scheduler: str | None = None,
+               workers: int = 1, frames_per_task: int = 8, pixel_size_A: float | None = None,
+               channel: str | None = None, device: str = "cpu", overwrite: bool = False,
+               resume: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Atoms and rings of every frame of many movies, and with ``run`` the latents of a
+    window around every atom and ring, in parallel on a Dask cluster.
 
     Parameters
     ----------
@@ -54,6 +65,11 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         streamed and never read whole.
     out : path
         Folder of the results, one subfolder per movie (named after its file).
+    run : path, optional
+        A finished STEM run (:func:`latentpath.pipeline.run_stem`) whose skip-rVAEs
+        encode the windows: they are cut as the run cut its own (window size, source
+        image, taper) and labelled with its chemical-space maps. Its self-trained
+        segmentation model, if it has one, also finds the atoms.
     scheduler : str, optional
         Address of a running Dask scheduler; by default a local cluster is started.
     workers : int
@@ -66,14 +82,18 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     channel : str, optional
         Channel or dataset inside the files.
     device : str
-        Where each task segments ("cpu", "cuda", "auto").
+        Where each task segments and encodes ("cpu", "cuda", "auto").
     overwrite : bool
-        Replace the results of an earlier call in ``out``.
+        Replace the results of a different earlier call in ``out`` (other settings, run
+        or movie content); tasks the two share are still reused.
+    resume : bool
+        Reuse the tasks an earlier call with the same inputs finished (False: run all).
 
     Returns
     -------
     DataFrame
-        Per movie: ``movie, folder, frames, atoms, rings, pixel_size_A``, and
+        Per movie: ``movie, folder, frames, atoms, rings`` (with a run also
+        ``windows_atom, windows_hollow``), ``pixel_size_A``, ``tasks_reused``, and
         ``seconds``, the time of the whole call (all movies together).
     """
     from dask.distributed import Client, LocalCluster, as_completed
@@ -84,52 +104,129 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     if workers < 1 or frames_per_task < 1:
         raise ValueError(f"workers and frames_per_task must be at least 1, got {workers} "
                          f"and {frames_per_task}")
-    out = Path(out)
-    folders = _movie_folders([Path(m) for m in movies], out)
-    check_writable([folder / "atoms.parquet" for folder in folders.values()],
-                   overwrite=overwrite)
     started = time.perf_counter()
-    stores = {movie: _zarr_store(movie, folder, channel, overwrite)
-              for movie, folder in folders.items()}
-    sizes = {movie: _pixel_size(store, pixel_size_A) for movie, store in stores.items()}
-    n_frames = {movie: open_zarr_frames(store)[0].shape[0] for movie, store in stores.items()}
-    tasks = []
-    for movie, n in n_frames.items():
-        (folders[movie] / "parts").mkdir(exist_ok=True)
-        tasks += [(movie, start, min(start + frames_per_task, n))
-                  for start in range(0, n, frames_per_task)]
+    run_key = None if run is None else _run_key(Path(run))
+    run = None if run is None else str(Path(run).resolve())
+    folders = _movie_folders([Path(m) for m in movies], Path(out))
+    movies_steps, tasks, todo = {}, {}, []
+    for movie, folder in folders.items():
+        steps, store, n_frames, px = _open_movie(movie, folder, run_key, pixel_size_A,
+                                                 channel, overwrite, resume)
+        movies_steps[movie] = steps, n_frames, px
+        (folder / "parts").mkdir(exist_ok=True)
+        for start in range(0, n_frames, frames_per_task):
+            stop = min(start + frames_per_task, n_frames)
+            name = f"frames {start:07d}-{stop - 1:07d}"
+            key = content_key(name, steps.values("movie")["movie_key"], px, run_key)
+            tasks[movie, start] = name, key, (*store, start, stop, px)
+            if not steps.reusable(name, key):
+                steps.begin(name, key)
+                todo.append((movie, start))
     # one torch thread per core of a local cluster, shared among its workers
     threads = None if scheduler else max(1, (os.cpu_count() or 1) // workers)
-    if scheduler:
-        client, cluster = Client(scheduler), None
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    try:
-        futures = [client.submit(_atoms_of_frames, str(stores[movie]), start, stop,
-                                 sizes[movie], device, threads, str(folders[movie]),
-                                 pure=False)
-                   for movie, start, stop in tasks]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="frame tasks",
-                           disable=not progress):
-            future.result()  # raises here what failed on a worker
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    if todo:
+        if scheduler:
+            client, cluster = Client(scheduler), None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        try:
+            futures = {client.submit(_frames_task, *tasks[task][2], run, device, threads,
+                                     str(folders[task[0]]), pure=False): task
+                       for task in todo}
+            for future in tqdm(as_completed(futures), total=len(futures),
+                               desc="frame tasks", disable=not progress):
+                seconds, files = future.result()  # raises here what failed on a worker
+                movie, start = futures[future]
+                name, key, _ = tasks[movie, start]
+                movies_steps[movie][0].finish(name, key, [Path(f) for f in files],
+                                              seconds=seconds)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
     rows = []
     for movie, folder in folders.items():
-        starts = sorted(start for m, start, _ in tasks if m == movie)
-        atoms, rings = _join_parts(folder, starts)
-        write_table(atoms, folder / "atoms.parquet", overwrite=True)
-        write_table(rings, folder / "rings.parquet", overwrite=True)
-        rows.append({"movie": str(movie), "folder": str(folder),
-                     "frames": n_frames[movie], "atoms": len(atoms),
-                     "rings": len(rings), "pixel_size_A": sizes[movie]})
+        steps, n_frames, px = movies_steps[movie]
+        starts = sorted(start for m, start in tasks if m == movie)
+        tables = _join(steps, folder, [tasks[movie, start][1] for start in starts], starts,
+                       run is not None)
+        row = {"movie": str(movie), "folder": str(folder), "frames": n_frames,
+               "atoms": len(tables["atoms"]), "rings": len(tables["rings"])}
+        row.update({f"windows_{kind}": len(tables[f"latents_{kind}"])
+                    for kind in KIND_TABLES if f"latents_{kind}" in tables})
+        row["pixel_size_A"] = px
+        row["tasks_reused"] = sum(name.startswith("frames ") for name in steps.reused)
+        rows.append(row)
     table = pd.DataFrame(rows)
     table["seconds"] = round(time.perf_counter() - started, 2)
     return table
+
+
+def _run_key(run: Path) -> str:
+    """A hash of what the windows' latents depend on in a STEM run: its settings, the
+    skip-rVAEs' weights, the maps and the segmentation model it trained, if any."""
+    from latentpath.pipeline.common import read_run_record
+
+    record = read_run_record(run)
+    if record.get("pipeline") != "stem":
+        raise ValueError(f"{run} is a {record.get('pipeline')!r} run; windows are encoded "
+                         "with the models of a STEM run")
+    files = [run / kind / name for kind in KIND_TABLES
+             for name in ("model/weights.safetensors", "maps.npz")]
+    missing = [str(f.relative_to(run)) for f in files if not f.is_file()]
+    if missing:
+        raise ValueError(f"{run} is not a finished STEM run: missing {', '.join(missing)}")
+    segmenter = run / "segmenter" / "weights.safetensors"
+    files += [segmenter] if segmenter.is_file() else []
+    return content_key(record["config"],
+                       *(np.frombuffer(f.read_bytes(), np.uint8) for f in files))
+
+
+def _open_movie(movie: Path, folder: Path, run_key: str | None, pixel_size_A: float | None,
+                channel: str | None, overwrite: bool, resume: bool
+                ) -> tuple[RunSteps, tuple[str, str | None], int, float]:
+    """Claim the movie's folder, write the movie's Zarr store if it has none, and fix
+    its pixel size (step "movie"). Returns the folder's steps, the store and the array
+    in it, the number of frames and angstrom per pixel."""
+    from latentpath import __version__
+
+    zarr_input = movie.suffix.lower() == ".zarr"
+    if zarr_input:
+        frames = open_zarr_frames(movie, channel)[0]  # fails here on a bad store
+        movie_key = _store_key(movie, frames)
+        data = None
+    else:
+        data = load_movie(movie, channel=channel)
+        movie_key = content_key(data.data, data.pixel_size, data.pixel_unit)
+    identity = {"pipeline": "atoms-many", "version": __version__, "movie_key": movie_key,
+                "truth": None, "config": {"pixel_size_A": pixel_size_A, "channel": channel,
+                                          "run": run_key}}
+    steps = RunSteps.open(folder, identity, outputs=[folder / "atoms.parquet",
+                                                     folder / "movie.zarr"],
+                          overwrite=overwrite, resume=resume, progress=False)
+    store, array = (movie, channel) if zarr_input else (folder / "movie.zarr", None)
+    key = content_key("movie", movie_key, pixel_size_A)
+    if not steps.reusable("movie", key):
+        steps.begin("movie", key)
+        if data is not None:
+            save_zarr(data, store, chunk_frames=1, overwrite=True)
+        frames = open_zarr_frames(store, array)[0]
+        steps.finish("movie", key, [] if zarr_input else [store],
+                     values={"movie_key": movie_key, "frames": int(frames.shape[0]),
+                             "pixel_size_A": _pixel_size(store, array, pixel_size_A)})
+    values = steps.values("movie")
+    return steps, (str(store), array), values["frames"], values["pixel_size_A"]
+
+
+def _store_key(store: Path, frames) -> str:
+    """A Zarr store's identity without reading it: where it is, its shape and type,
+    and the names, sizes and times of its files."""
+    files = sorted(p for p in store.rglob("*") if p.is_file())
+    return content_key(str(store.resolve()), list(frames.shape), str(frames.dtype),
+                       [(str(p.relative_to(store)), p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in files])
 
 
 def _movie_folders(movies: list[Path], out: Path) -> dict[Path, Path]:
@@ -145,22 +242,11 @@ def _movie_folders(movies: list[Path], out: Path) -> dict[Path, Path]:
     return folders
 
 
-def _zarr_store(movie: Path, folder: Path, channel: str | None, overwrite: bool) -> Path:
-    """The movie's Zarr store: the movie itself, or a copy written into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if movie.suffix.lower() == ".zarr":
-        open_zarr_frames(movie, channel)  # fail here, on the client, on a bad store
-        return movie
-    return save_zarr(load_movie(movie, channel=channel), folder / "movie.zarr",
-                     chunk_frames=1, overwrite=overwrite)
-
-
-def _pixel_size(store: Path, pixel_size_A: float | None) -> float:
+def _pixel_size(store: Path, array: str | None, pixel_size_A: float | None) -> float:
     """The movie's pixel size (angstrom): given, from the store, or from its lattice."""
     from latentpath.atoms.find import movie_pixel_size_A
-    from latentpath.io import Movie
 
-    frames, attrs = open_zarr_frames(store)
+    frames, attrs = open_zarr_frames(store, array)
     if frames.ndim != 3 or frames.shape[0] == 0:
         raise MovieError(f"{store}: expected frames (T, H, W), got shape {frames.shape}")
     first = Movie(np.asarray(frames[: min(5, frames.shape[0])]),
@@ -169,45 +255,110 @@ def _pixel_size(store: Path, pixel_size_A: float | None) -> float:
 
 
 def _part(folder: Path, start: int, table: str) -> Path:
-    """The part file of ``table`` ("atoms" or "rings") of the task from frame ``start``."""
+    """The part file of ``table`` (atoms, rings, latents_atom, ...) of the task from frame
+    ``start``."""
     return folder / "parts" / f"{table}-{start:07d}.parquet"
 
 
-def _atoms_of_frames(store: str, start: int, stop: int, pixel_size_A: float, device: str,
-                     threads: int | None, folder: str) -> int:
-    """One task: atoms and rings of frames ``start:stop`` of a Zarr store, written to
-    their parts in ``folder``, frames numbered as in the movie."""
+def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_size_A: float,
+                 run: str | None, device: str, threads: int | None, folder: str
+                 ) -> tuple[float, list[str]]:
+    """One task: atoms and rings of frames ``start:stop`` of a Zarr store's ``array``
+    (None: ``movie``), and with a ``run`` the latents of their windows, written to their
+    parts in ``folder`` with frames numbered as in the movie. Returns its seconds and
+    the files it wrote."""
     import torch
 
-    from latentpath.atoms import find_atoms
+    from latentpath.atoms import find_atoms, load_model
     from latentpath.pipeline.stem import frame_graphs
 
+    began = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    frames = np.asarray(open_zarr_frames(store)[0][start:stop], dtype=np.float32)
+    frames = np.asarray(open_zarr_frames(store, array)[0][start:stop], dtype=np.float32)
+    segmenter = None if run is None else Path(run) / "segmenter"
+    model = load_model(segmenter if segmenter and segmenter.is_dir() else None,
+                       device=device)
     try:
-        atoms = find_atoms(frames, pixel_size_A=pixel_size_A, device=device)
+        atoms, probs = find_atoms(frames, pixel_size_A=pixel_size_A, model=model,
+                                  device=device, return_probabilities=True)
     except ValueError as err:  # name the movie and its frames, not the task's
         raise ValueError(f"{store}, frames {start}-{stop - 1} (numbered from {start}): "
                          f"{err}") from None
     atoms, rings = frame_graphs(atoms, pixel_size_A)
-    atoms["frame"] += start
-    rings["frame"] += start
-    write_table(rings.assign(members=[list(m) for m in rings.members]),
-                _part(Path(folder), start, "rings"), overwrite=True)
-    write_table(atoms, _part(Path(folder), start, "atoms"), overwrite=True)
-    return len(atoms)
+    tables = {"atoms": atoms, "rings": rings.assign(members=[list(m) for m in rings.members])}
+    if run is not None:
+        map_pixel_A = pixel_size_A * frames.shape[2] / probs.shape[3]
+        tables.update(_encode_frames(Path(run), frames, pixel_size_A, 1.0 - probs[:, 0],
+                                     map_pixel_A, atoms, rings, device))
+    files = []
+    for name, table in tables.items():
+        table["frame"] += start
+        files.append(str(write_table(table, _part(Path(folder), start, name),
+                                     overwrite=True)))
+    return time.perf_counter() - began, files
 
 
-def _join_parts(folder: Path, starts: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The parts of a movie in frame order, ring members renumbered to rows of the
-    joined atom table."""
-    atoms, rings, offset = [], [], 0
-    for start in starts:
-        chunk = read_table(_part(folder, start, "atoms"))
-        ring_part = read_table(_part(folder, start, "rings"))
-        ring_part["members"] = [[int(i) + offset for i in m] for m in ring_part.members]
-        atoms.append(chunk)
-        rings.append(ring_part)
-        offset += len(chunk)
-    return pd.concat(atoms, ignore_index=True), pd.concat(rings, ignore_index=True)
+def _encode_frames(run: Path, frames: np.ndarray, pixel_size_A: float,
+                   probability: np.ndarray, map_pixel_A: float, atoms: pd.DataFrame,
+                   rings: pd.DataFrame, device: str) -> dict[str, pd.DataFrame]:
+    """``latents_<kind>``: a window around every atom and ring, cut as the STEM ``run``
+    cut its own, encoded with its skip-rVAE and labelled by its chemical-space map."""
+    from latentpath.latent import ChemicalSpaceMap, labels_at
+    from latentpath.pipeline.common import read_run_record
+    from latentpath.pipeline.stem import (
+        StemConfig,
+        cut_kind_windows,
+        window_images,
+        window_points,
+    )
+    from latentpath.rvae import encode, load_rvae
+
+    # every atom and ring, not the run's sample of them
+    config = dataclasses.replace(StemConfig.from_dict(read_run_record(run)["config"]),
+                                 atoms_per_frame=None, hollow_per_frame=None)
+    source, source_px_A = window_images(Movie(frames), probability, map_pixel_A,
+                                        pixel_size_A, config)
+    tables = {}
+    for kind in KIND_TABLES:
+        points = window_points(atoms, rings, kind, config)
+        windows, table = cut_kind_windows(source, source_px_A, frames.shape, points, config,
+                                          None)
+        latents = encode(load_rvae(run / kind / "model", device=device), windows,
+                         table=table)
+        with np.load(run / kind / "maps.npz") as data:
+            space = ChemicalSpaceMap.from_arrays(data)
+        tables[f"latents_{kind}"] = latents.join(labels_at(space, latents).add_prefix("map_"))
+    return tables
+
+
+def _join(steps: RunSteps, folder: Path, task_keys: list[str], starts: list[int],
+          encoded: bool) -> dict[str, pd.DataFrame]:
+    """The movie's tables, joined from the parts of its tasks (step "join"): frames in
+    order, ring members and the windows' atom and ring rows renumbered to rows of the
+    joined tables. Part files of other tasks (an earlier ``frames_per_task``) go."""
+    names = ["atoms", "rings"] + [f"latents_{kind}" for kind in KIND_TABLES if encoded]
+    key = content_key("join", *task_keys)
+    if not steps.reusable("join", key):
+        steps.begin("join", key)
+        parts: dict[str, list[pd.DataFrame]] = {name: [] for name in names}
+        offsets = {"atoms": 0, "rings": 0}
+        for start in starts:
+            chunk = {name: read_table(_part(folder, start, name)) for name in names}
+            chunk["rings"]["members"] = [[int(i) + offsets["atoms"] for i in m]
+                                         for m in chunk["rings"].members]
+            for kind, centres in KIND_TABLES.items():
+                if encoded:
+                    row = centres[:-1]  # the latents' column: "atom" or "ring"
+                    chunk[f"latents_{kind}"][row] += offsets[centres]
+            for name in names:
+                parts[name].append(chunk[name])
+            offsets = {name: offsets[name] + len(chunk[name]) for name in offsets}
+        for name in names:
+            write_table(pd.concat(parts[name], ignore_index=True), folder / f"{name}.parquet",
+                        overwrite=True)
+        steps.finish("join", key, [folder / f"{name}.parquet" for name in names])
+        kept = {_part(folder, start, name) for start in starts for name in names}
+        for stale in set((folder / "parts").glob("*.parquet")) - kept:
+            stale.unlink()
+    return {name: read_table(folder / f"{name}.parquet") for name in names}

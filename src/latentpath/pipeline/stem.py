@@ -31,6 +31,7 @@ writes::
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,10 +161,12 @@ class StemConfig(RunSettings):
                              f"{self.self_train_frames}")
 
 
-def atoms_and_probabilities(movie: Movie, config: StemConfig, *, progress: bool = True
+def atoms_and_probabilities(movie: Movie, config: StemConfig, *,
+                            segmenter_out: Path | None = None, progress: bool = True
                             ) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Atoms of every frame and the segmentation's atom probability at the model's
-    sampling.
+    sampling. With ``config.self_train_frames``, the self-trained segmentation model is
+    saved into ``segmenter_out`` (if given), so that more movies can be segmented alike.
 
     Returns
     -------
@@ -174,7 +177,7 @@ def atoms_and_probabilities(movie: Movie, config: StemConfig, *, progress: bool 
     map_pixel_A : float
         Angstrom per pixel of ``probability``.
     """
-    from latentpath.atoms import find_atoms, load_model, self_train
+    from latentpath.atoms import find_atoms, load_model, save_model, self_train
     from latentpath.device import resolve_device
 
     device = resolve_device(config.device)
@@ -185,6 +188,8 @@ def atoms_and_probabilities(movie: Movie, config: StemConfig, *, progress: bool 
     if config.self_train_frames:
         model, _ = self_train(movie, n_frames=config.self_train_frames, pixel_size_A=px,
                               model=model, device=device, seed=config.seed, progress=progress)
+        if segmenter_out is not None:
+            save_model(model, segmenter_out, overwrite=True)
         atoms, probs = find_atoms(movie, pixel_size_A=px, model=model, device=device,
                                   return_probabilities=True, progress=progress)
     map_pixel_A = px * movie.data.shape[2] / probs.shape[3]
@@ -227,14 +232,17 @@ def cut_kind_windows(images: np.ndarray, image_pixel_A: float, movie_shape: tupl
 
 
 def atom_density(probability: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Smoothed atom probability (T, h, w), scaled so that an atom's peak is about 1."""
+    """Smoothed atom probability (T, h, w), each frame scaled so that an atom's peak is
+    about 1."""
     from scipy import ndimage
 
     if sigma_px <= 0:
         return probability.astype(np.float32)
     smooth = ndimage.gaussian_filter(probability, (0, sigma_px, sigma_px))
-    peak = float(np.quantile(smooth[:, ::4, ::4], 0.995))
-    return (smooth / max(peak, 1e-6)).astype(np.float32)
+    # per frame, so that a frame's windows do not depend on the rest of the movie (frame
+    # tasks on a cluster cut the same windows as one process)
+    peak = np.quantile(smooth[:, ::4, ::4], 0.995, axis=(1, 2), keepdims=True)
+    return (smooth / np.maximum(peak, 1e-6)).astype(np.float32)
 
 
 def frame_graphs(atoms: pd.DataFrame, pixel_size_A: float
@@ -427,8 +435,11 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
     keys = [key]
     if not steps.reusable("atoms", key):
         steps.begin("atoms", key)
-        atoms, probability, map_px_A = atoms_and_probabilities(movie, config,
-                                                               progress=progress)
+        segmenter = out / "segmenter" if config.self_train_frames else None
+        if segmenter is None and (out / "segmenter").is_dir():
+            shutil.rmtree(out / "segmenter")  # an earlier run's, which these atoms did not use
+        atoms, probability, map_px_A = atoms_and_probabilities(
+            movie, config, segmenter_out=segmenter, progress=progress)
         px = atoms.attrs["pixel_size_A"]
         if len(atoms) == 0:
             raise ValueError("no atoms found in the movie: nothing to analyse")
@@ -443,7 +454,8 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
                     out / "rings.parquet", overwrite=True)
         save_npy(source, out / "window_images.npy", overwrite=True)
         steps.finish("atoms", key, [out / "atoms.parquet", out / "rings.parquet",
-                                    out / "window_images.npy"],
+                                    out / "window_images.npy",
+                                    *([segmenter] if segmenter else [])],
                      values={"pixel_size_A": px, "window_image_pixel_A": source_px_A},
                      note=f"{len(atoms)} atoms, {len(rings)} rings")
     px, source_px_A = (steps.values("atoms")[name] for name in ("pixel_size_A",
@@ -502,8 +514,6 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
     """The windows, skip-rVAE and maps of one kind of window, each reused when finished
     earlier; adds ``latents_<kind>``, ``map_<kind>`` and ``manifold_<kind>`` to
     ``result``. Returns the model, if trained or encoded with here, and the maps' key."""
-    import shutil
-
     from latentpath.rvae import encode, load_rvae
 
     folder = steps.out / kind

@@ -178,10 +178,14 @@ class RunSteps:
         return unfinished
 
     def finish(self, step: str, key: str, outputs: list[Path], *,
-               values: dict | None = None, note: str = "") -> None:
+               values: dict | None = None, note: str = "", seconds: float | None = None
+               ) -> None:
         """Stamp ``step`` as finished: its key, its output files (all under the run
-        directory) and small ``values`` a later run needs when it reuses the step."""
-        seconds = round(time.perf_counter() - self._started, 2)
+        directory) and small ``values`` a later run needs when it reuses the step.
+        ``seconds`` is the step's time when it ran elsewhere (default: since
+        :meth:`begin`)."""
+        seconds = round(time.perf_counter() - self._started if seconds is None else seconds,
+                        2)
         files = []
         for path in outputs:
             path = Path(path)
