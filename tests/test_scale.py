@@ -75,7 +75,9 @@ def test_a_killed_call_resumes_from_its_finished_tasks(tmp_path, monkeypatch):
                                       pd.read_parquet(tmp_path / f"straight/sim/{name}.parquet"))
 
 
-def test_windows_encoded_on_the_cluster_are_the_runs_own(tmp_path):
+def test_windows_encoded_on_the_cluster_are_the_runs_own(tmp_path, capsys):
+    from latentpath.cli import main
+
     sim = synth_stem_movie(3, 192, seed=3, final_disorder=0.3)
     npz = write_synth_stem(sim, tmp_path / "sim.npz")
     config = StemConfig(epochs=2, hidden=32, layers=2, map_points=24, manifold_points=4,
@@ -116,6 +118,13 @@ def test_windows_encoded_on_the_cluster_are_the_runs_own(tmp_path):
     found = pd.read_parquet(folder / "atoms.parquet")
     pd.testing.assert_frame_equal(found[expected.columns], expected, check_dtype=False)
     assert not found.equals(before)
+
+    # the command line prints what it encoded; the same call again reuses the task
+    assert main(["atoms-many", str(npz), "--out", str(tmp_path / "out"), "--run",
+                 str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "atom windows encoded" in out and "hollow windows encoded" in out
+    assert "1 task(s) reused" in out
 
 
 def test_bad_requests_are_refused_before_any_work(tmp_path):
