@@ -12,7 +12,7 @@ from latentpath.io import Movie, save_zarr
 from latentpath.pipeline import StemConfig, run_stem
 from latentpath.pipeline.stem import frame_graphs
 from latentpath.pipeline.steps import RunSteps
-from latentpath.scale import atoms_many
+from latentpath.scale import KIND_CENTRES, atoms_many
 from latentpath.synth import synth_stem_movie, write_synth_stem
 
 
@@ -88,20 +88,18 @@ def test_windows_encoded_on_the_cluster_are_the_runs_own(tmp_path, capsys):
                          frames_per_task=2, progress=False)
     folder = tmp_path / "out" / "sim"
     # every atom and every ring with a whole window in its frame is encoded
-    for kind, centres in (("atom", "atoms"), ("hollow", "rings")):
+    for kind, (centres, column) in KIND_CENTRES.items():
         latents = pd.read_parquet(folder / f"latents_{kind}.parquet")
         assert summary[f"windows_{kind}"].iloc[0] == len(latents)
         # the run drew 40 C a frame; hollow sites were all drawn (30 a frame is more)
         assert len(latents) > (3 * len(run[f"latents_{kind}"]) // 2 if kind == "atom" else
                                len(run[f"latents_{kind}"]) - 1)
-        assert latents[kind if kind == "atom" else "ring"].is_unique
+        assert latents[column].is_unique
         centre = pd.read_parquet(folder / f"{centres}.parquet")
-        row = latents["atom" if kind == "atom" else "ring"]
-        np.testing.assert_allclose(latents[["y", "x"]], centre.loc[row, ["y", "x"]])
+        np.testing.assert_allclose(latents[["y", "x"]], centre.loc[latents[column], ["y", "x"]])
         # the run's sampled windows are among them, with the same latents and classes
         own = run[f"latents_{kind}"]
-        key = "atom" if kind == "atom" else "ring"
-        both = own.merge(latents, on=key, suffixes=("", "_many"))
+        both = own.merge(latents, on=column, suffixes=("", "_many"))
         assert len(both) == len(own)
         for name in ("angle", "z1", "z2"):
             np.testing.assert_allclose(both[f"{name}_many"], both[name], atol=1e-5)

@@ -398,7 +398,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _atoms_many(args: argparse.Namespace) -> None:
-    from latentpath.scale import atoms_many
+    from latentpath.scale import KIND_CENTRES, atoms_many
 
     table = atoms_many(args.movies, args.out, run=args.run, scheduler=args.scheduler,
                        workers=args.workers, frames_per_task=args.frames_per_task,
@@ -406,7 +406,7 @@ def _atoms_many(args: argparse.Namespace) -> None:
                        overwrite=args.overwrite, resume=args.resume)
     for row in table.to_dict("records"):
         windows = "".join(f", {row[f'windows_{kind}']} {kind} windows encoded"
-                          for kind in ("atom", "hollow") if f"windows_{kind}" in row)
+                          for kind in KIND_CENTRES if f"windows_{kind}" in row)
         reused = f"; {row['tasks_reused']} task(s) reused" if row["tasks_reused"] else ""
         print(f"{row['movie']}: {row['frames']} frames, {row['atoms']} atoms, "
               f"{row['rings']} rings{windows} ({row['pixel_size_A']:.4g} A/px{reused}) "

@@ -45,8 +45,9 @@ from latentpath.io import (
 )
 from latentpath.pipeline.steps import RunSteps, content_key
 
-#: the window kinds a run's models encode, and the table each kind is centred on
-KIND_TABLES = {"atom": "atoms", "hollow": "rings"}
+#: the window kinds a run's models encode: the table each kind is centred on, and the
+#: latents' column that names the row of that table
+KIND_CENTRES = {"atom": ("atoms", "atom"), "hollow": ("rings", "ring")}
 
 
 def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
@@ -150,12 +151,12 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     for movie, folder in folders.items():
         steps, n_frames, px = movies_steps[movie]
         starts = sorted(start for m, start in tasks if m == movie)
-        tables = _join(steps, folder, [tasks[movie, start][1] for start in starts], starts,
-                       run is not None)
+        rows_of = _join(steps, folder, [tasks[movie, start][1] for start in starts], starts,
+                        run is not None)
         row = {"movie": str(movie), "folder": str(folder), "frames": n_frames,
-               "atoms": len(tables["atoms"]), "rings": len(tables["rings"])}
-        row.update({f"windows_{kind}": len(tables[f"latents_{kind}"])
-                    for kind in KIND_TABLES if f"latents_{kind}" in tables})
+               "atoms": rows_of["atoms"], "rings": rows_of["rings"]}
+        row.update({f"windows_{kind}": rows_of[f"latents_{kind}"]
+                    for kind in KIND_CENTRES if f"latents_{kind}" in rows_of})
         row["pixel_size_A"] = px
         row["tasks_reused"] = sum(name.startswith("frames ") for name in steps.reused)
         rows.append(row)
@@ -173,7 +174,7 @@ def _run_key(run: Path) -> str:
     if record.get("pipeline") != "stem":
         raise ValueError(f"{run} is a {record.get('pipeline')!r} run; windows are encoded "
                          "with the models of a STEM run")
-    files = [run / kind / name for kind in KIND_TABLES
+    files = [run / kind / name for kind in KIND_CENTRES
              for name in ("model/weights.safetensors", "maps.npz")]
     missing = [str(f.relative_to(run)) for f in files if not f.is_file()]
     if missing:
@@ -320,7 +321,7 @@ def _encode_frames(run: Path, frames: np.ndarray, pixel_size_A: float,
     source, source_px_A = window_images(Movie(frames), probability, map_pixel_A,
                                         pixel_size_A, config)
     tables = {}
-    for kind in KIND_TABLES:
+    for kind in KIND_CENTRES:
         points = window_points(atoms, rings, kind, config)
         windows, table = cut_kind_windows(source, source_px_A, frames.shape, points, config,
                                           None)
@@ -333,11 +334,12 @@ def _encode_frames(run: Path, frames: np.ndarray, pixel_size_A: float,
 
 
 def _join(steps: RunSteps, folder: Path, task_keys: list[str], starts: list[int],
-          encoded: bool) -> dict[str, pd.DataFrame]:
-    """The movie's tables, joined from the parts of its tasks (step "join"): frames in
+          encoded: bool) -> dict[str, int]:
+    """Join the movie's tables from the parts of its tasks (step "join"): frames in
     order, ring members and the windows' atom and ring rows renumbered to rows of the
-    joined tables. Part files of other tasks (an earlier ``frames_per_task``) go."""
-    names = ["atoms", "rings"] + [f"latents_{kind}" for kind in KIND_TABLES if encoded]
+    joined tables. Part files of other tasks (an earlier ``frames_per_task``) go.
+    Returns the rows of each table."""
+    names = ["atoms", "rings"] + [f"latents_{kind}" for kind in KIND_CENTRES if encoded]
     key = content_key("join", *task_keys)
     if not steps.reusable("join", key):
         steps.begin("join", key)
@@ -347,18 +349,18 @@ def _join(steps: RunSteps, folder: Path, task_keys: list[str], starts: list[int]
             chunk = {name: read_table(_part(folder, start, name)) for name in names}
             chunk["rings"]["members"] = [[int(i) + offsets["atoms"] for i in m]
                                          for m in chunk["rings"].members]
-            for kind, centres in KIND_TABLES.items():
-                if encoded:
-                    row = centres[:-1]  # the latents' column: "atom" or "ring"
-                    chunk[f"latents_{kind}"][row] += offsets[centres]
+            if encoded:
+                for kind, (centres, column) in KIND_CENTRES.items():
+                    chunk[f"latents_{kind}"][column] += offsets[centres]
             for name in names:
                 parts[name].append(chunk[name])
             offsets = {name: offsets[name] + len(chunk[name]) for name in offsets}
         for name in names:
             write_table(pd.concat(parts[name], ignore_index=True), folder / f"{name}.parquet",
                         overwrite=True)
-        steps.finish("join", key, [folder / f"{name}.parquet" for name in names])
+        steps.finish("join", key, [folder / f"{name}.parquet" for name in names],
+                     values={name: sum(map(len, parts[name])) for name in names})
         kept = {_part(folder, start, name) for start in starts for name in names}
         for stale in set((folder / "parts").glob("*.parquet")) - kept:
             stale.unlink()
-    return {name: read_table(folder / f"{name}.parquet") for name in names}
+    return steps.values("join")
