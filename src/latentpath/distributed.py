@@ -20,6 +20,8 @@ processes gives the single process's result up to floating-point noise.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 from dataclasses import dataclass
 
@@ -95,7 +97,23 @@ def process_group(device: torch.device) -> Group:
         raise ValueError(f"RANK={rank} is outside WORLD_SIZE={world}")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_leave_group)
     return Group(rank=rank, world=world, local_rank=local_rank)
+
+
+def _leave_group() -> None:
+    """Leave the process group :func:`process_group` joined, unless the caller did.
+
+    gloo's worker threads free finished collectives, which takes the GIL; left running
+    into the interpreter's shutdown they abort the process now and then ("terminate
+    called without an active exception"). Destroying the group while Python is alive
+    joins them, once nothing else holds it: the collector first frees the models
+    (DistributedDataParallel holds the group) their training left behind. No
+    barrier: a process leaving on an error must not wait for the others.
+    """
+    if dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
 
 
 def is_main_process() -> bool:
