@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from latentpath.graph import (
+    bond_frames,
     estimate_bond_length,
     find_bonds,
     find_rings,
@@ -110,3 +111,56 @@ def test_bad_input_is_named():
         find_rings(np.zeros((3, 2)), np.array([[0, 5]]))
     assert len(find_bonds(np.zeros((1, 2)))) == 0
     assert len(find_rings(np.zeros((0, 2)), np.zeros((0, 2), int))) == 0
+
+
+def _frame_angles_deg(pos: np.ndarray, bonds: np.ndarray, atom: int) -> np.ndarray:
+    """The directions of an atom's bonds in its bond frame, degrees, sorted."""
+    turn, mirror = bond_frames(pos, bonds)
+    others = np.concatenate([bonds[bonds[:, 0] == atom, 1], bonds[bonds[:, 1] == atom, 0]])
+    d = pos[others] - pos[atom]
+    theta = np.arctan2(d[:, 0], d[:, 1]) - turn[atom]
+    return np.sort(np.degrees(-theta if mirror[atom] else theta) % 360)
+
+
+def test_bond_frames_bring_both_sublattices_to_one_frame():
+    pos = _lattice()
+    bonds = find_bonds(pos)
+    degree = np.bincount(bonds.ravel(), minlength=len(pos))
+    inner = np.flatnonzero(degree == 3)
+    assert len(inner) > 100
+    for atom in inner[::7]:
+        angles = _frame_angles_deg(pos, bonds, atom)
+        # 0 may come out as 359.99...
+        assert np.allclose(np.sort((angles + 1) % 360 - 1), [0, 120, 240], atol=1e-6)
+
+
+def test_bond_frames_make_turns_and_mirror_images_of_a_site_alike():
+    """A 5-6-7-like site: bonds 108, 120 and 132 degrees apart. Every turn and its
+    mirror image give the same bond directions in the frame: the narrowest angle
+    centred on 180 degrees, the wider of its neighbours at 60."""
+    star = np.radians([10.0, 118.0, 250.0])
+    reference = None
+    rng = np.random.default_rng(0)
+    for turn in rng.uniform(0, 2 * np.pi, 6):
+        for flip in (1, -1):
+            angles = flip * star + turn
+            pos = np.concatenate([[[0.0, 0.0]], np.stack([np.sin(angles), np.cos(angles)], 1)])
+            bonds = np.array([[0, 1], [0, 2], [0, 3]])
+            found = _frame_angles_deg(pos, bonds, 0)
+            if reference is None:
+                reference = found
+            assert np.allclose(found, reference, atol=1e-6)
+    sectors = np.diff(np.r_[reference, reference[0] + 360])
+    middles = (reference + sectors / 2) % 360
+    narrowest = np.argmin(sectors)
+    assert middles[narrowest] == pytest.approx(180, abs=5)
+    wider = max((narrowest + 1) % 3, (narrowest - 1) % 3, key=lambda k: sectors[k])
+    assert middles[wider] == pytest.approx(60, abs=10)
+
+
+def test_bond_frames_of_lone_and_singly_bonded_atoms():
+    pos = np.array([[0.0, 0.0], [0.0, 1.4], [5.0, 5.0]])
+    turn, mirror = bond_frames(pos, np.array([[0, 1]]))
+    assert turn[2] == 0 and not mirror.any()
+    # one bond: only the three-fold turn, which puts it on 0 degrees
+    assert np.degrees(turn[0]) % 120 == pytest.approx(0, abs=1e-9)

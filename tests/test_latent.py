@@ -85,8 +85,34 @@ def test_smeared_and_isolated_centres_are_unphysical():
     smeared += np.exp(-((yy - 11.5) ** 2) / 2.0) * (np.abs(xx - 11.5) < 6)
     lonely = _render(np.array([[11.5, 11.5]]), size)
     images = np.stack([smeared, lonely]).astype(np.float32)
-    counts = centre_rings(find_decoded_atoms(images), 2, size, 4.5, kind="atom")
+    counts = centre_rings(find_decoded_atoms(images, method="blobs"), 2, size, 4.5,
+                          kind="atom")
     assert (counts == -1).all()
+
+
+def test_peaks_part_atoms_a_bright_bond_joins_and_catch_smeared_ones():
+    size = 24
+    atoms = _graphene("atom", size)
+    sharp = _render(atoms, size)
+    # an average of windows: atoms joined by bonds bright enough to pass the threshold
+    bonded = sharp.copy()
+    d = np.linalg.norm(atoms[:, None] - atoms[None], axis=-1)
+    yy, xx = np.mgrid[:size, :size]
+    for i, j in np.argwhere(np.triu((d > 3) & (d < 5))):
+        mid = (atoms[i] + atoms[j]) / 2
+        bonded += 0.45 * np.exp(-((yy - mid[0]) ** 2 + (xx - mid[1]) ** 2) / 2.0)
+    bonded /= bonded.max()
+    # the centre atom drawn as a streak (no dip along it), and as one broad blob
+    centre = atoms[np.argmin(np.linalg.norm(atoms - 11.5, axis=1))]
+    others = _render(atoms[np.linalg.norm(atoms - centre, axis=1) > 1], size)
+    streak = others + np.exp(-((yy - centre[0]) ** 2) / 2.0) * (np.abs(xx - centre[1]) < 3)
+    broad = others + _render(centre[None], size, sigma_px=3.0)
+    images = np.stack([sharp, bonded, streak, broad]).astype(np.float32)
+    assert centre_rings(find_decoded_atoms(images[1:2], method="blobs"), 1, size, 4.5
+                        )[0].tolist() == [-1, -1, -1, -1]  # one merged blob
+    counts = centre_rings(find_decoded_atoms(images), 4, size, 4.5)
+    assert counts[:2].tolist() == [[0, 3, 0, 0]] * 2
+    assert (counts[2:] == -1).all()
 
 
 def test_ring_label_names():

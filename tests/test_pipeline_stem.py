@@ -82,6 +82,30 @@ def test_tables_link_windows_to_atoms_and_rings(run):
     assert space.counts.shape == (24, 24, 4) and space.kind == "atom"
 
 
+def test_bond_frames_make_the_windows_of_one_structure_alike(run):
+    """Graphene's two sublattices, turned into their bond frames, give one window: the
+    6-6-6 windows spread far less about their mean than when cut as the image lies."""
+    from latentpath.pipeline.stem import cut_kind_windows, window_points
+
+    out, _ = run
+    saved = read_stem_run(out)
+    atoms = saved["atoms"]
+    assert {"bond_turn_rad", "bond_mirror"} <= set(atoms.columns)
+    source = np.load(out / "window_images.npy")
+    every = {**TINY, "atoms_per_frame": None}
+    points = window_points(atoms, saved["rings"], "atom", StemConfig(**every))
+    points = points[(atoms.loc[points.atom, ["n5", "n6", "n7", "n8"]].to_numpy()
+                     == [0, 3, 0, 0]).all(1)]
+    spread = {}
+    for orient in (True, False):
+        windows, table = cut_kind_windows(
+            source, saved["config"]["pixel_size_A"] * 192 / source.shape[2], (3, 192, 192),
+            points, StemConfig(**every, orient_windows=orient), None)
+        assert len(table) >= 10
+        spread[orient] = float(((windows - windows.mean(0)) ** 2).mean())
+    assert spread[True] < 0.5 * spread[False]
+
+
 def test_graph_counts_match_the_truth_inside_the_frame(movie, run):
     _, sim = movie
     out, _ = run
@@ -190,12 +214,15 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
     assert "changes of chemical state" in printed
     record = json.loads((run_dir / "config.json").read_text())
     assert record["config"]["track_species"] is None
+    assert record["config"]["orient_windows"] is True
     assert record["movie"] == str(path.resolve())  # the path, so that it can be replayed
     # the same command again reuses every step; other settings are another run
     assert main(args) == 0
     assert capsys.readouterr().out.count("reused") == 9
     assert main([*args, "--epochs", "2"]) == 2
     assert "holds a different run (config.epochs: 1 -> 2)" in capsys.readouterr().err
+    assert main([*args, "--no-orient"]) == 2
+    assert "config.orient_windows: True -> False" in capsys.readouterr().err
     assert main(["stem", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")]) == 2
     assert "missing.npz" in capsys.readouterr().err
     # the record repeats the run, the Python API taking it as well as the command line

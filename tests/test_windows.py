@@ -101,3 +101,23 @@ def test_circular_taper_keeps_the_centre_and_drops_the_corners():
     assert np.allclose(taper, taper.T) and np.allclose(taper, taper[::-1])
     with pytest.raises(ValueError, match="flat"):
         circular_taper(24, flat=1.2)
+
+
+def test_turned_and_mirrored_windows_follow_their_frame():
+    rng = np.random.default_rng(2)
+    image = rng.random((40, 40)).astype(np.float32)
+    points = pd.DataFrame({"y": [20.0, 20.0, 20.0], "x": [19.0, 19.0, 19.0]})
+    windows, _ = cut_windows(image, points, 9, turn_rad=np.array([0, np.pi / 2, 0]),
+                             mirror=np.array([False, False, True]))
+    upright = image[16:25, 15:24]
+    assert np.allclose(windows[0], upright, atol=1e-5)
+    assert np.allclose(windows[1], np.rot90(upright), atol=1e-5)
+    assert np.allclose(windows[2], np.flipud(upright), atol=1e-5)
+    # a window turned by 45 degrees needs its corners inside the frame
+    near = pd.DataFrame({"y": [5.0, 5.0], "x": [20.0, 20.0]})
+    _, kept = cut_windows(image, near, 9, turn_rad=np.array([0.0, np.pi / 4]))
+    assert kept.point.tolist() == [0]
+    with pytest.raises(ValueError, match="turn_rad must have one value per point"):
+        cut_windows(image, near, 9, turn_rad=np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        cut_windows(image, near, 9, turn_rad=np.array([0.0, np.nan]))

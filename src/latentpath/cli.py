@@ -186,7 +186,8 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
     from latentpath.pipeline import StemConfig
 
     values = _flag_settings(args, base, ("pixel_size_A", "channel", "self_train_frames",
-                                         "window_A", "window_px", "track_search_A",
+                                         "window_A", "window_px", "orient_windows",
+                                         "track_search_A",
                                          "track_memory", "track_border_A"))
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
         if getattr(args, name, None) is not None:
@@ -530,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     stem_run.add_argument("--window", dest="window_A", type=float,
                           help="window side, angstrom (default 8)")
     stem_run.add_argument("--window-px", type=int, help="samples per window side (24)")
+    stem_run.add_argument("--no-orient", dest="orient_windows", action="store_const",
+                          const=False, help="cut atom windows as the image lies, not in "
+                                            "their bonds' frame")
     stem_run.add_argument("--c-per-frame", type=int,
                           help="C-centred windows per frame (60; -1 for all)")
     stem_run.add_argument("--si-per-frame", type=int,

@@ -252,6 +252,68 @@ def planar_faces(positions: np.ndarray, bonds: np.ndarray, *, max_size: int = 8)
     return Faces(walk, sizes, simple, area, label, src)
 
 
+def bond_frames(positions: np.ndarray, bonds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The turn and mirror that bring each atom's bonds into a standard frame.
+
+    A window cut in this frame shows every atom of one structure alike: the two
+    sublattices of graphene (one a 60 degree turn of the other), the three turns of a
+    5-6-6 site, and the two mirror images of a 5-6-7 site all look the same. The bonds
+    go to about 0, 120 and 240 degrees (their three-fold orientation), the narrowest
+    angle between neighbouring bonds is centred on 180 degrees, and of the two next to
+    it the wider lies at 60 degrees (mirrored if needed).
+
+    Parameters
+    ----------
+    positions : ndarray (N, 2)
+        Atom positions ``(y, x)``.
+    bonds : ndarray (M, 2) of int
+        From :func:`find_bonds`.
+
+    Returns
+    -------
+    turn_rad : ndarray (N,)
+        Angle of the frame's x axis in the image, radians, from +x towards +y.
+    mirror : ndarray (N,) of bool
+        The frame's y axis is reversed.
+    Atoms with one bond get only the three-fold turn; atoms without bonds turn by 0.
+    A window sample at ``(u, v)`` of the frame lies at ``position + u * (cos t, sin t)
+    + s * v * (-sin t, cos t)`` of the image (in ``(x, y)``), ``s = -1`` if mirrored.
+    """
+    pos = _check_positions(positions)
+    bonds = np.asarray(bonds, np.int64).reshape(-1, 2)
+    n = len(pos)
+    turn, mirror = np.zeros(n), np.zeros(n, bool)
+    if len(bonds) == 0:
+        return turn, mirror
+    src = np.concatenate([bonds[:, 0], bonds[:, 1]])
+    dst = np.concatenate([bonds[:, 1], bonds[:, 0]])
+    d = pos[dst] - pos[src]
+    theta = np.arctan2(d[:, 0], d[:, 1]) % (2 * np.pi)
+    threefold = np.zeros(n, complex)
+    np.add.at(threefold, src, np.exp(3j * theta))
+    turn = np.angle(threefold) / 3
+    # each atom's bonds in angular order, and the sector from each to the next
+    order = np.lexsort((theta, src))
+    src, theta = src[order], theta[order]
+    degree = np.bincount(src, minlength=n)
+    first = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    rank = np.arange(len(src)) - first[src]
+    following = first[src] + (rank + 1) % degree[src]
+    width = (theta[following] - theta) % (2 * np.pi)
+    width[degree[src] == 1] = 2 * np.pi
+    middle = theta + width / 2
+    atoms = np.flatnonzero(degree >= 2)
+    narrowest = np.lexsort((width, src))[first[atoms]]
+    # the three-fold turn (a multiple of 120 degrees) that puts the narrowest sector
+    # nearest 180 degrees
+    third = 2 * np.pi / 3
+    turn[atoms] += np.round((middle[narrowest] - turn[atoms] - np.pi) / third) * third
+    after = first[atoms] + (rank[narrowest] + 1) % degree[atoms]
+    before = first[atoms] + (rank[narrowest] - 1) % degree[atoms]
+    mirror[atoms] = width[after] > width[before] + 1e-9
+    return (turn + np.pi) % (2 * np.pi) - np.pi, mirror
+
+
 def ring_counts(n_atoms: int, rings: pd.DataFrame, sizes: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
                 ) -> pd.DataFrame:
     """How many rings of each size every atom belongs to: columns ``n3..n8``."""

@@ -23,6 +23,7 @@ EDGE_MODES = ("skip", "reflect", "nearest", "constant")
 
 def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
                 step_px: float = 1.0, edge: str = "skip", order: int = 1,
+                turn_rad: np.ndarray | None = None, mirror: np.ndarray | None = None,
                 out: str | os.PathLike | None = None,
                 overwrite: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
     """Cut a ``window_px`` x ``window_px`` patch centred on every point.
@@ -45,6 +46,11 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
         extended by reflection, by its edge pixels, or with zeros.
     order : int
         Spline order of the sub-pixel sampling: 1 (bilinear, default) or 3 (cubic).
+    turn_rad, mirror : ndarray (len(points),), optional
+        Cut each patch in its own frame: its x axis at ``turn_rad`` in the image (from
+        +x towards +y), its y axis reversed where ``mirror``
+        (:func:`latentpath.graph.bond_frames`). With "skip", a turned patch must fit
+        in the frame with its corners.
     out : path, optional
         Write the patches to this .npy as they are cut (memory-mapped), for sets larger
         than memory; the returned array is then the memory map.
@@ -82,12 +88,22 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
                         or not np.equal(np.mod(frames, 1), 0).all()):
         raise ValueError(f"points refer to frames outside 0..{len(stack) - 1}")
     frames = frames.astype(np.int64)
-    half = (window_px - 1) / 2 * step_px
+    turn = np.zeros(len(points)) if turn_rad is None else np.asarray(turn_rad, np.float64)
+    flip = np.zeros(len(points), bool) if mirror is None else np.asarray(mirror, bool)
+    for name, values in (("turn_rad", turn), ("mirror", flip)):
+        if values.shape != (len(points),):
+            raise ValueError(f"{name} must have one value per point ({len(points)}), got "
+                             f"shape {values.shape}")
+    if not np.isfinite(turn).all():
+        raise ValueError("turn_rad contains NaN or infinite angles")
+    cos, sin = np.cos(turn), np.sin(turn)
+    sign = np.where(flip, -1.0, 1.0)
+    # half the extent of each (turned) patch along y and x
+    half = (window_px - 1) / 2 * step_px * (np.abs(cos) + np.abs(sin))[:, None]
     keep = np.ones(len(points), bool)
     if edge == "skip":
         h, w = stack.shape[1:]
-        keep = ((yx - half >= 0) & (yx[:, 0:1] + half <= h - 1)
-                & (yx[:, 1:2] + half <= w - 1)).all(1)
+        keep = ((yx - half >= 0) & (yx + half <= np.array([h - 1, w - 1]))).all(1)
     idx = np.flatnonzero(keep)
     table = points.iloc[idx].reset_index(drop=True)
     table.insert(0, "point", idx)
@@ -107,9 +123,11 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
         # Sample a chunk at a time so the coordinate arrays stay small.
         for start in range(0, len(rows), 4096):
             chunk = rows[start:start + 4096]
-            cy = yx[idx[chunk], 0][:, None, None] + offsets[None, :, None]
-            cx = yx[idx[chunk], 1][:, None, None] + offsets[None, None, :]
-            cy, cx = np.broadcast_arrays(cy, cx)
+            at = idx[chunk]
+            u, v = offsets[None, None, :], offsets[None, :, None] * sign[at, None, None]
+            c, s = cos[at, None, None], sin[at, None, None]
+            cy = yx[at, 0][:, None, None] + u * s + v * c
+            cx = yx[at, 1][:, None, None] + u * c - v * s
             windows[chunk] = ndimage.map_coordinates(frame, [cy, cx], order=order,
                                                      mode=mode, cval=0.0, prefilter=order > 1)
     if out is not None:
