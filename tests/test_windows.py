@@ -117,6 +117,10 @@ def test_turned_and_mirrored_windows_follow_their_frame():
     near = pd.DataFrame({"y": [5.0, 5.0], "x": [20.0, 20.0]})
     _, kept = cut_windows(image, near, 9, turn_rad=np.array([0.0, np.pi / 4]))
     assert kept.point.tolist() == [0]
+    # unless its corners are to be dropped: then its inscribed disc must be inside
+    _, kept = cut_windows(image, near, 9, turn_rad=np.array([0.0, np.pi / 4]),
+                          round_patch=True)
+    assert kept.point.tolist() == [0, 1]
     with pytest.raises(ValueError, match="turn_rad must have one value per point"):
         cut_windows(image, near, 9, turn_rad=np.zeros(3))
     with pytest.raises(ValueError, match="NaN"):

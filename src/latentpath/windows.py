@@ -24,7 +24,7 @@ EDGE_MODES = ("skip", "reflect", "nearest", "constant")
 def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
                 step_px: float = 1.0, edge: str = "skip", order: int = 1,
                 turn_rad: np.ndarray | None = None, mirror: np.ndarray | None = None,
-                out: str | os.PathLike | None = None,
+                round_patch: bool = False, out: str | os.PathLike | None = None,
                 overwrite: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
     """Cut a ``window_px`` x ``window_px`` patch centred on every point.
 
@@ -50,7 +50,11 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
         Cut each patch in its own frame: its x axis at ``turn_rad`` in the image (from
         +x towards +y), its y axis reversed where ``mirror``
         (:func:`latentpath.graph.bond_frames`). With "skip", a turned patch must fit
-        in the frame with its corners.
+        in the frame with its corners, unless ``round_patch``.
+    round_patch : bool
+        The patches' corners will be dropped (:func:`circular_taper`): "skip" keeps
+        every point whose patch's inscribed disc lies inside the frame, turned or not,
+        and corners that run off it take the nearest pixel.
     out : path, optional
         Write the patches to this .npy as they are cut (memory-mapped), for sets larger
         than memory; the returned array is then the memory map.
@@ -99,7 +103,9 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
     cos, sin = np.cos(turn), np.sin(turn)
     sign = np.where(flip, -1.0, 1.0)
     # half the extent of each (turned) patch along y and x
-    half = (window_px - 1) / 2 * step_px * (np.abs(cos) + np.abs(sin))[:, None]
+    half = (window_px - 1) / 2 * step_px
+    if not round_patch:
+        half = half * (np.abs(cos) + np.abs(sin))[:, None]
     keep = np.ones(len(points), bool)
     if edge == "skip":
         h, w = stack.shape[1:]

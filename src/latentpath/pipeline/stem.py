@@ -232,8 +232,7 @@ def cut_kind_windows(images: np.ndarray, image_pixel_A: float, movie_shape: tupl
 
     Points with their atom's bond frame (``bond_turn_rad``, ``bond_mirror``) are cut
     in it if ``config.orient_windows``. With the taper, "skip" keeps the points whose
-    window's inscribed disc lies inside the frame, turned or not: the corners of a
-    turned window may run off the frame, and the taper drops them."""
+    window's inscribed disc lies inside the frame, turned or not (``round_patch``)."""
     from latentpath.windows import circular_taper
 
     scale = images.shape[2] / movie_shape[2]
@@ -243,21 +242,14 @@ def cut_kind_windows(images: np.ndarray, image_pixel_A: float, movie_shape: tupl
     if config.orient_windows and "bond_turn_rad" in points.columns:
         turn = {"turn_rad": at["bond_turn_rad"].to_numpy(),
                 "mirror": at["bond_mirror"].to_numpy()}
-        if config.window_taper and edge == "skip":
-            half = (config.window_px - 1) / 2 * step_px
-            yx = at[["y", "x"]].to_numpy()
-            inside = ((yx >= half) & (yx <= np.array(images.shape[1:]) - 1 - half)).all(1)
-            at = at[inside]
-            turn = {name: values[inside] for name, values in turn.items()}
-            edge = "nearest"
-    windows, table = cut_windows(images, at.reset_index(drop=True), config.window_px,
-                                 step_px=step_px, edge=edge, out=out, overwrite=overwrite,
-                                 **turn)
+    windows, table = cut_windows(images, at, config.window_px, step_px=step_px, edge=edge,
+                                 round_patch=config.window_taper, out=out,
+                                 overwrite=overwrite, **turn)
     if config.window_taper:
         windows *= circular_taper(config.window_px)
         if out is not None:
             windows.flush()
-    table[["y", "x"]] = points.loc[at.index[table.point], ["y", "x"]].to_numpy()
+    table[["y", "x"]] = points[["y", "x"]].to_numpy()[table.point]
     return windows, table.drop(columns="point")
 
 
