@@ -2,7 +2,7 @@
 
     python benchmarks/eval_atom_map.py latentpath-demo/stem-run [--c-per-frame 120]
         [--seed 1] [--window 9 --window-px 27] [--taper-flat 0.9] [--no-orient]
-        [--batch-size 100 --lr 1e-3 --epochs 160] [--blobs]
+        [--batch-size 100 --lr 1e-3 --epochs 160 --kl-weight 0.5] [--blobs]
 
 Cuts the run's atom windows again from its window images with the changed settings,
 trains the atom skip-rVAE (the run's settings otherwise, sized for the CPU), maps it
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--kl-weight", type=float)
     parser.add_argument("--blobs", action="store_true",
                         help="read the map as blobs at a fixed range (the earlier reading)")
     args = parser.parse_args()
@@ -57,7 +58,7 @@ def main() -> None:
     config = StemConfig.from_dict(record["config"])
     changes = {name: getattr(args, name) for name in
                ("seed", "window_A", "window_px", "orient_windows", "batch_size", "lr",
-                "epochs") if getattr(args, name) is not None}
+                "epochs", "kl_weight") if getattr(args, name) is not None}
     if args.c_per_frame is not None:
         changes["atoms_per_frame"] = {**config.atoms_per_frame, "C": args.c_per_frame}
     config = dataclasses.replace(config, device="cpu", **changes).for_device("cpu")

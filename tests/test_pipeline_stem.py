@@ -11,6 +11,8 @@ import pytest
 from latentpath.cli import main
 from latentpath.evaluate import score_chemical_space, score_tracks
 from latentpath.pipeline import (
+    RVAE_SIZES,
+    PfmConfig,
     StemConfig,
     frame_graphs,
     read_stem_run,
@@ -241,7 +243,9 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
 
 def test_rvae_size_follows_the_device_unless_set():
     cpu = StemConfig().for_device("cpu")
-    assert (cpu.hidden, cpu.layers, cpu.epochs) == (128, 3, 40)
+    # STEM runs train longer on a CPU than the common size (PFM keeps it)
+    assert (cpu.hidden, cpu.layers, cpu.epochs) == (128, 3, 80)
+    assert PfmConfig().for_device("cpu").epochs == RVAE_SIZES["cpu"]["epochs"] == 40
     chosen = StemConfig(hidden=64, epochs=5).for_device("cpu")
     assert (chosen.hidden, chosen.layers, chosen.epochs) == (64, 3, 5)
     with pytest.raises(ValueError, match="hidden"):

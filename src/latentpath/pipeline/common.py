@@ -23,9 +23,10 @@ class RunSettings:
     ----------
     latent_dim, hidden, layers, epochs, batch_size, lr, kl_weight, precision, compile
         The skip-rVAE and its training (:func:`latentpath.rvae.fit_rvae`). ``hidden``,
-        ``layers`` and ``epochs`` left as None follow the device (:data:`RVAE_SIZES`):
-        3 x 128 units for 40 epochs on a CPU, minutes on two cores; the paper's
-        4 x 256 for 300 epochs on a GPU.
+        ``layers`` and ``epochs`` left as None follow the device (``rvae_sizes``,
+        :data:`RVAE_SIZES` unless a pipeline sets its own): 3 x 128 units for 40
+        epochs on a CPU, minutes on two cores; the paper's 4 x 256 for 300 epochs on
+        a GPU.
     device : str
         "auto", "cpu" or "cuda".
     seed : int
@@ -43,6 +44,8 @@ class RunSettings:
     device: str = "auto"
     seed: int = 0
     label: ClassVar[str] = ""
+    #: size and epochs of the skip-rVAE per device kind, where left as None
+    rvae_sizes: ClassVar[dict] = RVAE_SIZES
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "hidden", "layers"):
@@ -70,7 +73,7 @@ class RunSettings:
         from latentpath.device import resolve_device
 
         kind = "cuda" if resolve_device(device).type == "cuda" else "cpu"
-        return dataclasses.replace(self, **{k: v for k, v in RVAE_SIZES[kind].items()
+        return dataclasses.replace(self, **{k: v for k, v in self.rvae_sizes[kind].items()
                                             if getattr(self, k) is None})
 
     @classmethod
