@@ -15,10 +15,14 @@ from latentpath.rvae import (
     ModelFileError,
     RVAEConfig,
     SkipRVAE,
+    TrainingStop,
+    balanced_weights,
     decode,
     encode,
+    epoch_order,
     fit_rvae,
     load_rvae,
+    training_record,
 )
 from latentpath.synth.motifs import synth_motif_windows
 
@@ -250,3 +254,272 @@ def test_channels_turn_together_and_round_trip(tmp_path):
     assert decode(trained, np.zeros((3, 2))).shape == (3, 2, 8, 8)
     with pytest.raises(ValueError, match="channel"):
         encode(trained, first)
+
+
+
+#: 100 windows of 12 px: 10 held out, 90 trained on in 3 batches of up to 32
+TOY = {**SMALL, "hidden": 16, "seed": 0}
+TOY_BATCHES = 3
+#: a loose convergence rule, so that the toy run stops within a few epochs
+STALL = {"patience": 2, "min_delta": 0.05}
+
+
+@pytest.fixture(scope="module")
+def toy():
+    windows, truth = synth_motif_windows(100, window_px=12, seed=3)
+    return windows, truth.ring_size.to_numpy()
+
+
+def _first_stall(val_loss, patience, min_delta):
+    """The epoch at which the documented rule stops, recomputed from the history."""
+    ref, bad = None, 0
+    for epoch, val in enumerate(val_loss, 1):
+        if ref is None or val < ref * (1 - min_delta):
+            ref, bad = val, 0
+        else:
+            bad += 1
+        if bad >= patience:
+            return epoch
+    return None
+
+
+def _same_run(a, b):
+    """Same losses, steps and stop; the timing columns are the only ones that may differ."""
+    columns = ["epoch", "train_loss", "train_recon", "train_kl", "val_loss", "steps"]
+    assert np.array_equal(a[columns].to_numpy(), b[columns].to_numpy())
+    assert a.attrs["stop"] == b.attrs["stop"]
+
+
+def _same_weights(dir_a, dir_b):
+    """The kept model and the last checkpoint (weights, Adam state, generator) agree."""
+    from safetensors.torch import load_file
+
+    for name in ("weights.safetensors",
+                 json.loads((dir_a / "checkpoint.json").read_text())["tensors"]):
+        a, b = load_file(str(dir_a / name)), load_file(str(dir_b / name))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_patience_stops_a_stalled_run_before_the_epoch_ceiling(tmp_path, toy):
+    windows, _ = toy
+    history = fit_rvae(windows, tmp_path / "m", epochs=40, **STALL, **TOY)
+    stop = history.attrs["stop"]
+    assert stop.reason == "converged" and stop.epochs_run < 40
+    assert stop.epochs_run == len(history) == _first_stall(history.val_loss, **STALL)
+    assert stop.steps == stop.epochs_run * TOY_BATCHES
+    assert list(history.steps) == [TOY_BATCHES * e for e in history.epoch]
+    assert stop.best_epoch == int(history.epoch[history.val_loss.idxmin()])
+    assert stop.best_val_loss == history.val_loss.min()
+
+
+def test_max_steps_stops_part_way_through_an_epoch(tmp_path, toy):
+    windows, _ = toy
+    history = fit_rvae(windows, tmp_path / "m", epochs=40, max_steps=7, **TOY)
+    assert history.attrs["stop"] == TrainingStop(
+        reason="max_steps", steps=7, epochs_run=3,
+        best_epoch=int(history.epoch[history.val_loss.idxmin()]),
+        best_val_loss=history.val_loss.min())
+    assert list(history.steps) == [3, 6, 7]
+    # Before the ceiling the run is the plain one, which stops at its epoch ceiling.
+    plain = fit_rvae(windows, tmp_path / "plain", epochs=2, **TOY)
+    assert plain.attrs["stop"].reason == "epochs" and list(plain.steps) == [3, 6]
+    columns = ["train_loss", "val_loss", "steps"]
+    assert np.array_equal(plain[columns].to_numpy(), history[columns].iloc[:2].to_numpy())
+
+
+def test_the_stop_is_read_back_from_the_model_directory(tmp_path, toy):
+    windows, _ = toy
+    history = fit_rvae(windows, tmp_path / "m", epochs=40, **STALL, **TOY)
+    assert training_record(tmp_path / "m") == history.attrs["stop"]
+    record = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
+    assert record["stop_reason"] == "converged" and record["patience"] == 2
+    with pytest.raises(ModelFileError, match=r"config\.json missing"):
+        training_record(tmp_path)
+    config = tmp_path / "m" / "config.json"
+    for damage, message in ((lambda t: t.pop("stop_reason"), "no record of how"),
+                            (lambda t: t.update(stop_reason=None), "not finished"),
+                            (lambda t: t.pop("steps"), "damaged training record"),
+                            (lambda t: t.update(stop_reason="bored"), "damaged")):
+        damaged = json.loads(json.dumps(record))
+        damage(damaged)
+        full = json.loads(config.read_text())
+        config.write_text(json.dumps({**full, "training": damaged}))
+        with pytest.raises(ModelFileError, match=message) as err:
+            training_record(tmp_path / "m")
+        assert "config.json" in str(err.value)
+    # a kill after the last checkpoint, before the record: resuming completes the record
+    fit_rvae(windows, tmp_path / "m", epochs=40, resume=True, **STALL, **TOY)
+    assert training_record(tmp_path / "m") == history.attrs["stop"]
+
+
+def test_a_run_killed_at_any_epoch_resumes_to_the_same_stop(tmp_path, toy, monkeypatch):
+    import latentpath.rvae.train as train
+
+    windows, labels = toy
+    settings = {**STALL, **TOY, "epochs": 40,
+                "sample_weights": balanced_weights(labels, power=0.5)}
+    straight = fit_rvae(windows, tmp_path / "straight", **settings)
+    last = straight.attrs["stop"].epochs_run
+    save_checkpoint = train.save_checkpoint
+    # after epoch 1, mid-run, and after the last checkpoint, before the record's update
+    for kill in sorted({1, last - 1, last}):
+        def killed(directory, model, optimizer, gen, state, kill=kill):
+            save_checkpoint(directory, model, optimizer, gen, state)
+            if state["epoch"] == kill:
+                raise KeyboardInterrupt
+
+        out = tmp_path / f"killed-{kill}"
+        monkeypatch.setattr(train, "save_checkpoint", killed)
+        with pytest.raises(KeyboardInterrupt):
+            fit_rvae(windows, out, **settings)
+        monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)
+        resumed = fit_rvae(windows, out, resume=True, **settings)
+        _same_run(straight, resumed)
+        _same_weights(tmp_path / "straight", out)
+        assert training_record(out) == straight.attrs["stop"]
+
+
+def test_a_stopped_run_resumes_without_training(tmp_path, toy, monkeypatch):
+    import latentpath.rvae.train as train
+
+    windows, labels = toy
+    converged = fit_rvae(windows, tmp_path / "c", epochs=40, **STALL, **TOY)
+    capped = fit_rvae(windows, tmp_path / "s", epochs=40, max_steps=4, **TOY)
+
+    def no_training(*args):
+        raise AssertionError("a stopped run trained again")
+
+    monkeypatch.setattr(train._BatchLoss, "forward", no_training)
+    # a higher epoch ceiling does not reopen a run that converged or ran out of steps
+    _same_run(converged, fit_rvae(windows, tmp_path / "c", epochs=80, resume=True,
+                                  **STALL, **TOY))
+    _same_run(capped, fit_rvae(windows, tmp_path / "s", epochs=80, max_steps=4,
+                               resume=True, **TOY))
+    for changed in ({**STALL, "patience": 3}, {**STALL, "max_steps": 100},
+                    {**STALL, "sample_weights": balanced_weights(labels)}):
+        with pytest.raises(ModelFileError, match="other data or settings"):
+            fit_rvae(windows, tmp_path / "c", epochs=40, resume=True, **changed, **TOY)
+
+
+def test_an_epoch_or_time_budget_stop_trains_on_when_resumed(tmp_path, toy):
+    windows, _ = toy
+    straight = fit_rvae(windows, tmp_path / "a", epochs=4, **TOY)
+    # a budget already spent stops after the first epoch, whatever the machine's speed
+    first = fit_rvae(windows, tmp_path / "b", epochs=4, time_budget_s=1e-9, **TOY)
+    assert first.attrs["stop"].reason == "time_budget" and len(first) == 1
+    assert training_record(tmp_path / "b").reason == "time_budget"
+    fit_rvae(windows, tmp_path / "b", epochs=2, resume=True, **TOY)
+    assert training_record(tmp_path / "b").reason == "epochs"
+    _same_run(straight, fit_rvae(windows, tmp_path / "b", epochs=4, resume=True, **TOY))
+    _same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_balanced_weights():
+    weights = balanced_weights(["a", "a", "a", "b"])
+    assert np.allclose(weights, [2 / 3, 2 / 3, 2 / 3, 2])
+    assert weights.mean() == pytest.approx(1)
+    assert np.array_equal(balanced_weights(np.array([5, 6, 6, 6]), power=0), np.ones(4))
+    half = balanced_weights([1, 2, 2, 2, 2], power=0.5)
+    assert half[0] / half[1] == pytest.approx(2)
+    assert np.allclose(balanced_weights([(1, "x"), (1, "x"), None, np.nan]), 1)
+    with pytest.raises(ValueError, match="empty"):
+        balanced_weights([])
+    with pytest.raises(ValueError, match="power"):
+        balanced_weights(["a"], power=-1)
+
+
+def test_weighted_epochs_draw_rare_windows_as_often_as_common_ones(tmp_path, toy,
+                                                                   monkeypatch):
+    import latentpath.rvae.train as train
+
+    labels = np.array(["rare"] * 100 + ["common"] * 900)
+    train_idx = np.random.default_rng(0).permutation(1000)[100:]
+    weights = balanced_weights(labels)
+    drawn = np.concatenate([epoch_order(train_idx, 0, epoch, weights)
+                            for epoch in range(1, 6)])
+    assert len(drawn) == 5 * len(train_idx) and np.isin(drawn, train_idx).all()
+    assert 0.45 < (labels[drawn] == "rare").mean() < 0.55
+    assert np.array_equal(drawn[:900], epoch_order(train_idx, 0, 1, weights))
+    # without weights, every window once, in the order of (seed, epoch) as before
+    assert np.array_equal(epoch_order(train_idx, 0, 3),
+                          np.random.default_rng([0, 3]).permutation(train_idx))
+    zero = weights.copy()
+    zero[labels == "rare"] = 0
+    assert (labels[epoch_order(train_idx, 0, 1, zero)] == "common").all()
+    # fit_rvae draws its epochs so; the validation windows are never drawn
+    windows, ring_sizes = toy
+    orders = []
+
+    def spy(*args):
+        orders.append(epoch_order(*args))
+        return orders[-1]
+
+    monkeypatch.setattr(train, "epoch_order", spy)
+    weights = balanced_weights(ring_sizes)
+    history = fit_rvae(windows, tmp_path / "m", epochs=2, sample_weights=weights, **TOY)
+    assert len(history) == 2 and len(orders) == 2 and all(len(o) == 90 for o in orders)
+    val_idx = np.random.default_rng(TOY["seed"]).permutation(100)[:10]
+    assert not np.isin(np.concatenate(orders), val_idx).any()
+    settings = json.loads((tmp_path / "m" / "checkpoint.json").read_text())["settings"]
+    assert isinstance(settings["sample_weights"], str)
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    (np.ones(99), r"shape \(100,\)"),
+    (np.ones((100, 1)), "one weight per window"),
+    (np.r_[np.ones(99), -1.0], "non-negative"),
+    (np.r_[np.ones(99), np.nan], "NaN"),
+    (np.zeros(100), "all zero"),
+    (np.where(np.isin(np.arange(100), np.random.default_rng(0).permutation(100)[:10]),
+              1.0, 0.0), "zero on all 90 training windows"),
+    (["a"] * 100, "must be numbers"),
+])
+def test_bad_sample_weights_are_refused(tmp_path, toy, weights, message):
+    windows, _ = toy
+    with pytest.raises(ValueError, match=message) as err:
+        fit_rvae(windows, tmp_path / "m", epochs=1, sample_weights=weights, **TOY)
+    assert "sample_weights" in str(err.value)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"patience": 0}, "patience"), ({"max_steps": 2.5}, "max_steps"),
+    ({"min_delta": 1.0}, "min_delta"), ({"time_budget_s": 0}, "time_budget_s"),
+])
+def test_bad_stopping_settings_are_refused(tmp_path, toy, setting, message):
+    windows, _ = toy
+    with pytest.raises(ValueError, match=message):
+        fit_rvae(windows, tmp_path / "m", epochs=1, **setting, **TOY)
+
+
+def test_run_settings_pass_the_stopping_rule_on(tmp_path, monkeypatch):
+    import latentpath.rvae as rvae
+    from latentpath.pipeline.common import RunSettings
+
+    seen = {}
+    monkeypatch.setattr(rvae, "fit_rvae", lambda windows, folder, **kw: seen.update(kw))
+    monkeypatch.setattr(rvae, "load_rvae", lambda folder: None)
+    settings = RunSettings(patience=5, max_steps=100, time_budget_s=60.0)
+    settings.train_rvae(np.zeros((4, 8, 8)), tmp_path, sample_weights=np.ones(4))
+    assert (seen["patience"], seen["max_steps"], seen["time_budget_s"]) == (5, 100, 60.0)
+    assert np.array_equal(seen["sample_weights"], np.ones(4))
+    defaults = RunSettings()
+    assert (defaults.patience, defaults.max_steps, defaults.time_budget_s) == (None,) * 3
+    for bad in ({"patience": 0}, {"max_steps": -1}, {"time_budget_s": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            RunSettings(**bad)
+    assert RunSettings.from_dict({"patience": 3}).patience == 3
+
+
+def test_rvae_command_stops_early_and_says_why(tmp_path, toy, capsys):
+    from latentpath.cli import main
+
+    windows, _ = toy
+    path = tmp_path / "w.npy"
+    np.save(path, windows)
+    assert main(["rvae", str(path), "--out", str(tmp_path / "m"), "--epochs", "40",
+                 "--max-steps", "4", "--patience", "3", "--time-budget", "3600",
+                 "--hidden", "16", "--layers", "2", "--batch-size", "32", "--device",
+                 "cpu", "--precision", "float32", "--no-compile"]) == 0
+    assert "stopped: max_steps after 2 epochs, 4 steps" in capsys.readouterr().out

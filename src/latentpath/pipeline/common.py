@@ -30,6 +30,13 @@ class RunSettings:
     device : str
         "auto", "cpu" or "cuda".
     seed : int
+    patience, max_steps : int, optional
+        Stop the skip-rVAE's training once its validation loss has not improved for
+        ``patience`` epochs, or after ``max_steps`` optimiser steps (None, the
+        default: train for ``epochs``). See :func:`latentpath.rvae.fit_rvae`.
+    time_budget_s : float, optional
+        Wall-clock budget of one training call, seconds; a run stopped by it is not
+        reproducible.
     """
 
     latent_dim: int = 2
@@ -43,29 +50,37 @@ class RunSettings:
     compile: bool = True
     device: str = "auto"
     seed: int = 0
+    patience: int | None = None
+    max_steps: int | None = None
+    time_budget_s: float | None = None
     label: ClassVar[str] = ""
     #: size and epochs of the skip-rVAE per device kind, where left as None
     rvae_sizes: ClassVar[dict] = RVAE_SIZES
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "hidden", "layers"):
+        for name in ("epochs", "batch_size", "hidden", "layers", "patience", "max_steps"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.time_budget_s is not None and not 0 < self.time_budget_s < float("inf"):
+            raise ValueError(f"time_budget_s must be a positive number of seconds, got "
+                             f"{self.time_budget_s}")
         if self.latent_dim < 2:
             raise ValueError("latent_dim must be at least 2 for the latent maps")
 
     def train_rvae(self, windows: Any, folder: Path, *, resume: bool = False,
-                   progress: bool = True) -> Any:
+                   progress: bool = True, sample_weights: Any = None) -> Any:
         """Train the skip-rVAE with these settings into ``folder`` (continuing its
-        checkpoint if ``resume``) and load it back."""
+        checkpoint if ``resume``; windows drawn in proportion to ``sample_weights``,
+        one per window, if given) and load it back."""
         from latentpath.rvae import fit_rvae, load_rvae
 
         fit_rvae(windows, folder, latent_dim=self.latent_dim, hidden=self.hidden,
                  layers=self.layers, epochs=self.epochs, batch_size=self.batch_size,
                  lr=self.lr, kl_weight=self.kl_weight, seed=self.seed, device=self.device,
                  precision=self.precision, compile=self.compile, resume=resume,
-                 progress=progress)
+                 progress=progress, patience=self.patience, max_steps=self.max_steps,
+                 time_budget_s=self.time_budget_s, sample_weights=sample_weights)
         return load_rvae(folder)
 
     def for_device(self, device: Any) -> Any:

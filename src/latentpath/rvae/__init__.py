@@ -10,18 +10,29 @@ from latentpath.device import has_fast_bfloat16
 from latentpath.modelfiles import ModelFileError
 from latentpath.rvae.files import load_rvae, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
-from latentpath.rvae.train import fit_rvae, open_windows
+from latentpath.rvae.train import (
+    TrainingStop,
+    balanced_weights,
+    epoch_order,
+    fit_rvae,
+    open_windows,
+    training_record,
+)
 
 __all__ = [
     "ModelFileError",
     "RVAEConfig",
     "SkipRVAE",
+    "TrainingStop",
+    "balanced_weights",
     "decode",
     "encode",
+    "epoch_order",
     "fit_rvae",
     "load_rvae",
     "open_windows",
     "save_rvae",
+    "training_record",
 ]
 
 

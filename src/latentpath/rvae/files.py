@@ -41,6 +41,16 @@ def save_rvae(model: SkipRVAE, directory: str | Path, *, training: dict | None =
     return directory
 
 
+def update_training_record(directory: str | Path, training: dict) -> None:
+    """Replace the training record in ``directory``'s ``config.json``, weights untouched
+    (the model is the best epoch's, the record says how the whole run went). An
+    unchanged record is not rewritten."""
+    path = Path(directory) / "config.json"
+    record = read_record(path, MODEL_KIND, "skip-rVAE")
+    if record.get("training") != training:
+        write_record({**record, "training": training}, path)
+
+
 def load_rvae(directory: str | Path, *, device: str | torch.device = "cpu") -> SkipRVAE:
     """Load a skip-rVAE model directory.
 

@@ -5,12 +5,21 @@ and converted to float32 one batch at a time, so the data set is never copied wh
 The shuffling order of each epoch is derived from (seed, epoch) and the sampling noise
 comes from a ``torch.Generator`` saved in the checkpoint, so a run killed at any moment
 and resumed reaches exactly the result of an uninterrupted run.
+
+Training stops at an epoch ceiling, or earlier: when the validation loss stops falling
+(``patience``), at a number of optimiser steps (``max_steps``) or when a wall-clock
+budget runs out. Windows can be drawn in proportion to weights (``sample_weights``,
+:func:`balanced_weights`) so that rare kinds of window are trained on as often as
+common ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +31,161 @@ from tqdm.auto import tqdm
 
 from latentpath.device import has_fast_bfloat16, resolve_device
 from latentpath.distributed import Group, local_device, process_group
-from latentpath.modelfiles import ModelFileError
-from latentpath.rvae.files import load_checkpoint, save_checkpoint, save_rvae
+from latentpath.modelfiles import ModelFileError, read_record
+from latentpath.rvae.files import (
+    MODEL_KIND,
+    load_checkpoint,
+    save_checkpoint,
+    save_rvae,
+    update_training_record,
+)
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
 
 _CHUNK = 4096
+#: why a training run stopped (:class:`TrainingStop`)
+STOP_REASONS = ("converged", "max_steps", "epochs", "time_budget")
+#: stops that resuming with the same settings would repeat at once, so it trains no more
+_FINAL_STOPS = ("converged", "max_steps")
+#: the stopping and sampling settings of checkpoints written before they existed
+_UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None}
+
+
+@dataclass(frozen=True)
+class TrainingStop:
+    """Why and where a training run stopped.
+
+    Attributes
+    ----------
+    reason : {"converged", "max_steps", "epochs", "time_budget"}
+        "converged": the validation loss did not improve for ``patience`` checks;
+        "max_steps": the step ceiling; "epochs": the epoch ceiling; "time_budget": the
+        wall-clock budget ran out.
+    steps : int
+        Optimiser steps done, over all calls of a resumed run.
+    epochs_run : int
+        Epochs done, the last one part-way if ``max_steps`` ended it.
+    best_epoch : int or None
+        The epoch of the model kept (lowest validation loss); None if no epoch had a
+        finite validation loss.
+    best_val_loss : float
+        Its validation loss per window, in the units of the training loss (inf if none).
+    """
+
+    reason: str
+    steps: int
+    epochs_run: int
+    best_epoch: int | None
+    best_val_loss: float
+
+
+def training_record(model_dir: str | Path) -> TrainingStop:
+    """How the training of a model directory ended, from its ``config.json``.
+
+    Raises
+    ------
+    ModelFileError
+        No ``config.json``, not a skip-rVAE, or a training record without a stop:
+        training still running or killed, or a model written before stops were
+        recorded. The message names the file.
+    """
+    path = Path(model_dir) / "config.json"
+    training = read_record(path, MODEL_KIND, "skip-rVAE").get("training")
+    if not isinstance(training, dict) or "stop_reason" not in training:
+        raise ModelFileError(f"{path}: no record of how training stopped (a model written "
+                             "before stops were recorded, or not by fit_rvae)")
+    if training["stop_reason"] is None:
+        raise ModelFileError(f"{path}: training has not finished (still running, or "
+                             "killed: resume it)")
+    try:
+        stop = TrainingStop(reason=str(training["stop_reason"]),
+                            steps=int(training["steps"]),
+                            epochs_run=int(training["epochs_run"]),
+                            best_epoch=None if training["best_epoch"] is None
+                            else int(training["best_epoch"]),
+                            best_val_loss=float(training["val_loss"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: damaged training record ({err!r})") from err
+    if stop.reason not in STOP_REASONS:
+        raise ModelFileError(f"{path}: damaged training record (stop_reason "
+                             f"{stop.reason!r}, expected one of {STOP_REASONS})")
+    return stop
+
+
+def balanced_weights(labels: Iterable[Hashable], power: float = 1.0) -> np.ndarray:
+    """Sampling weights that make every label about equally frequent in training.
+
+    Parameters
+    ----------
+    labels : array-like (N,) of hashable values
+        The kind of each window (strings, integers, tuples...; missing values, NaN or
+        None, count as one label of their own).
+    power : float
+        A window's weight is (number of windows of its label) ** -power: 1 draws every
+        label equally often, 0 leaves the data's proportions, values between soften
+        the balancing.
+
+    Returns
+    -------
+    ndarray (N,), float64
+        Weights of mean 1, for ``fit_rvae(sample_weights=...)``.
+    """
+    if not (np.isfinite(power) and power >= 0):
+        raise ValueError(f"power must be a non-negative number, got {power}")
+    codes, _ = pd.factorize(pd.Series(list(labels), dtype=object), use_na_sentinel=False)
+    if len(codes) == 0:
+        raise ValueError("labels is empty: need the label of at least one window")
+    weights = np.bincount(codes)[codes].astype(np.float64) ** -power
+    return weights / weights.mean()
+
+
+def epoch_order(train_idx: np.ndarray, seed: int, epoch: int,
+                weights: np.ndarray | None = None) -> np.ndarray:
+    """The training windows of one epoch, in the order they are batched.
+
+    Parameters
+    ----------
+    train_idx : ndarray (M,) of int
+        Numbers of the training windows.
+    seed, epoch : int
+    weights : ndarray (N,), optional
+        One non-negative weight per window of the whole stack (indexed by window
+        number), with a positive sum over ``train_idx``.
+
+    Returns
+    -------
+    ndarray (M,) of int
+        Without weights, a permutation of ``train_idx`` (every window once). With
+        them, M draws with replacement, each window drawn with probability
+        proportional to its weight. Both come from generators seeded by (seed,
+        epoch), the weighted one from a stream of its own, so that an epoch's order
+        never depends on earlier epochs and a resumed run draws what an uninterrupted
+        one would.
+    """
+    if weights is None:
+        return np.random.default_rng([seed, epoch]).permutation(train_idx)
+    p = weights[train_idx]
+    return np.random.default_rng([seed, epoch, 1]).choice(train_idx, size=len(train_idx),
+                                                          replace=True, p=p / p.sum())
+
+
+def _check_weights(weights: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``sample_weights`` as float64, or a ValueError that says what is wrong."""
+    if weights is None:
+        return None
+    try:
+        weights = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"sample_weights must be numbers ({err})") from None
+    if weights.shape != (n,):
+        raise ValueError(f"sample_weights must hold one weight per window: shape ({n},), "
+                         f"got {weights.shape}")
+    if not np.isfinite(weights).all():
+        raise ValueError("sample_weights contain NaN or infinite values")
+    if (weights < 0).any():
+        raise ValueError(f"sample_weights must be non-negative, got {weights.min()}")
+    if not weights.any():
+        raise ValueError("sample_weights are all zero")
+    return weights
 
 
 def open_windows(windows: np.ndarray | str | Path) -> np.ndarray:
@@ -114,6 +273,11 @@ def fit_rvae(
     compile: bool = True,
     resume: bool = False,
     progress: bool = True,
+    patience: int | None = None,
+    min_delta: float = 1e-3,
+    max_steps: int | None = None,
+    time_budget_s: float | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Train a skip-rVAE on windows and keep the best model in ``out_dir``.
 
@@ -153,21 +317,61 @@ def fit_rvae(
         unsupported platform) training warns and goes on without it.
     resume : bool
         Continue from the checkpoint in ``out_dir``; without it an existing
-        checkpoint is an error (nothing is overwritten).
+        checkpoint is an error (nothing is overwritten). A run that stopped for
+        "converged" or "max_steps" returns at once; one that stopped at the epoch
+        ceiling or the time budget trains on (to a higher ``epochs``, with a new
+        budget). Other ``patience``, ``min_delta``, ``max_steps`` or
+        ``sample_weights`` than the checkpoint's are refused, as other settings are;
+        ``epochs`` and ``time_budget_s`` may change.
+    patience : int, optional
+        Stop once the validation loss (checked after every epoch) has not improved
+        for this many checks in a row. Improving means falling below the reference
+        by more than ``min_delta`` of it: ``val < ref * (1 - min_delta)``, where the
+        reference is the loss of the last such improvement (as Keras' and
+        Lightning's early stopping), so a slow steady descent still counts. None:
+        no early stop.
+    min_delta : float
+        Relative improvement, in [0, 1), that resets the patience count.
+    max_steps : int, optional
+        Ceiling on optimiser steps (batches), over all calls of a resumed run. The
+        epoch that reaches it stops part-way, so exactly ``max_steps`` steps are
+        done; it is validated and checkpointed as a whole epoch would be.
+    time_budget_s : float, optional
+        Wall-clock budget of this call, seconds, from its start (setup included):
+        training stops after the epoch in which it ran out. Where it stops depends
+        on the machine's speed, so such a run is not reproducible; a resumed call
+        gets a budget of its own.
+    sample_weights : ndarray (N,), optional
+        Non-negative weight per window (see :func:`balanced_weights`). Each epoch
+        then draws as many training windows as there are, with replacement and in
+        proportion to their weights (:func:`epoch_order`); the validation windows
+        and their loss stay unweighted. None: every training window once per epoch.
 
     Returns
     -------
     DataFrame
         Per epoch: ``epoch, train_loss, train_recon, train_kl, val_loss, seconds,
-        windows_per_s``.
+        windows_per_s, steps`` (``steps``: optimiser steps done by the end of the
+        epoch). ``attrs["stop"]`` is the :class:`TrainingStop`, also written to the
+        model's ``config.json`` (read it with :func:`training_record`).
     """
+    started = time.perf_counter()
     data = open_windows(windows)
+    weights = _check_weights(sample_weights, len(data))
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
     if not (np.isfinite(kl_weight) and kl_weight > 0):
         raise ValueError(f"kl_weight must be a positive number, got {kl_weight}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
+    for name, value in (("patience", patience), ("max_steps", max_steps)):
+        if value is not None and (int(value) != value or value < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {value}")
+    if not 0 <= min_delta < 1:
+        raise ValueError(f"min_delta must lie in [0, 1), got {min_delta}")
+    if time_budget_s is not None and not (np.isfinite(time_budget_s) and time_budget_s > 0):
+        raise ValueError(f"time_budget_s must be a positive number of seconds or None, "
+                         f"got {time_budget_s}")
     out_dir = Path(out_dir)
     if (out_dir / "checkpoint.json").exists() and not resume:
         raise FileExistsError(f"{out_dir} holds a training checkpoint; pass resume=True "
@@ -202,18 +406,34 @@ def fit_rvae(
     order = np.random.default_rng(seed).permutation(len(data))
     n_val = max(1, round(val_fraction * len(data)))
     val_idx, train_idx = order[:n_val], order[n_val:]
+    if weights is not None and not weights[train_idx].any():
+        raise ValueError(f"sample_weights are zero on all {len(train_idx)} training "
+                         "windows (the non-zero ones fell in the validation share)")
+    n_batches = -(-len(train_idx) // batch_size)
     settings = {"n_windows": len(data), "window_px": data.shape[-1], "channels": channels,
                 "seed": seed,
                 "batch_size": batch_size, "val_fraction": val_fraction,
                 "kl_weight": kl_weight, "kl_warmup_epochs": kl_warmup_epochs,
                 "precision": precision,
-                "compile": bool(compile)}
-    state = {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings}
+                "compile": bool(compile), "patience": patience, "min_delta": min_delta,
+                "max_steps": max_steps,
+                # a digest, not the weights: resuming with other weights is refused
+                "sample_weights": None if weights is None else
+                hashlib.sha256(weights.tobytes()).hexdigest()[:16]}
+    # patience_ref: the validation loss of the last improvement by more than
+    # min_delta; bad_checks: the checks since then. Kept in the checkpoint, so that a
+    # resumed run stops where an uninterrupted one would.
+    state = {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings,
+             "steps": 0, "best_epoch": None, "patience_ref": None, "bad_checks": 0,
+             "stop": None}
     if resume and (out_dir / "checkpoint.json").exists():
         state = load_checkpoint(out_dir, model, optimizer, gen)
-        if state["settings"] != settings:
+        if {**_UNSET, **state["settings"]} != settings:
             raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
                                 f"settings ({state['settings']} vs {settings})")
+        if "steps" not in state:
+            _fill_stop_state(state, n_batches)
+        state["settings"] = settings
     out_dir.mkdir(parents=True, exist_ok=True)
     plain = _BatchLoss(model)
     if group.world > 1:
@@ -222,15 +442,21 @@ def fit_rvae(
     terms = torch.compile(plain, dynamic=True) if compile else plain
     n_latents = 3 + latent_dim
     bf16 = precision == "bfloat16"
-    for epoch in range(state["epoch"] + 1, epochs + 1):
+    # a run that converged or hit its step ceiling would stop again at once
+    first = epochs + 1 if state["stop"] in _FINAL_STOPS else state["epoch"] + 1
+    for epoch in range(first, epochs + 1):
         # A tensor, not a float, so that a KL warm-up does not recompile every epoch.
         beta = torch.tensor(kl_weight * (min(1.0, epoch / kl_warmup_epochs)
                                          if kl_warmup_epochs else 1.0), device=device)
         model.train()
         start = time.perf_counter()
-        shuffled = np.random.default_rng([seed, epoch]).permutation(train_idx)
+        shuffled = epoch_order(train_idx, seed, epoch, weights)
         sums = np.zeros(2)
         batches = range(0, len(shuffled), batch_size)
+        if max_steps is not None:
+            # the epoch that reaches the ceiling stops part-way: exactly max_steps steps
+            batches = batches[:max_steps - state["steps"]]
+        seen = min(len(shuffled), len(batches) * batch_size)
         for b in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress,
                       leave=False):
             rows = np.sort(shuffled[b:b + batch_size])
@@ -258,27 +484,81 @@ def fit_rvae(
             n = len(x) if share else 0
             sums += [float(rec.detach()) * n, float(kl.detach()) * n]
         sums = group.all_sum(sums, device)
+        state["steps"] += len(batches)
         seconds = time.perf_counter() - start
         val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
                                group)
-        row = {"epoch": epoch, "train_loss": sums.sum() / len(shuffled),
-               "train_recon": sums[0] / len(shuffled), "train_kl": sums[1] / len(shuffled),
-               "val_loss": val, "seconds": seconds, "windows_per_s": len(shuffled) / seconds}
+        row = {"epoch": epoch, "train_loss": sums.sum() / seen,
+               "train_recon": sums[0] / seen, "train_kl": sums[1] / seen,
+               "val_loss": val, "seconds": seconds, "windows_per_s": seen / seconds,
+               "steps": state["steps"]}
         state["history"].append(row)
         if progress:
             print(f"epoch {epoch}/{epochs}: loss {row['train_loss']:.2f} (recon "
                   f"{row['train_recon']:.2f}, KL {row['train_kl']:.2f}), val {val:.2f}, "
                   f"{row['windows_per_s']:.0f} windows/s")
-        if val < state["best_val"]:
-            state["best_val"] = val
-            if group.main:
-                save_rvae(model, out_dir, training={"best_epoch": epoch, "val_loss": val,
-                                                    **settings, "lr": lr, "epochs": epochs})
+        ref = state["patience_ref"]
+        if (ref is None and np.isfinite(val)) or (ref is not None and
+                                                  val < ref - min_delta * abs(ref)):
+            state["patience_ref"], state["bad_checks"] = val, 0
+        else:
+            state["bad_checks"] += 1
+        # Every process decides alike: the validation loss is summed over them all and
+        # the clock's verdict is too. The deterministic reasons go first, so that the
+        # reason is reproducible wherever one of them applies.
+        out_of_time = time_budget_s is not None and group.all_sum(
+            [time.perf_counter() - started > time_budget_s], device)[0] > 0
+        if patience is not None and state["bad_checks"] >= patience:
+            state["stop"] = "converged"
+        elif max_steps is not None and state["steps"] >= max_steps:
+            state["stop"] = "max_steps"
+        elif epoch == epochs:
+            state["stop"] = "epochs"
+        else:
+            state["stop"] = "time_budget" if out_of_time else None
         state["epoch"] = epoch
+        if val < state["best_val"]:
+            state["best_val"], state["best_epoch"] = val, epoch
+            if group.main:
+                save_rvae(model, out_dir, training=_record(state, lr, epochs))
         if group.main:
             save_checkpoint(out_dir, model, optimizer, gen, state)
+        if state["stop"]:
+            break
+    if state["stop"] not in _FINAL_STOPS and state["epoch"] >= epochs:
+        # resumed at the epoch ceiling (after a time-budget stop, or from a checkpoint
+        # written before stops were recorded): nothing was trained
+        state["stop"] = "epochs"
+    # Written after the checkpoint, and again by any later resume: a kill between the
+    # two leaves a checkpoint that returns at once and completes the record.
+    if group.main and (out_dir / "config.json").exists():
+        update_training_record(out_dir, _record(state, lr, epochs))
     group.barrier()  # every process returns once the model is written
-    return pd.DataFrame(state["history"])
+    history = pd.DataFrame(state["history"])
+    history.attrs["stop"] = TrainingStop(reason=state["stop"], steps=state["steps"],
+                                         epochs_run=state["epoch"],
+                                         best_epoch=state["best_epoch"],
+                                         best_val_loss=state["best_val"])
+    return history
+
+
+def _record(state: dict, lr: float, epochs: int) -> dict:
+    """The training record of the model directory's ``config.json``: the best epoch,
+    the settings, and how far training went (``stop_reason`` None while it runs)."""
+    return {"best_epoch": state["best_epoch"], "val_loss": state["best_val"],
+            **state["settings"], "lr": lr, "epochs": epochs, "steps": state["steps"],
+            "epochs_run": state["epoch"], "stop_reason": state["stop"]}
+
+
+def _fill_stop_state(state: dict, n_batches: int) -> None:
+    """Complete a checkpoint written before stops were recorded. Those runs had no step
+    ceiling, so every epoch took ``n_batches`` steps; they had no patience either, so
+    its counters start afresh (a patience differing from theirs is refused)."""
+    for row in state["history"]:
+        row["steps"] = row["epoch"] * n_batches
+    best = [row["epoch"] for row in state["history"] if row["val_loss"] == state["best_val"]]
+    state.update(steps=state["epoch"] * n_batches, best_epoch=best[0] if best else None,
+                 patience_ref=None, bad_checks=0, stop=None)
 
 
 @torch.no_grad()
