@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
+from latentpath.cli import main
 from latentpath.io import load_movie
 from latentpath.synth import defects, render
 from latentpath.synth.sheet import (
@@ -322,7 +323,183 @@ def test_read_rejects_other_files(tmp_path):
     ({"final_disorder": 1.5}, "final_disorder"),
     ({"dose_e_per_A2": float("nan")}, "dose_e_per_A2"),
     ({"jitter_px": -1.0}, "jitter_px"),
+    ({"z_exponent": 0.9}, "z_exponent must be >= 1.0"),
+    ({"z_exponent": 2.6}, "z_exponent must be <= 2.5"),
+    ({"z_exponent": float("nan")}, "z_exponent"),
+    ({"render_model": "airy"}, "render_model must be one of gauss-tail, aperture; got 'airy'"),
 ])
 def test_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         synth_stem_movie(**{"n_frames": 2, "size": 64, **kwargs})
+
+
+# -- the contrast exponent and the "aperture" rendering model ------------------------------
+
+def test_default_movie_is_unchanged():
+    """Values recorded from the code before z_exponent and render_model existed."""
+    sim = synth_stem_movie(2, 64, seed=0)
+    assert sim.params["z_exponent"] == 1.7
+    assert sim.params["render_model"] == "gauss-tail"
+    movie = sim.movie.astype(np.float64)
+    assert movie.sum() == pytest.approx(205857.27593439817, rel=1e-6)
+    assert movie[1].sum() == pytest.approx(85995.57961541414, rel=1e-6)
+    np.testing.assert_allclose(sim.movie[1, 30, 28:36], [9.948398, 6.6567745, 15.455192,
+                                                         22.024628, 16.741964, 14.276126,
+                                                         15.192329, 25.907677], rtol=1e-5)
+    np.testing.assert_allclose(sim.movie[0, 10, 5:9], [24.52947, 27.95263, 29.880808,
+                                                       22.256712], rtol=1e-5)
+    assert len(sim.atoms) == 132
+    assert sim.atoms.x.sum() == pytest.approx(4559.844951726228, rel=1e-9)
+    assert sim.atoms.y.sum() == pytest.approx(4414.796890110225, rel=1e-9)
+    explicit = synth_stem_movie(2, 64, seed=0, z_exponent=1.7, render_model="gauss-tail")
+    assert explicit.movie.tobytes() == sim.movie.tobytes()
+
+
+@pytest.mark.parametrize("exponent", [1.0, 1.5, 2.0, 2.5])
+@pytest.mark.parametrize("probe", [render.probe_otf, render.aperture_probe_otf])
+def test_z_exponent_sets_the_si_to_carbon_peak_ratio(exponent, probe):
+    pad = 20
+    otf = probe((128 + 2 * pad, 128 + 2 * pad), 0.1, tail_weight=0.0)
+    # 6 A apart: the neighbour's probe (Airy rings included) adds < 0.1 % at the peak.
+    img = render.ideal_adf(np.array([34.0, 94.0]), np.array([64.0, 64.0]),
+                           np.array([6.0, 14.0]), (128, 128), otf, pad, z_exponent=exponent)
+    assert img[34, 64] == pytest.approx(1.0, abs=0.02)
+    assert img[94, 64] / img[34, 64] == pytest.approx((14 / 6) ** exponent, rel=0.02)
+
+
+def test_z_exponent_reaches_the_movie():
+    low = synth_stem_movie(1, 64, seed=1, z_exponent=1.2, si_fraction=0.05)
+    high = synth_stem_movie(1, 64, seed=1, z_exponent=2.2, si_fraction=0.05)
+    assert low.params["z_exponent"] == 1.2
+    pd.testing.assert_frame_equal(low.atoms, high.atoms)
+    assert high.movie.sum() > low.movie.sum()
+
+
+@pytest.mark.parametrize(("fwhm", "pixel_size"), [(1.05, 0.1), (0.8, 0.06), (1.4, 0.15)])
+def test_aperture_probe_has_unit_integral_and_the_asked_fwhm(fwhm, pixel_size):
+    shape = (160, 160)
+    otf = render.aperture_probe_otf(shape, pixel_size, fwhm_A=fwhm, tail_weight=0.15)
+    assert otf.shape == (160, 81)
+    assert otf.dtype == np.complex128
+    assert otf[0, 0].real == pytest.approx(1.0, abs=1e-12)
+    kernel = np.fft.irfft2(otf, s=shape)
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-9)
+    assert kernel.min() > -1e-6 * kernel.max()
+    # FWHM of the whole probe (halo included) from the area above half maximum.
+    area = (kernel >= 0.5 * kernel.max()).sum() * pixel_size**2
+    assert 2 * np.sqrt(area / np.pi) == pytest.approx(fwhm, rel=0.1)
+    # The aperture's band limit: without the halo nothing passes beyond the cutoff.
+    bare = render.aperture_probe_otf(shape, pixel_size, fwhm_A=fwhm, tail_weight=0.0)
+    q = np.hypot(np.fft.fftfreq(160, pixel_size)[:, None], np.fft.rfftfreq(160, pixel_size))
+    cutoff = render.aperture_cutoff(fwhm, fwhm / 2)
+    assert np.abs(bare[q > cutoff]).max() < 1e-12
+    assert np.abs(bare[q < 0.5 * cutoff]).min() > 0.1
+
+
+def test_aperture_model_images_the_same_truth_differently():
+    kw = {"initial_disorder": 0.0, "final_disorder": 0.0}
+    plain = synth_stem_movie(2, 96, seed=2, **kw)
+    aperture = synth_stem_movie(2, 96, seed=2, render_model="aperture", **kw)
+    assert aperture.params["render_model"] == "aperture"
+    assert aperture.movie.dtype == np.float32
+    for name in ("atoms", "rings", "bonds", "events", "frames"):
+        pd.testing.assert_frame_equal(getattr(plain, name), getattr(aperture, name))
+    assert not np.array_equal(plain.movie, aperture.movie)
+    again = synth_stem_movie(**aperture.params)
+    assert np.array_equal(again.movie, aperture.movie)
+    for t in (0, 1):
+        image = aperture.movie[t].astype(np.float64)
+        atoms = aperture.atoms[(aperture.atoms.frame == t) & aperture.atoms.in_image]
+        rings = aperture.rings[(aperture.rings.frame == t) & aperture.rings.in_image]
+        on = image[np.round(atoms.y).astype(int).clip(0, 95),
+                   np.round(atoms.x).astype(int).clip(0, 95)].mean()
+        between = image[np.round(rings.y).astype(int), np.round(rings.x).astype(int)].mean()
+        assert len(rings) > 5
+        assert on > 2.5 * between
+
+
+def test_aperture_model_draws_atoms_where_the_truth_says():
+    clean = synth_stem_movie(2, 128, seed=4, dose_e_per_A2=1e9, jitter_px=0.0,
+                             read_noise=0.0, background=0.0, probe_tail_weight=0.0,
+                             initial_disorder=0.02, final_disorder=0.05,
+                             render_model="aperture")
+    image = clean.movie[1].astype(np.float64)
+    atoms = clean.atoms[(clean.atoms.frame == 1) & clean.atoms.in_image]
+    atoms = atoms[(atoms.x > 8) & (atoms.x < 119) & (atoms.y > 8) & (atoms.y < 119)]
+    assert len(atoms) > 20
+    yy, xx = np.mgrid[-3:4, -3:4]
+    errors, along_x = [], []
+    for a in atoms.itertuples():
+        cy, cx = round(a.y), round(a.x)
+        patch = image[cy - 3:cy + 4, cx - 3:cx + 4]
+        patch = patch - patch.min()
+        dy = (patch * yy).sum() / patch.sum() + cy - a.y
+        dx = (patch * xx).sum() / patch.sum() + cx - a.x
+        errors.append(np.hypot(dy, dx))
+        along_x.append(dx)
+    assert np.median(errors) < 0.35
+    # The detector's lag delays the signal along the fast scan by a fraction of a pixel.
+    assert 0.0 < np.mean(along_x) < 0.3
+
+
+def test_aperture_line_jitter_is_correlated():
+    offsets = render.line_offsets(20000, 0.4, np.random.default_rng(1), glitch_rate=0.0)
+    assert offsets.std() == pytest.approx(0.4, rel=0.1)
+    lag1 = np.corrcoef(offsets[:-1], offsets[1:])[0, 1]
+    assert lag1 == pytest.approx(np.exp(-1 / 6), abs=0.03)
+    glitched = render.line_offsets(20000, 0.4, np.random.default_rng(1))
+    jumps = np.abs(glitched - offsets) > 0
+    assert 10 < jumps.sum() < 80
+    assert (np.abs(glitched - offsets)[jumps] >= 1.6 - 1e-9).all()
+    assert not render.line_offsets(64, 0.0, np.random.default_rng(1)).any()
+    flyback = render.flyback_profile(256, 0.5, np.random.default_rng(2))
+    assert 0.3 <= abs(flyback[0]) <= 0.7
+    assert np.abs(flyback[-64:]).max() < 0.05
+
+
+def test_aperture_resampling_moves_content_by_the_offsets():
+    x = np.arange(64, dtype=np.float64)
+    image = np.tile(np.exp(-0.5 * ((x - 30) / 3) ** 2), (4, 1))
+    moved = render.resample_scan(image, np.array([0.0, 1.0, -2.0, 0.5]), np.zeros(64))
+    centres = (moved * x).sum(1) / moved.sum(1)
+    np.testing.assert_allclose(centres, [30.0, 31.0, 28.0, 30.5], atol=0.01)
+
+
+def test_scintillator_detector_noise_and_fast_scan_lowpass():
+    rng = np.random.default_rng(0)
+    counts = render.detect_scintillator(np.full((300, 300), 2.0), counts_per_unit=25.0,
+                                        read_noise=0.0, rng=rng)
+    assert counts.dtype == np.float32
+    assert counts.mean() == pytest.approx(50, rel=0.01)
+    # Gamma gain of shape 3 adds a third to the shot-noise variance; the exponential
+    # response (a = exp(-2)) keeps (1 - a) / (1 + a) of it.
+    a = np.exp(-2.0)
+    assert counts.var() == pytest.approx(50 * (4 / 3) * (1 - a) / (1 + a), rel=0.1)
+    c = counts - counts.mean()
+    along_x = (c[:, 1:] * c[:, :-1]).mean() / c.var()
+    along_y = (c[1:] * c[:-1]).mean() / c.var()
+    assert along_x == pytest.approx(a, abs=0.02)
+    assert abs(along_y) < 0.02
+    dark = render.detect_scintillator(np.zeros((400, 400)), counts_per_unit=25.0,
+                                      read_noise=2.0, rng=rng)
+    # Read noise (2 counts) plus a dark-level offset per line (0.3 of it): streaks.
+    assert dark.std() == pytest.approx(2.0 * np.sqrt(1 + 0.3**2), rel=0.1)
+    assert dark.mean(axis=1).std() == pytest.approx(0.6, rel=0.2)
+
+
+def test_aperture_probe_rejects_a_source_wider_than_the_probe():
+    with pytest.raises(ValueError, match="source_fwhm_A"):
+        render.aperture_probe_otf((64, 64), 0.1, fwhm_A=1.0, source_fwhm_A=0.95)
+
+
+def test_cli_passes_the_imaging_options(tmp_path, capsys):
+    out = tmp_path / "look.npz"
+    assert main(["synth", "stem", str(out), "--frames", "1", "--size", "64",
+                 "--render-model", "aperture", "--z-exponent", "2.0", "--probe-fwhm", "0.9",
+                 "--probe-tail", "0.2", "--jitter-px", "0.1", "--read-noise", "2.5"]) == 0
+    params = read_synth_stem(out).params
+    assert params["render_model"] == "aperture"
+    assert (params["z_exponent"], params["probe_fwhm_A"], params["probe_tail_weight"],
+            params["jitter_px"], params["read_noise"]) == (2.0, 0.9, 0.2, 0.1, 2.5)
+    assert main(["synth", "stem", str(tmp_path / "bad"), "--z-exponent", "3"]) == 2
+    assert "z_exponent" in capsys.readouterr().err

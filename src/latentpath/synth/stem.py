@@ -7,8 +7,9 @@ amorphous patch. Between frames the beam drives events: Si hops and changes
 coordination, bonds rotate, vacancies form and migrate, holes grow and amorphous
 regions spread, so that disorder (holes plus amorphous area) rises from
 ``initial_disorder`` to ``final_disorder`` of the field of view. Each frame is rendered
-as an ADF image (Z^1.7 contrast, probe with tails, shot and detector noise, scan
-jitter, drift, background).
+as an ADF image (Z^n contrast, probe with tails, shot and detector noise, scan
+jitter, drift, background) by one of two models (``render_model``, see
+:mod:`latentpath.synth.render`).
 
 Truth, per frame: every atom with a persistent id, its position in pixels and
 angstrom, species, coordination, region, and the sizes of the rings it belongs to;
@@ -52,6 +53,10 @@ _HOLE_DISTANCE_A = 2.2
 """A point farther than this from every atom is vacuum (a hexagon centre is 1.42 A)."""
 _TRUTH_MARGIN_A = 4.0
 TABLES = ("atoms", "rings", "bonds", "events", "frames")
+RENDER_MODELS = ("gauss-tail", "aperture")
+"""Imaging models of :func:`synth_stem_movie` (``render_model``)."""
+_APERTURE_STREAM = 1
+"""Spawn key of the aperture model's own random stream (the seed's child)."""
 
 
 @dataclass
@@ -151,6 +156,8 @@ def synth_stem_movie(
     background: float = 0.25,
     ripple_A: float = 0.3,
     strain: float = 0.005,
+    z_exponent: float = render.Z_EXPONENT,
+    render_model: str = "gauss-tail",
     progress: bool = False,
 ) -> SynthSTEM:
     """Make a synthetic ADF-STEM movie of Si-doped graphene with its ground truth.
@@ -183,11 +190,14 @@ def synth_stem_movie(
         Fraction of the probe's electrons scattered onto the detector with the probe
         on a C atom; with the dose and the pixel area it sets the counts of a C peak.
     probe_fwhm_A, probe_tail_weight : float
-        Probe core width (angstrom) and the share of intensity in its tails.
+        Probe core FWHM (angstrom) and the share of intensity in its tails (the
+        Lorentzian-like tail of "gauss-tail", the Gaussian halo of "aperture").
     read_noise : float
         Detector noise, counts (standard deviation).
     jitter_px : float
         RMS scan-line jitter, pixels. Not in the truth positions: it is zero-mean noise.
+        In the "aperture" model it also scales the flyback error (about 2 ``jitter_px``
+        at the start of each line) and the rare line glitches; 0 gives a perfect scan.
     drift_A_per_frame : float
         Scale of the random stage drift between frames, angstrom.
     background : float
@@ -196,6 +206,28 @@ def synth_stem_movie(
         RMS out-of-plane height of the ripples, angstrom.
     strain : float
         Scale of the uniform in-plane strain.
+    z_exponent : float
+        Exponent n of the ADF contrast: an atom scatters as (Z / 6)^n times a C atom
+        (1.0 to 2.5; real data 1.5 to 2, larger for higher detector inner angles).
+    render_model : {"gauss-tail", "aperture"}
+        Imaging model; the structure and its truth are the same for both.
+
+        - "gauss-tail": probe of Gaussian core plus a ``(1 + r^2 / w^2)^-1.5`` tail
+          (w = 2.5 A); each scan line shifted by an independent Gaussian offset; Poisson
+          counts plus Gaussian read noise.
+        - "aperture": Airy probe of a circular aperture convolved with a Gaussian
+          source image (FWHM half of ``probe_fwhm_A``), the aperture set so that the
+          core's FWHM is ``probe_fwhm_A``, and ``probe_tail_weight`` in a Gaussian halo
+          of 4 A FWHM (chromatic skirt); correlated (AR(1), about 6 lines) line jitter
+          of RMS ``jitter_px``, a damped sinusoidal flyback error along each line and
+          rare line glitches (0.2 % of lines); a scintillator detector: Poisson
+          electrons times a gamma gain per electron (mean 1, shape 3), a causal
+          exponential response of 0.5 px along the fast scan, a dark-level offset per
+          line (0.3 ``read_noise``) and Gaussian read noise. Its random numbers come
+          from a stream of its own (a child of ``seed``), so the structure evolves
+          exactly as in the "gauss-tail" movie with the same arguments.
+
+        See :mod:`latentpath.synth.render` for each part.
     progress : bool
         Show a progress bar.
 
@@ -218,6 +250,10 @@ def synth_stem_movie(
                         ("background", background), ("ripple_A", ripple_A),
                         ("strain", strain)):
         check_float(name, value, minimum=0.0)
+    z_exponent = check_float("z_exponent", z_exponent, minimum=1.0, maximum=2.5)
+    if render_model not in RENDER_MODELS:
+        raise ValueError(f"render_model must be one of {', '.join(RENDER_MODELS)}; "
+                         f"got {render_model!r}")
     rng = np.random.default_rng(seed)
     # Drawn even when given, so that repeating a movie from its recorded params
     # (angle included) replays the same random stream.
@@ -238,15 +274,40 @@ def synth_stem_movie(
                            tail_weight=probe_tail_weight)
     counts_per_unit = dose_e_per_A2 * pixel_size_A**2 * c_peak_fraction
     backdrop = 0.05 + background * render.smooth_background((size, size), rng, size / 6)
+
+    def gauss_tail_frame(y_px: np.ndarray, x_px: np.ndarray, z: np.ndarray) -> np.ndarray:
+        signal = render.ideal_adf(y_px, x_px, z, (size, size), otf, pad,
+                                  z_exponent=z_exponent) + backdrop
+        signal = render.scan_jitter(signal, jitter_px, rng)
+        return render.detect(signal, counts_per_unit=counts_per_unit,
+                             read_noise=read_noise, rng=rng)
+
+    if render_model == "aperture":
+        look_rng = np.random.default_rng(np.random.SeedSequence(
+            seed, spawn_key=(_APERTURE_STREAM,)))
+        look_otf = render.aperture_probe_otf((size + 2 * pad, size + 2 * pad), pixel_size_A,
+                                             fwhm_A=probe_fwhm_A, tail_weight=probe_tail_weight)
+        flyback = render.flyback_profile(size, 2.0 * jitter_px, look_rng)
     movie = np.empty((n_frames, size, size), np.float32)
     for t in tqdm(range(n_frames), desc="synthetic STEM", disable=not progress):
         if t > 0:
             movie_maker.evolve(t, n_frames)
         y_px, x_px, z = movie_maker.record(t)
-        signal = render.ideal_adf(y_px, x_px, z, (size, size), otf, pad) + backdrop
-        signal = render.scan_jitter(signal, jitter_px, rng)
-        movie[t] = render.detect(signal, counts_per_unit=counts_per_unit,
-                                 read_noise=read_noise, rng=rng)
+        if render_model == "gauss-tail":
+            movie[t] = gauss_tail_frame(y_px, x_px, z)
+            continue
+        signal = render.ideal_adf(y_px, x_px, z, (size, size), look_otf, pad,
+                                  z_exponent=z_exponent) + backdrop
+        signal = render.resample_scan(signal, render.line_offsets(size, jitter_px, look_rng),
+                                      flyback)
+        movie[t] = render.detect_scintillator(signal, counts_per_unit=counts_per_unit,
+                                              read_noise=read_noise, rng=look_rng)
+        if t < n_frames - 1:
+            # The gauss-tail frame's noise draws (their number depends on the image)
+            # sit between the structure's draws on the shared stream: replay them so
+            # that the next frames' structure is the same as in the gauss-tail movie.
+            # After the last frame nothing is drawn, so there the replay is skipped.
+            gauss_tail_frame(y_px, x_px, z)
     tables = movie_maker.tables()
     return SynthSTEM(movie=movie, pixel_size_A=float(pixel_size_A), params=params, **tables)
 
