@@ -31,6 +31,12 @@ def _pfm_outputs(npz: Path) -> list[Path]:
     return [npz, _figure_path(npz), npz.with_name(f"{npz.stem}_frames.parquet")]
 
 
+_STEM_LOOK = {"z_exponent": "z_exponent", "render_model": "render_model",
+              "probe_fwhm": "probe_fwhm_A", "probe_tail": "probe_tail_weight",
+              "jitter_px": "jitter_px", "read_noise": "read_noise"}
+"""Imaging options of 'synth stem' -> arguments of synth_stem_movie."""
+
+
 def _synth_stem(args: argparse.Namespace) -> Path:
     from latentpath.report import figure_stem_truth
     from latentpath.synth.stem import synth_stem_movie, write_synth_stem
@@ -38,10 +44,13 @@ def _synth_stem(args: argparse.Namespace) -> Path:
     npz = _npz_path(args.out)
     check_writable(_stem_outputs(npz), overwrite=args.overwrite)
     start = time.perf_counter()
+    # the demo passes only the settings above: the imaging options keep their defaults
+    look = {key: getattr(args, name) for name, key in _STEM_LOOK.items()
+            if getattr(args, name, None) is not None}
     result = synth_stem_movie(
         args.frames, args.size, pixel_size_A=args.pixel_size, seed=args.seed,
         dose_e_per_A2=args.dose, si_fraction=args.si_fraction,
-        final_disorder=args.final_disorder, progress=True)
+        final_disorder=args.final_disorder, progress=True, **look)
     npz.parent.mkdir(parents=True, exist_ok=True)
     write_synth_stem(result, npz, overwrite=args.overwrite)
     figure_stem_truth(result, _figure_path(npz))
@@ -216,6 +225,8 @@ def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None
         print(f"{kind}-centred: {len(latents)} windows; chemical-space map: "
               f"{space.physical.mean():.0%} physical; structures "
               + ", ".join(f"{r.structure} {r.share:.0%}" for r in top.itertuples()))
+        if result.get(f"discovery_{kind}") is not None:
+            print(f"  {result[f'discovery_{kind}'].sentence()}")
     tracks, counts = result["tracks"], result["transition_counts"]
     if len(tracks):
         print(f"tracks: {tracks['track'].nunique()} tracks over {len(tracks)} atom-frames, "
@@ -328,7 +339,8 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
         print(f"  {row.part}.{row.score} = {row.value:.4g} ({row.target}): {verdict}; "
               f"{row.meaning}")
     out = Path(args.out) if args.out else run_dir / "scores.json"
-    write_json({"run": str(run_dir), "truth": str(truth_path), **settings, **scores,
+    write_json({"run": str(run_dir), "truth": truth_path and str(truth_path), **settings,
+                **scores,
                 "targets": {f"{r.part}.{r.score}": {"value": r.value, "target": r.target,
                                                      "met": r.met, "meaning": r.meaning}
                             for r in targets.itertuples()}}, out,
@@ -357,8 +369,16 @@ def _score_pfm_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, 
     return {"pfm": score_pfm(run, read_synth_pfm(truth_path))}, truth_path, {}
 
 
+def _print_discovery(found: dict) -> None:
+    for ref, kinds in found.items():
+        for score in kinds.values():
+            print(f"against the {ref}: {score.sentence()}")
+
+
 def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, dict]:
     from latentpath.evaluate import (
+        discovery_scores,
+        flat_discovery,
         score_atoms,
         score_chemical_space,
         score_rings,
@@ -368,8 +388,16 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
     from latentpath.synth import read_synth_stem
 
     run = read_stem_run(run_dir)
-    truth_path = _truth_path(args, run, run_dir)
+    truth_path = args.truth or run["config"].get("truth")
+    if not truth_path:
+        print("no synthetic truth: scoring the latent spaces against the run's bond graph")
+        found = discovery_scores(run)
+        _print_discovery(found)
+        return ({"discovery_graph": flat_discovery(found["graph"])}, None,
+                {"match_radius_A": args.match_radius})
     truth = read_synth_stem(truth_path)
+    found = discovery_scores(run, truth=truth, match_radius_A=args.match_radius)
+    _print_discovery(found)
     scores = {"atoms": score_atoms(run["atoms"], truth.atoms, pixel_size_A=truth.pixel_size_A,
                                    match_radius_A=args.match_radius,
                                    frames_table=truth.frames,
@@ -379,7 +407,8 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
                                    match_radius_A=args.match_radius),
               "chemical_space": score_chemical_space(run, truth.atoms, truth.rings,
                                                      pixel_size_A=truth.pixel_size_A,
-                                                     match_radius_A=args.match_radius)}
+                                                     match_radius_A=args.match_radius),
+              **{f"discovery_{ref}": flat_discovery(kinds) for ref, kinds in found.items()}}
     species = run["config"]["config"].get("track_species")
     if len(run["tracks"]):
         scores["tracks"] = score_tracks(run["tracks"], truth.atoms,
@@ -423,12 +452,15 @@ def _rvae(args: argparse.Namespace) -> None:
                        layers=args.layers, skip=args.skip, loss=args.loss, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, precision=args.precision, compile=args.compile,
-                       resume=args.resume, progress=True)
+                       resume=args.resume, progress=True, patience=args.patience,
+                       max_steps=args.max_steps, time_budget_s=args.time_budget)
     if not is_main_process():
         return
     best = history.loc[history.val_loss.idxmin()]
+    stop = history.attrs["stop"]
     print(f"model -> {args.out} (best epoch {int(best.epoch)}, val loss {best.val_loss:.3f}; "
           f"{history.windows_per_s.median():.0f} windows/s)")
+    print(f"stopped: {stop.reason} after {stop.epochs_run} epochs, {stop.steps} steps")
 
 
 def _encode(args: argparse.Namespace) -> None:
@@ -590,6 +622,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fraction of Si atoms (default %(default)s)")
     stem.add_argument("--final-disorder", type=float, default=0.6,
                       help="holes + amorphous fraction in the last frame (default %(default)s)")
+    stem.add_argument("--z-exponent", type=float,
+                      help="ADF contrast exponent n: atoms scatter as Z^n, 1.0 to 2.5 "
+                           "(default 1.7; real data 1.5-2)")
+    stem.add_argument("--render-model", choices=["gauss-tail", "aperture"],
+                      help="imaging model: Gaussian probe with Lorentzian tail, or Airy "
+                           "probe with halo, correlated scan distortion and a scintillator "
+                           "detector (default gauss-tail)")
+    stem.add_argument("--probe-fwhm", type=float, metavar="A",
+                      help="probe core FWHM, angstrom (default 1.05)")
+    stem.add_argument("--probe-tail", type=float, metavar="SHARE",
+                      help="share of the probe intensity in its tail or halo (default 0.15)")
+    stem.add_argument("--jitter-px", type=float,
+                      help="RMS scan-line jitter, pixels (default 0.25)")
+    stem.add_argument("--read-noise", type=float,
+                      help="detector read noise, counts (default 1.5)")
     stem.set_defaults(func=_synth_stem)
     pfm = kinds.add_parser("pfm", help="ferroelectric domain switching, PFM phase")
     pfm.add_argument("out", help="output .npz (the per-frame table goes beside it as parquet)")
@@ -656,6 +703,13 @@ def build_parser() -> argparse.ArgumentParser:
     rvae.add_argument("--no-compile", dest="compile", action="store_false",
                       help="skip torch.compile (saves its ~10 s warm-up on tiny runs)")
     rvae.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    rvae.add_argument("--patience", type=int,
+                      help="stop once the validation loss has not improved for this many "
+                           "epochs (default: train all --epochs)")
+    rvae.add_argument("--max-steps", type=int, help="ceiling on optimiser steps")
+    rvae.add_argument("--time-budget", type=float,
+                      help="wall-clock budget, seconds: stop after the epoch that exceeds "
+                           "it (not reproducible)")
     rvae.set_defaults(func=_rvae)
 
     enc = sub.add_parser("encode", help="encode windows with a trained skip-rVAE")

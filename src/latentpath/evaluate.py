@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from latentpath.discovery import DiscoveryScore
+
 HOLE_DISTANCE_A = 2.2
 """A point farther than this from every true atom lies in a hole."""
 
@@ -237,6 +239,100 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
     return scores
 
 
+def true_window_labels(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.DataFrame,
+                       kind: str, *, pixel_size_A: float, match_radius_A: float = 0.5
+                       ) -> pd.Series:
+    """Each window's true structure, named as :func:`latentpath.discovery.graph_labels`
+    names the graph's: the true rings of the true atom the window's atom matches (inside
+    the sheet: three rings), or the size of the true ring whose centre lies within
+    ``match_radius_A`` of the window's centre. None where nothing matches.
+
+    Parameters
+    ----------
+    run : dict
+        From :func:`latentpath.pipeline.read_stem_run`.
+    truth_atoms, truth_rings : DataFrame
+        The synthetic truth's atoms (``n5..n8``) and rings (``size``), pixels.
+    kind : {"atom", "hollow"}
+    """
+    from latentpath.latent import RING_SIZES, ring_label
+
+    latents = run[f"latents_{kind}"]
+    labels = pd.Series(None, index=latents.index, dtype=object)
+    radius = match_radius_A / pixel_size_A
+    if kind == "atom":
+        pairs = match_atoms(run["atoms"], truth_atoms, radius)
+        true_of = pd.Series(pairs.truth.to_numpy(), index=pairs.found.to_numpy())
+        ok = latents.atom.isin(true_of.index).to_numpy()
+        counts = truth_atoms.loc[true_of.loc[latents.atom[ok]].to_numpy(),
+                                 [f"n{s}" for s in RING_SIZES]].to_numpy()
+        labels[ok] = [ring_label(c) if c.sum() == 3 else None for c in counts]
+        return labels
+    if kind != "hollow":
+        raise ValueError(f"kind must be 'atom' or 'hollow', got {kind!r}")
+    for frame, rows in latents.groupby("frame").indices.items():
+        true = truth_rings[truth_rings.frame == frame]
+        if len(true) == 0:
+            continue
+        dist, near = cKDTree(true[["y", "x"]].to_numpy()).query(
+            latents[["y", "x"]].to_numpy()[rows])
+        sizes = true["size"].to_numpy()[near]
+        hit = (dist < radius) & np.isin(sizes, RING_SIZES)
+        labels.iloc[rows[hit]] = [str(int(v)) for v in sizes[hit]]
+    return labels
+
+
+def discovery_scores(run: dict, *, truth=None, match_radius_A: float = 0.5
+                     ) -> dict[str, dict[str, DiscoveryScore]]:
+    """The discovery yardstick (:mod:`latentpath.discovery`) of a STEM run's atom and
+    hollow windows, against the run's own bond graph and, given synthetic truth
+    (:class:`~latentpath.synth.SynthSTEM`), against the truth.
+
+    Returns
+    -------
+    dict
+        ``{"graph": {kind: DiscoveryScore}, "truth": {...}}`` (no ``"truth"`` without it).
+    """
+    from latentpath.discovery import graph_labels, score_discovery
+
+    seed = run["config"]["config"].get("seed", 0)
+    out: dict[str, dict[str, DiscoveryScore]] = {"graph": {}}
+    if truth is not None:
+        out["truth"] = {}
+    for kind in ("atom", "hollow"):
+        latents = run[f"latents_{kind}"]
+        windows = np.load(run["out"] / kind / "windows.npy", mmap_mode="r")
+        table = latents[[c for c in ("atom", "ring") if c in latents.columns]]
+        out["graph"][kind] = score_discovery(
+            latents, windows, graph_labels(table, run["atoms"], run["rings"], kind),
+            kind=kind, seed=seed)
+        if truth is not None:
+            labels = true_window_labels(run, truth.atoms, truth.rings, kind,
+                                        pixel_size_A=truth.pixel_size_A,
+                                        match_radius_A=match_radius_A)
+            out["truth"][kind] = score_discovery(latents, windows, labels, kind=kind,
+                                                 reference="truth", seed=seed)
+    return out
+
+
+def flat_discovery(scores: dict[str, DiscoveryScore]) -> dict[str, float]:
+    """One reference's scores as flat ``<kind>_<score>`` numbers for scores.json and
+    :func:`check_targets`: ``latent``, ``pca2``, ``pca10``, ``gain_over_pca``, and per
+    scored label ``map_<label>`` and ``latent_recall_<label>``."""
+    flat: dict[str, float] = {}
+    for kind, score in scores.items():
+        flat.update({f"{kind}_latent": score.latent, f"{kind}_pca2": score.pca2,
+                     f"{kind}_pca10": score.pca10,
+                     f"{kind}_gain_over_pca": score.gain_over_pca,
+                     f"{kind}_windows_scored": float(score.n_scored)})
+        for label in score.label_counts:
+            if label in score.excluded:
+                continue
+            flat[f"{kind}_map_{label}"] = score.map_agreement[label]
+            flat[f"{kind}_latent_recall_{label}"] = score.latent_recall.get(label, np.nan)
+    return flat
+
+
 def score_rings(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float,
                 frame_shape: tuple[int, int], match_radius_A: float = 0.5,
                 border_A: float = 4.0) -> dict[str, float]:
@@ -308,6 +404,22 @@ TARGETS = (
      "map class = true ring counts, 3 commonest structures"),
     ("chemical_space", "hollow_knn_accuracy", ">=", 0.95,
      "ring size from (z1, z2), 5-NN, hollow-site windows"),
+    ("chemical_space", "atom_top1_map_accuracy", ">=", 0.80,
+     "map class = true ring counts, commonest structure"),
+    ("chemical_space", "atom_top2_map_accuracy", ">=", 0.80,
+     "map class = true ring counts, second commonest structure"),
+    ("chemical_space", "atom_top3_map_accuracy", ">=", 0.80,
+     "map class = true ring counts, third commonest structure"),
+    ("discovery_truth", "atom_latent", ">=", 0.85,
+     "true structure from (z1, z2), 5-fold 5-NN balanced accuracy, atom windows"),
+    ("discovery_truth", "atom_gain_over_pca", ">=", 0.10,
+     "the same, minus that of a 2-D PCA of the windows"),
+    ("discovery_truth", "hollow_latent", ">=", 0.95,
+     "true ring size from (z1, z2), 5-fold 5-NN balanced accuracy, hollow windows"),
+    ("discovery_truth", "hollow_gain_over_pca", ">=", 0.03,
+     "the same, minus that of a 2-D PCA of the windows"),
+    *(("discovery_truth", f"hollow_map_{size}", ">=", 0.80,
+       f"hollow map recalls the true {size}-rings") for size in (5, 6, 7, 8)),
     ("tracks", "tracks_mota", ">=", 0.95, "tracking MOTA"),
     ("tracks", "coordination_changes_found_within_1", ">=", 0.90,
      "true coordination changes found within one frame"),

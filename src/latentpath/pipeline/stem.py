@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from latentpath import __version__
+from latentpath.discovery import DISCOVERY_FILE, graph_labels, read_discovery, score_discovery
 from latentpath.graph import CC_BOND_A, bond_frames, find_bonds, find_rings, ring_counts
 from latentpath.io import (
     Movie,
@@ -410,7 +411,8 @@ STEP_SETTINGS = {
               "smooth_A"),
     "windows": ("window_A", "window_px", "window_taper", "orient_windows",
                 "atoms_per_frame", "hollow_per_frame", "seed"),
-    "model": ("latent_dim", "hidden", "layers", "epochs", "batch_size", "lr", "kl_weight",
+    "model": ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
+              "time_budget_s", "batch_size", "lr", "kl_weight",
               "precision", "seed"),
     "maps": ("map_points", "manifold_points", "map_decode_px"),
     "tracks": ("track_species", "track_search_A", "track_memory", "track_border_A"),
@@ -598,7 +600,12 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         save_npz(folder / "maps.npz", {**space.to_arrays(), "manifold": manifold(model, m1, m2),
                                        "manifold_z1": m1, "manifold_z2": m2},
                  overwrite=True)
-        steps.finish(f"{kind} maps", key, [folder / "latents.parquet", folder / "maps.npz"])
+        score = score_discovery(latents, windows, graph_labels(table, atoms, rings, kind),
+                                kind=kind, seed=config.seed)
+        write_json(score.to_dict(), folder / DISCOVERY_FILE, overwrite=True)
+        steps.finish(f"{kind} maps", key, [folder / "latents.parquet", folder / "maps.npz",
+                                           folder / DISCOVERY_FILE],
+                     note=score.sentence())
     result.update(_read_kind(folder, kind))
     return model, key
 
@@ -622,13 +629,15 @@ def _stem_record(out: Path, movie: Movie, result: dict, steps: RunSteps, *,
 
 
 def _read_kind(folder: Path, kind: str) -> dict:
-    """``latents_<kind>``, ``map_<kind>`` and ``manifold_<kind>`` (z1, z2, images) of a
-    run's window folder."""
+    """``latents_<kind>``, ``map_<kind>``, ``manifold_<kind>`` (z1, z2, images) and
+    ``discovery_<kind>`` (:class:`~latentpath.discovery.DiscoveryScore`, None for runs
+    of earlier versions) of a run's window folder."""
     with np.load(folder / "maps.npz") as data:
         return {f"latents_{kind}": read_table(folder / "latents.parquet"),
                 f"map_{kind}": ChemicalSpaceMap.from_arrays(dict(data)),
                 f"manifold_{kind}": (data["manifold_z1"], data["manifold_z2"],
-                                     data["manifold"])}
+                                     data["manifold"]),
+                f"discovery_{kind}": read_discovery(folder)}
 
 
 def _read_tracks(out: Path) -> dict[str, pd.DataFrame]:
