@@ -197,11 +197,56 @@ def test_evaluate_command_scores_a_run(run, capsys):
     assert "atom_common3_map_accuracy" in printed and "hollow_knn_accuracy" in printed
     assert "tracks_mota" in printed and "ring_recall" in printed
     assert "targets: " in printed and "atoms.f1 = " in printed
+    assert "against the truth: hollow-site windows" in printed
+    assert "discovery_truth.hollow_latent" in printed
     assert "report with the scores" in printed
     scores = json.loads((out / "scores.json").read_text())
     assert scores["atoms"]["f1"] > 0.9 and scores["rings"]["ring_size_accuracy"] > 0.9
     assert scores["targets"]["atoms.f1"]["met"] is True
     assert "hollow_knn_accuracy" in (out / "report.html").read_text()
+
+
+def test_every_run_scores_its_latent_spaces_against_its_bond_graph(run):
+    out, result = run
+    for kind in ("atom", "hollow"):
+        score = result[f"discovery_{kind}"]
+        assert score.kind == kind and score.reference == "graph"
+        assert (out / kind / "discovery.json").is_file()
+        # the tiny movie has too few windows of each structure to score the plane
+        assert score.n_windows > 20 and ("6" if kind == "hollow" else "6-6-6") in \
+            score.label_counts
+        assert set(score.map_agreement) == set(score.label_counts)
+        assert read_stem_run(out)[f"discovery_{kind}"] == score
+    page = (out / "report.html").read_text()
+    assert "Does the latent space separate the structures?" in page
+    assert "2-D PCA of the same windows" in page
+
+
+def test_windows_are_drawn_balanced_by_their_structure(run):
+    out, _ = run
+    for kind in ("atom", "hollow"):
+        record = json.loads((out / kind / "model" / "config.json").read_text())
+        assert record["training"]["sample_weights"] is not None, kind
+        assert record["training"]["stop_reason"] == "epochs"
+
+
+def test_evaluate_without_truth_scores_against_the_bond_graph(run, tmp_path, capsys):
+    out, _ = run
+    scores = tmp_path / "graph-scores.json"
+    copy = tmp_path / "record.json"
+    record = json.loads((out / "config.json").read_text())
+    copy.write_text(json.dumps({**record, "truth": None}))
+    (out / "config.json").rename(out / "config.saved")
+    try:
+        (out / "config.json").write_text(copy.read_text())
+        assert main(["evaluate", str(out), "--out", str(scores)]) == 0
+    finally:
+        (out / "config.saved").replace(out / "config.json")
+    printed = capsys.readouterr().out
+    assert "no synthetic truth" in printed and "against the graph: atom-centred" in printed
+    found = json.loads(scores.read_text())
+    assert found["truth"] is None
+    assert {"atom_latent", "atom_pca2", "hollow_latent"} <= set(found["discovery_graph"])
 
 
 def test_stem_command_and_its_errors(movie, tmp_path, capsys):

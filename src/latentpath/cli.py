@@ -141,7 +141,8 @@ def _flag_settings(args: argparse.Namespace, base: dict | None, names: tuple[str
     """Settings of ``base`` (a config file's) overridden by the flags given: those
     ``names`` and the run options every pipeline takes (:func:`_add_run_options`)."""
     values = dict(base or {})
-    for name in (*names, "epochs", "hidden", "layers", "map_points", "device", "seed"):
+    for name in (*names, "epochs", "patience", "max_steps", "time_budget_s", "hidden",
+                 "layers", "map_points", "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -196,6 +197,7 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
 
     values = _flag_settings(args, base, ("pixel_size_A", "channel", "self_train_frames",
                                          "window_A", "window_px", "orient_windows",
+                                         "balance_power",
                                          "track_search_A",
                                          "track_memory", "track_border_A"))
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
@@ -498,6 +500,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str, cpu_epochs: i
     """The skip-rVAE, map, device and output options that every pipeline takes."""
     p.add_argument("--epochs", type=int,
                    help=f"skip-rVAE epochs ({cpu_epochs} on a CPU, 300 on a GPU)")
+    p.add_argument("--patience", type=int,
+                   help="stop the skip-rVAE's training once its validation loss has not "
+                        "improved for this many epochs")
+    p.add_argument("--max-steps", type=int, help="ceiling on the skip-rVAE's optimiser steps")
+    p.add_argument("--time-budget", dest="time_budget_s", type=float, metavar="S",
+                   help="wall-clock budget of each skip-rVAE's training, seconds (the run "
+                        "is then not reproducible)")
     p.add_argument("--hidden", type=int,
                    help="skip-rVAE units per layer (128 on a CPU, 256 on a GPU)")
     p.add_argument("--layers", type=int, help="skip-rVAE layers (3 on a CPU, 4 on a GPU)")
@@ -574,6 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Si-centred windows per frame (-1, all, by default)")
     stem_run.add_argument("--hollow-per-frame", type=int,
                           help="hollow-site windows per frame (40; -1 for all)")
+    stem_run.add_argument("--balance", dest="balance_power", type=float, metavar="POWER",
+                          help="train on windows drawn as (windows of their bond-graph "
+                               "structure)^-POWER: 1 draws every structure equally often, 0 "
+                               "as they come (1)")
     _add_run_options(stem_run, map_help="chemical-space map points per axis (200)",
                      cpu_epochs=80)
     stem_run.add_argument("--track", nargs="+", metavar="SPECIES",

@@ -121,6 +121,14 @@ class StemConfig(RunSettings):
     track_border_A : float
         Atoms nearer the frame's border get no chemical state: their rings may be cut
         (:func:`latentpath.tracks.chemical_states`).
+    balance_power : float
+        Draw the training windows of each skip-rVAE in proportion to (windows of their
+        bond-graph structure) ** -balance_power (:func:`latentpath.rvae.balanced_weights`;
+        the structure as :func:`latentpath.discovery.graph_labels` names it, edge and
+        hole atoms as one more structure): 0 trains on the windows as they come, where
+        the lattice drowns the 5-, 7- and 8-rings (about a tenth of the windows) and the
+        decoder never learns to draw them; 1 draws every structure equally often. No
+        truth is needed (docs/chemical-space.md).
     map_points, manifold_points : int
         Grid points per axis of the chemical-space map and of the manifold figure.
     map_decode_px : int, optional
@@ -149,6 +157,7 @@ class StemConfig(RunSettings):
     track_search_A: float | None = None
     track_memory: int = 3
     track_border_A: float = 4.0
+    balance_power: float = 1.0
     map_points: int = 200
     manifold_points: int = 12
     map_decode_px: int | None = None
@@ -177,6 +186,8 @@ class StemConfig(RunSettings):
             raise ValueError(f"track_memory must be 0 or more, got {self.track_memory}")
         if self.track_search_A is not None and not self.track_search_A > 0:
             raise ValueError(f"track_search_A must be positive, got {self.track_search_A}")
+        if not 0 <= self.balance_power < float("inf"):
+            raise ValueError(f"balance_power must be 0 or more, got {self.balance_power}")
         if self.self_train_frames < 0:
             raise ValueError(f"self_train_frames must be 0 or more, got "
                              f"{self.self_train_frames}")
@@ -413,7 +424,7 @@ STEP_SETTINGS = {
                 "atoms_per_frame", "hollow_per_frame", "seed"),
     "model": ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
               "time_budget_s", "batch_size", "lr", "kl_weight",
-              "precision", "seed"),
+              "precision", "seed", "balance_power"),
     "maps": ("map_points", "manifold_points", "map_decode_px"),
     "tracks": ("track_species", "track_search_A", "track_memory", "track_border_A"),
 }
@@ -555,7 +566,7 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
     """The windows, skip-rVAE and maps of one kind of window, each reused when finished
     earlier; adds ``latents_<kind>``, ``map_<kind>`` and ``manifold_<kind>`` to
     ``result``. Returns the model, if trained or encoded with here, and the maps' key."""
-    from latentpath.rvae import encode, load_rvae
+    from latentpath.rvae import balanced_weights, encode, load_rvae
 
     folder = steps.out / kind
     folder.mkdir(exist_ok=True)
@@ -582,7 +593,12 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         # a checkpoint of the same training continues; anything else there is stale
         if not steps.begin(f"{kind} model", key) and (folder / "model").exists():
             shutil.rmtree(folder / "model")
-        model = config.train_rvae(windows, folder / "model", resume=True, progress=progress)
+        weights = None
+        if config.balance_power:
+            structure = graph_labels(table, atoms, rings, kind).fillna("other")
+            weights = balanced_weights(structure.to_numpy(), power=config.balance_power)
+        model = config.train_rvae(windows, folder / "model", resume=True, progress=progress,
+                                  sample_weights=weights)
         steps.finish(f"{kind} model", key, [folder / "model"])
 
     key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], key)
