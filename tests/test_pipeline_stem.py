@@ -288,8 +288,10 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
 
 def test_rvae_size_follows_the_device_unless_set():
     cpu = StemConfig().for_device("cpu")
-    # STEM runs train longer on a CPU than the common size (PFM keeps it)
-    assert (cpu.hidden, cpu.layers, cpu.epochs) == (128, 3, 80)
+    # STEM runs train to convergence, at most 4,000 steps on a CPU (PFM keeps 40 epochs)
+    assert (cpu.hidden, cpu.layers, cpu.max_steps, cpu.patience) == (128, 3, 4000, 10)
+    gpu = StemConfig().for_device("cpu").__class__.rvae_sizes["cuda"]
+    assert (gpu["hidden"], gpu["layers"], gpu["epochs"], gpu["patience"]) == (256, 4, 300, 10)
     assert PfmConfig().for_device("cpu").epochs == RVAE_SIZES["cpu"]["epochs"] == 40
     chosen = StemConfig(hidden=64, epochs=5).for_device("cpu")
     assert (chosen.hidden, chosen.layers, chosen.epochs) == (64, 3, 5)

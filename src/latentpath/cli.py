@@ -502,8 +502,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str, cpu_epochs: i
                    help=f"skip-rVAE epochs ({cpu_epochs} on a CPU, 300 on a GPU)")
     p.add_argument("--patience", type=int,
                    help="stop the skip-rVAE's training once its validation loss has not "
-                        "improved for this many epochs")
-    p.add_argument("--max-steps", type=int, help="ceiling on the skip-rVAE's optimiser steps")
+                        "improved for this many epochs (STEM: 10)")
+    p.add_argument("--max-steps", type=int,
+                   help="ceiling on the skip-rVAE's optimiser steps (STEM on a CPU: 4000)")
     p.add_argument("--time-budget", dest="time_budget_s", type=float, metavar="S",
                    help="wall-clock budget of each skip-rVAE's training, seconds (the run "
                         "is then not reproducible)")
@@ -553,8 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="output folder (default %(default)s)")
     _add_common(demo, frames=50, size=512)
     demo.add_argument("--epochs", type=int,
-                      help="skip-rVAE epochs of both runs (default on a CPU: STEM 80, "
-                           "PFM 40; 300 on a GPU)")
+                      help="skip-rVAE epochs of both runs (default on a CPU: STEM to "
+                           "convergence, at most 4000 steps; PFM 40; 300 on a GPU)")
     demo.add_argument("--no-resume", dest="resume", action="store_false",
                       help="compute everything again, even what an earlier demo into --out "
                            "finished with the same settings")
@@ -578,17 +579,17 @@ def build_parser() -> argparse.ArgumentParser:
                           const=False, help="cut atom windows as the image lies, not in "
                                             "their bonds' frame")
     stem_run.add_argument("--c-per-frame", type=int,
-                          help="C-centred windows per frame (120; -1 for all)")
+                          help="C-centred windows per frame (default: all; -1 for all)")
     stem_run.add_argument("--si-per-frame", type=int,
                           help="Si-centred windows per frame (-1, all, by default)")
     stem_run.add_argument("--hollow-per-frame", type=int,
-                          help="hollow-site windows per frame (40; -1 for all)")
+                          help="hollow-site windows per frame (default: all; -1 for all)")
     stem_run.add_argument("--balance", dest="balance_power", type=float, metavar="POWER",
                           help="train on windows drawn as (windows of their bond-graph "
                                "structure)^-POWER: 1 draws every structure equally often, 0 "
                                "as they come (1)")
     _add_run_options(stem_run, map_help="chemical-space map points per axis (200)",
-                     cpu_epochs=80)
+                     cpu_epochs=1000)
     stem_run.add_argument("--track", nargs="+", metavar="SPECIES",
                           help="species to follow through the movie (default Si; 'all' for "
                                "every atom)")

@@ -1,0 +1,110 @@
+"""One window kind of a STEM run, retrained with other settings and scored by the
+discovery yardstick against the bond graph and the synthetic truth.
+
+    python benchmarks/eval_retrain.py RUN --kind atom|hollow [--per-frame N|-1]
+        [--balance POWER] [--epochs N --patience N --max-steps N] [--seed N]
+        [--kl-weight W] [--window A --window-px N] [--map-points 100]
+
+Cuts the kind's windows again from the run's window images (``--per-frame``: C atoms
+or rings per frame, -1 for all), trains its skip-rVAE with the run's settings changed
+by the flags (sized for the CPU), maps it, and prints: the windows, the training steps,
+stop and seconds, then against the graph and the truth the latent plane's 5-fold 5-NN
+balanced accuracy beside 2-D and 10-D PCA, each structure's recall, and the map's
+agreement per structure (docs/chemical-space.md, issue 20).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import machine_line  # benchmarks/common.py, beside this script
+
+from latentpath.discovery import DiscoveryScore, graph_labels, score_discovery
+from latentpath.evaluate import true_window_labels
+from latentpath.graph import CC_BOND_A
+from latentpath.latent import chemical_space_map, labels_at, latent_grid
+from latentpath.pipeline import StemConfig, read_stem_run
+from latentpath.pipeline.stem import cut_kind_windows, window_points
+from latentpath.rvae import balanced_weights, encode, training_record
+from latentpath.synth import read_synth_stem
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a STEM run on a synthetic movie")
+    parser.add_argument("--kind", choices=("atom", "hollow"), default="atom")
+    parser.add_argument("--per-frame", type=int,
+                        help="C-centred or hollow windows per frame (-1: all)")
+    parser.add_argument("--balance", dest="balance_power", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--patience", type=int)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--kl-weight", type=float)
+    parser.add_argument("--window", dest="window_A", type=float)
+    parser.add_argument("--window-px", type=int)
+    parser.add_argument("--map-points", type=int, default=100)
+    args = parser.parse_args()
+    print(machine_line())
+
+    saved = read_stem_run(args.run)
+    record = saved["config"]
+    truth = read_synth_stem(record["truth"])
+    config = StemConfig.from_dict(record["config"])
+    changes = {name: getattr(args, name) for name in
+               ("seed", "epochs", "patience", "max_steps", "kl_weight", "window_A",
+                "window_px", "balance_power") if getattr(args, name) is not None}
+    if args.per_frame is not None:
+        chosen = None if args.per_frame < 0 else args.per_frame
+        if args.kind == "atom":
+            changes["atoms_per_frame"] = {**config.atoms_per_frame, "C": chosen}
+        else:
+            changes["hollow_per_frame"] = chosen
+    config = dataclasses.replace(config, device="cpu", **changes).for_device("cpu")
+
+    source = np.load(args.run / "window_images.npy", mmap_mode="r")
+    movie_shape = truth.movie.shape
+    image_px_A = record["pixel_size_A"] * movie_shape[2] / source.shape[2]
+    atoms, rings = saved["atoms"], saved["rings"]
+    points = window_points(atoms, rings, args.kind, config)
+    windows, table = cut_kind_windows(source, image_px_A, movie_shape, points, config, None)
+    graph = graph_labels(table, atoms, rings, args.kind)
+    weights = (balanced_weights(graph.fillna("other").to_numpy(), power=config.balance_power)
+               if config.balance_power else None)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = config.train_rvae(windows, Path(tmp) / "model", progress=False,
+                                  sample_weights=weights)
+        stop = training_record(Path(tmp) / "model")
+    seconds = time.perf_counter() - began
+    latents = encode(model, windows, table=table)
+    z1, z2 = latent_grid(latents, args.map_points)
+    bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
+    space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=args.kind)
+    latents = latents.join(labels_at(space, latents).add_prefix("map_"))
+    saved[f"latents_{args.kind}"] = latents
+    truth_labels = true_window_labels(saved, truth.atoms, truth.rings, args.kind,
+                                      pixel_size_A=truth.pixel_size_A)
+    print(f"{len(windows)} {args.kind} windows; {stop.steps} steps ({stop.reason}, best "
+          f"epoch {stop.best_epoch}) in {seconds:.0f} s")
+    for reference, labels in (("graph", graph), ("truth", truth_labels)):
+        print(f"  {reference}: " + _line(score_discovery(latents, windows, labels,
+                                                         kind=args.kind,
+                                                         reference=reference)))
+
+
+def _line(score: DiscoveryScore) -> str:
+    recall = " ".join(f"{k}:{v:.2f}" for k, v in score.latent_recall.items())
+    named = " ".join(f"{k}:{v:.2f}" for k, v in score.map_agreement.items()
+                     if k not in score.excluded)
+    return (f"latent {score.latent:.3f}, 2-D PCA {score.pca2:.3f}, 10-D PCA "
+            f"{score.pca10:.3f} | recall {recall} | map {named}")
+
+
+if __name__ == "__main__":
+    main()
