@@ -35,8 +35,8 @@ from latentpath.evaluate import score_chemical_space, true_window_labels
 from latentpath.graph import CC_BOND_A
 from latentpath.latent import chemical_space_map, labels_at, latent_grid
 from latentpath.pipeline import StemConfig, read_stem_run
-from latentpath.pipeline.stem import cut_kind_windows, window_points
-from latentpath.rvae import balanced_weights, encode, training_record
+from latentpath.pipeline.stem import cut_kind_windows, structure_weights, window_points
+from latentpath.rvae import encode, training_record
 from latentpath.synth import read_synth_stem
 
 
@@ -91,8 +91,7 @@ def main() -> None:
     points = window_points(atoms, rings, args.kind, config)
     windows, table = cut_kind_windows(source, image_px_A, movie_shape, points, config, None)
     graph = graph_labels(table, atoms, rings, args.kind)
-    weights = (balanced_weights(graph.fillna("other").to_numpy(), power=config.balance_power)
-               if config.balance_power else None)
+    weights = structure_weights(table, atoms, rings, args.kind, config.balance_power)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         model = config.train_rvae(windows, Path(tmp) / "model", progress=False,

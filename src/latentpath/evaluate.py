@@ -196,10 +196,9 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
     cols = [f"n{s}" for s in RING_SIZES]
     scores: dict[str, float | str] = {}
     atoms, latents = run["atoms"], run["latents_atom"]
-    pairs = match_atoms(atoms, truth_atoms, match_radius_A / pixel_size_A)
-    true_of = pd.Series(pairs.truth.to_numpy(), index=pairs.found.to_numpy())
-    matched = latents[latents.atom.isin(true_of.index)]
-    truth = truth_atoms.loc[true_of.loc[matched.atom].to_numpy(), cols].to_numpy()
+    true_rows = _true_atom_rows(atoms, truth_atoms, latents, match_radius_A / pixel_size_A)
+    matched = latents.loc[true_rows.index]
+    truth = truth_atoms.loc[true_rows.to_numpy(), cols].to_numpy()
     mapped = matched[[f"map_{c}" for c in cols]].to_numpy()
     graph = atoms.loc[matched.atom, cols].to_numpy()
     names = np.array([ring_label(c) for c in truth])
@@ -216,15 +215,7 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
     scores["atom_common3_graph_accuracy"] = float((graph[pooled] == truth[pooled]).all(1).mean())
 
     hollow = run["latents_hollow"]
-    sizes = np.full(len(hollow), -1, np.int64)
-    radius = match_radius_A / pixel_size_A
-    for frame, rows in hollow.groupby("frame").indices.items():
-        true = truth_rings[truth_rings.frame == frame]
-        if len(true) == 0:
-            continue
-        dist, near = cKDTree(true[["y", "x"]].to_numpy()).query(
-            hollow[["y", "x"]].to_numpy()[rows])
-        sizes[rows] = np.where(dist < radius, true["size"].to_numpy()[near], -1)
+    sizes = _true_ring_sizes(hollow, truth_rings, match_radius_A / pixel_size_A)
     ok = sizes > 0
     z = hollow.loc[ok, ["z1", "z2"]].to_numpy()
     scores["hollow_windows_matched"] = float(ok.sum())
@@ -261,25 +252,41 @@ def true_window_labels(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.Dat
     labels = pd.Series(None, index=latents.index, dtype=object)
     radius = match_radius_A / pixel_size_A
     if kind == "atom":
-        pairs = match_atoms(run["atoms"], truth_atoms, radius)
-        true_of = pd.Series(pairs.truth.to_numpy(), index=pairs.found.to_numpy())
-        ok = latents.atom.isin(true_of.index).to_numpy()
-        counts = truth_atoms.loc[true_of.loc[latents.atom[ok]].to_numpy(),
-                                 [f"n{s}" for s in RING_SIZES]].to_numpy()
-        labels[ok] = [ring_label(c) if c.sum() == 3 else None for c in counts]
+        true_rows = _true_atom_rows(run["atoms"], truth_atoms, latents, radius)
+        counts = truth_atoms.loc[true_rows.to_numpy(), [f"n{s}" for s in RING_SIZES]].to_numpy()
+        labels[true_rows.index] = [ring_label(c) if c.sum() == 3 else None for c in counts]
         return labels
     if kind != "hollow":
         raise ValueError(f"kind must be 'atom' or 'hollow', got {kind!r}")
-    for frame, rows in latents.groupby("frame").indices.items():
+    sizes = _true_ring_sizes(latents, truth_rings, radius)
+    hit = np.isin(sizes, RING_SIZES)
+    labels[hit] = [str(int(v)) for v in sizes[hit]]
+    return labels
+
+
+def _true_atom_rows(atoms: pd.DataFrame, truth_atoms: pd.DataFrame, windows: pd.DataFrame,
+                    radius_px: float) -> pd.Series:
+    """The row of ``truth_atoms`` that each window's atom (``windows.atom``, a row of
+    ``atoms``) matches, indexed by the windows that have one."""
+    pairs = match_atoms(atoms, truth_atoms, radius_px)
+    true_of = pd.Series(pairs.truth.to_numpy(), index=pairs.found.to_numpy())
+    matched = windows.atom[windows.atom.isin(true_of.index)]
+    return pd.Series(true_of.loc[matched].to_numpy(), index=matched.index)
+
+
+def _true_ring_sizes(windows: pd.DataFrame, truth_rings: pd.DataFrame, radius_px: float
+                     ) -> np.ndarray:
+    """Size of the true ring of the same frame whose centre lies nearest each window's
+    ``y, x``, if within ``radius_px``; -1 elsewhere."""
+    sizes = np.full(len(windows), -1, np.int64)
+    for frame, rows in windows.groupby("frame").indices.items():
         true = truth_rings[truth_rings.frame == frame]
         if len(true) == 0:
             continue
         dist, near = cKDTree(true[["y", "x"]].to_numpy()).query(
-            latents[["y", "x"]].to_numpy()[rows])
-        sizes = true["size"].to_numpy()[near]
-        hit = (dist < radius) & np.isin(sizes, RING_SIZES)
-        labels.iloc[rows[hit]] = [str(int(v)) for v in sizes[hit]]
-    return labels
+            windows[["y", "x"]].to_numpy()[rows])
+        sizes[rows] = np.where(dist < radius_px, true["size"].to_numpy()[near], -1)
+    return sizes
 
 
 def discovery_scores(run: dict, *, truth=None, match_radius_A: float = 0.5
@@ -303,7 +310,8 @@ def discovery_scores(run: dict, *, truth=None, match_radius_A: float = 0.5
         latents = run[f"latents_{kind}"]
         windows = np.load(run["out"] / kind / "windows.npy", mmap_mode="r")
         table = latents[[c for c in ("atom", "ring") if c in latents.columns]]
-        out["graph"][kind] = score_discovery(
+        # the run's own, from its maps step; runs of earlier versions have none
+        out["graph"][kind] = run.get(f"discovery_{kind}") or score_discovery(
             latents, windows, graph_labels(table, run["atoms"], run["rings"], kind),
             kind=kind, seed=seed)
         if truth is not None:

@@ -360,6 +360,20 @@ def window_points(atoms: pd.DataFrame, rings: pd.DataFrame, kind: str, config: S
     return points.reset_index(drop=True)
 
 
+def structure_weights(table: pd.DataFrame, atoms: pd.DataFrame, rings: pd.DataFrame,
+                      kind: str, power: float) -> np.ndarray | None:
+    """Training weights of a kind's windows, balanced by their bond-graph structure
+    (:func:`latentpath.discovery.graph_labels`; edge and hole atoms as one more
+    structure) to the ``power`` (:func:`latentpath.rvae.balanced_weights`); None for
+    power 0, the windows as they come."""
+    from latentpath.rvae import balanced_weights
+
+    if not power:
+        return None
+    structure = graph_labels(table, atoms, rings, kind).fillna("other")
+    return balanced_weights(structure.to_numpy(), power=power)
+
+
 def track_atoms(atoms: pd.DataFrame, frame_shape: tuple[int, int], pixel_size_A: float,
                 config: StemConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Drift, then tracks of ``config.track_species`` with their chemical state per frame.
@@ -578,7 +592,7 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
     """The windows, skip-rVAE and maps of one kind of window, each reused when finished
     earlier; adds ``latents_<kind>``, ``map_<kind>`` and ``manifold_<kind>`` to
     ``result``. Returns the model, if trained or encoded with here, and the maps' key."""
-    from latentpath.rvae import balanced_weights, encode, load_rvae
+    from latentpath.rvae import encode, load_rvae
 
     folder = steps.out / kind
     folder.mkdir(exist_ok=True)
@@ -605,12 +619,9 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         # a checkpoint of the same training continues; anything else there is stale
         if not steps.begin(f"{kind} model", key) and (folder / "model").exists():
             shutil.rmtree(folder / "model")
-        weights = None
-        if config.balance_power:
-            structure = graph_labels(table, atoms, rings, kind).fillna("other")
-            weights = balanced_weights(structure.to_numpy(), power=config.balance_power)
         model = config.train_rvae(windows, folder / "model", resume=True, progress=progress,
-                                  sample_weights=weights)
+                                  sample_weights=structure_weights(table, atoms, rings, kind,
+                                                                   config.balance_power))
         steps.finish(f"{kind} model", key, [folder / "model"])
 
     key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], key)
