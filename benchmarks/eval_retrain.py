@@ -3,7 +3,7 @@ discovery yardstick against the bond graph and the synthetic truth.
 
     python benchmarks/eval_retrain.py RUN --kind atom|hollow [--per-frame N|-1]
         [--balance POWER] [--epochs N --patience N --max-steps N] [--seed N]
-        [--batch-size N --lr LR --kl-weight W] [--window A --window-px N]
+        [--batch-size N --lr LR --kl-weight W --latent-dim K] [--window A --window-px N]
         [--taper-flat 0.8] [--no-orient] [--blobs] [--map-points 200]
 
 Cuts the kind's windows again from the run's window images (``--per-frame``: C atoms
@@ -30,7 +30,12 @@ import numpy as np
 from common import machine_line  # benchmarks/common.py, beside this script
 
 import latentpath.windows
-from latentpath.discovery import DiscoveryScore, graph_labels, score_discovery
+from latentpath.discovery import (
+    DiscoveryScore,
+    graph_labels,
+    knn_balanced_accuracy,
+    score_discovery,
+)
 from latentpath.evaluate import score_chemical_space, true_window_labels
 from latentpath.graph import CC_BOND_A
 from latentpath.latent import chemical_space_map, labels_at, latent_grid
@@ -54,6 +59,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--kl-weight", type=float)
+    parser.add_argument("--latent-dim", type=int,
+                        help="content latents; above 2 the 5-NN score of all of them is "
+                             "printed beside the (z1, z2) plane's")
     parser.add_argument("--taper-flat", type=float, help="flat part of the taper (0.8)")
     parser.add_argument("--no-orient", dest="orient_windows", action="store_const",
                         const=False)
@@ -71,6 +79,7 @@ def main() -> None:
     config = StemConfig.from_dict(record["config"])
     changes = {name: getattr(args, name) for name in
                ("seed", "epochs", "patience", "max_steps", "batch_size", "lr", "kl_weight",
+                "latent_dim",
                 "window_A", "window_px", "balance_power", "orient_windows")
                if getattr(args, name) is not None}
     if args.per_frame is not None:
@@ -91,7 +100,8 @@ def main() -> None:
     points = window_points(atoms, rings, args.kind, config)
     windows, table = cut_kind_windows(source, image_px_A, movie_shape, points, config, None)
     graph = graph_labels(table, atoms, rings, args.kind)
-    weights = structure_weights(table, atoms, rings, args.kind, config.balance_power)
+    weights = structure_weights(table, atoms, rings, args.kind,
+                                config.balance_power[args.kind])
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         model = config.train_rvae(windows, Path(tmp) / "model", progress=False,
@@ -114,6 +124,13 @@ def main() -> None:
         print(f"  {reference}: " + _line(score_discovery(latents, windows, labels,
                                                          kind=args.kind,
                                                          reference=reference)))
+    if config.latent_dim > 2:
+        columns = [f"z{i}" for i in range(1, config.latent_dim + 1)]
+        for reference, labels in (("graph", graph), ("truth", truth_labels)):
+            scored = labels.notna().to_numpy()
+            value, _ = knn_balanced_accuracy(latents.loc[scored, columns].to_numpy(),
+                                             labels[scored].to_numpy())
+            print(f"  {reference}: all {config.latent_dim} latents {value:.3f}")
     if args.kind == "atom":
         scores = score_chemical_space(saved, truth.atoms, truth.rings,
                                       pixel_size_A=truth.pixel_size_A)

@@ -158,3 +158,22 @@ def test_an_unexpected_failure_is_one_line_unless_debug(tmp_path, capsys, monkey
     assert err == "latentpath: error: RuntimeError: the disk caught fire (--debug shows where)\n"
     with pytest.raises(RuntimeError):
         main([*argv, "--debug"])  # --debug after the command, too
+
+
+def test_balance_flag_sets_one_or_each_window_kind(tmp_path, capsys):
+    from latentpath.cli import _stem_config, build_parser
+
+    def config(*flags):
+        return _stem_config(build_parser().parse_args(["stem", "m.npy", "--out", "r", *flags]))
+
+    assert config().balance_power == {"atom": 0.5, "hollow": 1.0}
+    assert config("--balance", "0").balance_power == {"atom": 0.0, "hollow": 0.0}
+    assert config("--balance", "hollow=0.25").balance_power == {"atom": 0.5, "hollow": 0.25}
+    for flags, message in ((["atom"], "KIND=POWER"),
+                           (["atom=x"], "--balance atom must be a number"),
+                           (["edge=1"], "no window kind")):
+        assert main(["stem", str(tmp_path / "m.npy"), "--out", str(tmp_path / "r"),
+                     "--balance", *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+        assert not (tmp_path / "r").exists()

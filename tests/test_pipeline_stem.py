@@ -190,6 +190,18 @@ def test_bad_settings_are_named():
     assert StemConfig.from_dict({"track_species": ["Si", "C"]}).track_species == ("Si", "C")
 
 
+def test_balance_power_per_window_kind():
+    assert StemConfig().balance_power == {"atom": 0.5, "hollow": 1.0}
+    assert StemConfig(balance_power=0).balance_power == {"atom": 0.0, "hollow": 0.0}
+    assert StemConfig.from_dict({"balance_power": {"hollow": 2}}).balance_power == \
+        {"atom": 0.5, "hollow": 2.0}
+    for bad, message in (({"edge": 1}, "no window kind"), (-1, "atom windows must be 0"),
+                         ({"hollow": float("nan")}, "hollow windows must be 0"),
+                         ({"atom": True}, "atom windows")):
+        with pytest.raises(ValueError, match=message):
+            StemConfig(balance_power=bad)
+
+
 def test_evaluate_command_scores_a_run(run, capsys):
     out, _ = run
     assert main(["evaluate", str(out)]) == 0

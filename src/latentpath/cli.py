@@ -151,6 +151,25 @@ def _flag_settings(args: argparse.Namespace, base: dict | None, names: tuple[str
     return values
 
 
+def _balance_flags(flags: list[str], base: dict | float | None) -> dict | float:
+    """``--balance POWER`` (every kind) or ``--balance KIND=POWER ...`` over ``base``."""
+    if len(flags) == 1 and "=" not in flags[0]:
+        try:
+            return float(flags[0])
+        except ValueError:
+            pass
+    power = dict(base) if isinstance(base, dict) else {}
+    for flag in flags:
+        kind, sep, value = flag.partition("=")
+        if not sep:
+            raise ValueError(f"--balance takes one POWER or KIND=POWER pairs, got {flag!r}")
+        try:
+            power[kind] = float(value)
+        except ValueError:
+            raise ValueError(f"--balance {kind} must be a number, got {value!r}") from None
+    return power
+
+
 def _pfm_config(args: argparse.Namespace, base: dict | None = None):
     from latentpath.pipeline import PfmConfig
 
@@ -197,7 +216,6 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
 
     values = _flag_settings(args, base, ("pixel_size_A", "channel", "self_train_frames",
                                          "window_A", "window_px", "orient_windows",
-                                         "balance_power",
                                          "track_search_A",
                                          "track_memory", "track_border_A"))
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
@@ -206,6 +224,9 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
             per_frame = dict(values.get("atoms_per_frame", StemConfig().atoms_per_frame))
             per_frame[key] = None if chosen < 0 else chosen
             values["atoms_per_frame"] = per_frame
+    if getattr(args, "balance_power", None) is not None:
+        values["balance_power"] = _balance_flags(args.balance_power,
+                                                 values.get("balance_power"))
     if getattr(args, "hollow_per_frame", None) is not None:
         values["hollow_per_frame"] = None if args.hollow_per_frame < 0 else args.hollow_per_frame
     if getattr(args, "track", None) is not None:
@@ -584,10 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Si-centred windows per frame (-1, all, by default)")
     stem_run.add_argument("--hollow-per-frame", type=int,
                           help="hollow-site windows per frame (default: all; -1 for all)")
-    stem_run.add_argument("--balance", dest="balance_power", type=float, metavar="POWER",
+    stem_run.add_argument("--balance", dest="balance_power", nargs="+",
+                          metavar="[KIND=]POWER",
                           help="train on windows drawn as (windows of their bond-graph "
                                "structure)^-POWER: 1 draws every structure equally often, 0 "
-                               "as they come (1)")
+                               "as they come; one POWER for both kinds or e.g. atom=0.5 "
+                               "hollow=1 (atom 0.5, hollow 1)")
     _add_run_options(stem_run, map_help="chemical-space map points per axis (200)",
                      cpu_epochs=1000)
     stem_run.add_argument("--track", nargs="+", metavar="SPECIES",
