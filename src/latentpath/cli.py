@@ -158,7 +158,11 @@ def _balance_flags(flags: list[str], base: dict | float | None) -> dict | float:
             return float(flags[0])
         except ValueError:
             pass
-    power = dict(base) if isinstance(base, dict) else {}
+    from latentpath.pipeline.stem import KINDS
+
+    # a config file's single number holds for every kind the flags do not name
+    power = dict(base) if isinstance(base, dict) else \
+        {} if base is None else dict.fromkeys(KINDS, base)
     for flag in flags:
         kind, sep, value = flag.partition("=")
         if not sep:
