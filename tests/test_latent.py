@@ -94,6 +94,29 @@ def test_rings_that_close_only_below_the_threshold_are_read_again():
         read_structures(image, bond, retry_threshold=0.6)
 
 
+def test_a_ring_missing_one_far_atom_is_read_with_a_stand_in():
+    size, bond = 32, 4.5
+    atoms = _graphene("atom", size, bond)
+    r = np.hypot(*(atoms - (size - 1) / 2).T)
+    # the far corner of one of the three hexagons through the centre atom, not drawn
+    gap = np.delete(atoms, np.flatnonzero(np.abs(r - 2 * bond) < 0.2 * bond)[0], axis=0)
+    images = np.stack([_render(gap, size), _render(atoms, size)]).astype(np.float32)
+    found = find_decoded_atoms(images)
+    assert centre_rings(found, 2, size, bond).tolist() == [[0, 2, 0, 0], [0, 3, 0, 0]]
+    assert centre_rings(found, 2, size, bond, bridge_gaps=True).tolist() == [
+        [0, 3, 0, 0], [0, 3, 0, 0]]
+    assert read_structures(images, bond, bridge_gaps=False)[0].tolist() == [0, 2, 0, 0]
+    assert ring_label(read_structures(images, bond)[0]) == "6-6-6"
+    # a 7-ring around a hollow site with one corner missing reads as a 7-ring
+    angles = 2 * np.pi * np.arange(1, 7) / 7
+    radius = bond / (2 * np.sin(np.pi / 7))
+    heptagon = (size - 1) / 2 + radius * np.stack([np.sin(angles), np.cos(angles)], 1)
+    found = find_decoded_atoms(_render(heptagon, size)[None].astype(np.float32))
+    assert (centre_rings(found, 1, size, bond, kind="hollow") == -1).all()
+    assert centre_rings(found, 1, size, bond, kind="hollow", bridge_gaps=True).tolist() == [
+        [0, 0, 1, 0]]
+
+
 def test_smeared_and_isolated_centres_are_unphysical():
     size = 24
     smeared = _render(_graphene("atom", size), size)
@@ -105,6 +128,20 @@ def test_smeared_and_isolated_centres_are_unphysical():
     counts = centre_rings(find_decoded_atoms(images, method="blobs"), 2, size, 4.5,
                           kind="atom")
     assert (counts == -1).all()
+
+
+def test_a_smeared_atom_counts_only_where_it_can_change_the_reading():
+    size, bond = 36, 6.0
+    atoms = _graphene("hollow", size, bond)
+    r = np.hypot(*(atoms - (size - 1) / 2).T)
+    images = []
+    for radius in (2.0, 1.0):  # a second-shell atom, then one of the centre ring's
+        k = np.argmin(np.abs(r - radius * bond))
+        images.append(_render(np.delete(atoms, k, axis=0), size)
+                      + _render(atoms[k:k + 1], size, sigma_px=2.5))
+    found = find_decoded_atoms(np.stack(images).astype(np.float32))
+    assert centre_rings(found, 2, size, bond, kind="hollow").tolist() == [
+        [0, 1, 0, 0], [-1, -1, -1, -1]]
 
 
 def test_peaks_part_atoms_a_bright_bond_joins_and_catch_smeared_ones():

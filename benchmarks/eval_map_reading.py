@@ -1,0 +1,101 @@
+"""The chemical-space maps of finished STEM runs on synthetic movies, read again in
+several ways and scored against the truth: what the reading of decoded images adds,
+with the models held fixed.
+
+    python benchmarks/eval_map_reading.py RUN [RUN ...] [--kind atom hollow]
+        [--map-points 200] [--top 8]
+
+For each run and window kind the 200 x 200 map is decoded once and read as
+:func:`latentpath.latent.read_structures` reads it, one change at a time:
+
+- ``one level``: atoms at 0.5 of each image's range only;
+- ``+ 0.4``: images whose structure does not close read again at 0.4;
+- ``+ stand-in``: and a third time with one missing ring atom stood in for (the default);
+- ``smear 2.5 l``: the default reading, with smeared atoms counted out to 2.5 bond
+  lengths for hollow windows too (as before issue 20's third stop).
+
+Printed: the share of the windows of each of the ``--top`` commonest true structures
+whose map class is that structure, and the share read as unphysical.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+from common import machine_line  # benchmarks/common.py, beside this script
+
+import latentpath.latent
+from latentpath.evaluate import true_window_labels
+from latentpath.graph import CC_BOND_A
+from latentpath.latent import RING_SIZES, ChemicalSpaceMap, labels_at, latent_grid, read_structures
+from latentpath.pipeline import read_stem_run
+from latentpath.rvae import decode, load_rvae
+from latentpath.synth import read_synth_stem
+
+READINGS = {"one level": {"retry_threshold": None, "bridge_gaps": False},
+            "+ 0.4": {"bridge_gaps": False},
+            "+ stand-in": {},
+            "smear 2.5 l": {}}
+
+
+def read_map(images: list[np.ndarray], bond_px: float, kind: str, reading: str) -> np.ndarray:
+    """Ring counts of every decoded image, read one way."""
+    default = latentpath.latent.RING_REACH
+    if reading == "smear 2.5 l":
+        latentpath.latent.RING_REACH = MappingProxyType({**default, kind: 2.5})
+    try:
+        return np.concatenate([read_structures(im, bond_px, kind=kind, **READINGS[reading])
+                               for im in images])
+    finally:
+        latentpath.latent.RING_REACH = default
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--kind", nargs="+", choices=("atom", "hollow"),
+                        default=["atom", "hollow"])
+    parser.add_argument("--map-points", type=int, default=200)
+    parser.add_argument("--top", type=int, default=8)
+    args = parser.parse_args()
+    print(machine_line())
+    for run_dir in args.runs:
+        run = read_stem_run(run_dir)
+        truth = read_synth_stem(run["config"]["truth"])
+        window_A = run["config"]["config"]["window_A"]
+        for kind in args.kind:
+            latents = run[f"latents_{kind}"]
+            model = load_rvae(run_dir / kind / "model")
+            w = model.config.window_px
+            bond_px = CC_BOND_A / (window_A / (w - 1))
+            z1, z2 = latent_grid(latents, args.map_points)
+            g1, g2 = np.meshgrid(z1, z2)  # row-major over (z2, z1), as the map's grid
+            zz = np.zeros((g1.size, model.config.latent_dim), np.float32)
+            zz[:, 0], zz[:, 1] = g1.ravel(), g2.ravel()
+            images = []
+            for start in range(0, len(zz), 4096):
+                im = decode(model, zz[start:start + 4096], size=w, batch_size=4096)
+                lo = im.min(axis=(1, 2), keepdims=True)
+                hi = np.maximum(im.max(axis=(1, 2), keepdims=True), lo + 1e-6)
+                images.append((im - lo) / (hi - lo))
+            true = true_window_labels(run, truth.atoms, truth.rings, kind,
+                                      pixel_size_A=truth.pixel_size_A)
+            top = true.value_counts().index[:args.top]
+            print(f"{run_dir.name} {kind}: {len(latents)} windows; "
+                  + ", ".join(f"{t} {int((true == t).sum())}" for t in top))
+            for reading in READINGS:
+                counts = read_map(images, bond_px, kind, reading)
+                space = ChemicalSpaceMap(np.asarray(z1), np.asarray(z2),
+                                         counts.reshape(len(z2), len(z1), len(RING_SIZES)),
+                                         kind)
+                named = labels_at(space, latents)["structure"]
+                shares = " ".join(f"{t}:{(named[true == t] == t).mean():.2f}" for t in top)
+                print(f"  {reading:12s} {shares} | unphysical "
+                      f"{(named == 'unphysical').mean():.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
