@@ -4,7 +4,7 @@ discovery yardstick against the bond graph and the synthetic truth.
     python benchmarks/eval_retrain.py RUN --kind atom|hollow [--per-frame N|-1]
         [--balance POWER] [--epochs N --patience N --max-steps N] [--seed N]
         [--batch-size N --lr LR --kl-weight W --latent-dim K] [--window A --window-px N]
-        [--taper-flat 0.8] [--no-orient] [--blobs] [--map-points 200]
+        [--taper-flat 0.8] [--no-orient] [--blobs] [--regraph] [--map-points 200]
 
 Cuts the kind's windows again from the run's window images (``--per-frame``: C atoms
 or rings per frame, -1 for all), trains its skip-rVAE with the run's settings changed
@@ -40,7 +40,12 @@ from latentpath.evaluate import score_chemical_space, true_window_labels
 from latentpath.graph import CC_BOND_A
 from latentpath.latent import chemical_space_map, labels_at, latent_grid
 from latentpath.pipeline import StemConfig, read_stem_run
-from latentpath.pipeline.stem import cut_kind_windows, structure_weights, window_points
+from latentpath.pipeline.stem import (
+    cut_kind_windows,
+    frame_graphs,
+    structure_weights,
+    window_points,
+)
 from latentpath.rvae import encode, training_record
 from latentpath.synth import read_synth_stem
 
@@ -67,6 +72,9 @@ def main() -> None:
                         const=False)
     parser.add_argument("--blobs", action="store_true",
                         help="read the map as blobs at a fixed range (the earlier reading)")
+    parser.add_argument("--regraph", action="store_true",
+                        help="recompute the bonds, rings and bond frames of the run's atoms "
+                             "with the installed code (e.g. after a change of the frames)")
     parser.add_argument("--window", dest="window_A", type=float)
     parser.add_argument("--window-px", type=int)
     parser.add_argument("--map-points", type=int, default=200)
@@ -97,6 +105,10 @@ def main() -> None:
     movie_shape = truth.movie.shape
     image_px_A = record["pixel_size_A"] * movie_shape[2] / source.shape[2]
     atoms, rings = saved["atoms"], saved["rings"]
+    if args.regraph:
+        atoms, rings = frame_graphs(atoms[["frame", "y", "x", "species", "score"]],
+                                    record["pixel_size_A"])
+        saved["atoms"], saved["rings"] = atoms, rings
     points = window_points(atoms, rings, args.kind, config)
     windows, table = cut_kind_windows(source, image_px_A, movie_shape, points, config, None)
     graph = graph_labels(table, atoms, rings, args.kind)

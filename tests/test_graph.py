@@ -166,3 +166,38 @@ def test_bond_frames_of_lone_and_singly_bonded_atoms():
     assert turn[2] == 0 and not mirror.any()
     # one bond: only the three-fold turn, which puts it on 0 degrees
     assert np.degrees(turn[0]) % 120 == pytest.approx(0, abs=1e-9)
+
+
+def _ring_slots(pos, bonds, rings, frames):
+    """Per atom in three rings: the ring sizes at about 180, 60 and 300 degrees of its
+    bond frame (by the direction of each ring's centre)."""
+    turn, mirror = frames
+    slots = {}
+    for members, size, y, x in zip(rings.members, rings["size"], rings.y, rings.x,
+                                   strict=True):
+        for atom in members:
+            dy, dx = y - pos[atom, 0], x - pos[atom, 1]
+            t = turn[atom]
+            u = dx * np.cos(t) + dy * np.sin(t)
+            v = (-1 if mirror[atom] else 1) * (-dx * np.sin(t) + dy * np.cos(t))
+            slot = (round(np.degrees(np.arctan2(v, u)) % 360 / 120 - 0.5) % 3)
+            slots.setdefault(atom, {})[(60, 180, 300)[slot]] = size
+    return {a: s for a, s in slots.items() if len(s) == 3}
+
+
+def test_bond_frames_put_the_smallest_ring_at_180_and_the_largest_at_60():
+    sim = synth_stem_movie(2, 256, seed=2, initial_disorder=0.2, event_rate=3.0)
+    atoms = sim.atoms[sim.atoms.frame == 1].reset_index(drop=True)
+    pos = atoms[["y_A", "x_A"]].to_numpy()
+    bonds = find_bonds(pos, atoms.species.to_numpy(), bond_length=CC_BOND_A)
+    rings = find_rings(pos, bonds)
+    by_rings = _ring_slots(pos, bonds, rings, bond_frames(pos, bonds, rings))
+    by_angles = _ring_slots(pos, bonds, rings, bond_frames(pos, bonds))
+    mixed = [a for a, s in by_rings.items() if len(set(s.values())) > 1]
+    assert len(mixed) > 50
+    standard = [s[180] == min(s.values()) and s[60] >= s[300] for s in
+                (by_rings[a] for a in mixed)]
+    assert np.mean(standard) == 1.0
+    # the angles alone mistake some of them
+    assert np.mean([by_angles[a][180] == min(by_angles[a].values()) and
+                    by_angles[a][60] >= by_angles[a][300] for a in mixed]) < 0.95

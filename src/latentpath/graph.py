@@ -252,15 +252,24 @@ def planar_faces(positions: np.ndarray, bonds: np.ndarray, *, max_size: int = 8)
     return Faces(walk, sizes, simple, area, label, src)
 
 
-def bond_frames(positions: np.ndarray, bonds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bond_frames(positions: np.ndarray, bonds: np.ndarray, rings: pd.DataFrame | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """The turn and mirror that bring each atom's bonds into a standard frame.
 
     A window cut in this frame shows every atom of one structure alike: the two
     sublattices of graphene (one a 60 degree turn of the other), the three turns of a
     5-6-6 site, and the two mirror images of a 5-6-7 site all look the same. The bonds
-    go to about 0, 120 and 240 degrees (their three-fold orientation), the narrowest
-    angle between neighbouring bonds is centred on 180 degrees, and of the two next to
-    it the wider lies at 60 degrees (mirrored if needed).
+    go to about 0, 120 and 240 degrees (their three-fold orientation); the sector
+    between neighbouring bonds that holds the smallest ring is centred on 180 degrees,
+    and of the two next to it the one with the larger ring lies at 60 degrees
+    (mirrored if needed). Without ``rings``, or between rings of one size, the
+    sectors' angles decide: the narrowest at 180, the wider neighbour at 60.
+
+    The rings decide where they are known because the angles alone do not say which
+    ring is which: strain and noise move an atom's bond angles by as much as a 5-,
+    6- and 7-ring differ (108, 120, 129 degrees). On three synthetic movies the angles
+    put the rings of a 6-6-7 site in the standard order for 0.50-0.52 of its atoms (a
+    mirror by chance), of 5-6-7 sites for 0.53-0.71 (docs/chemical-space.md).
 
     Parameters
     ----------
@@ -268,6 +277,10 @@ def bond_frames(positions: np.ndarray, bonds: np.ndarray) -> tuple[np.ndarray, n
         Atom positions ``(y, x)``.
     bonds : ndarray (M, 2) of int
         From :func:`find_bonds`.
+    rings : DataFrame, optional
+        From :func:`find_rings` on the same atoms and bonds; a sector holds the ring
+        whose members include the atom and both bonds' neighbours. Sectors without a
+        ring (edges, holes) count as larger than any ring.
 
     Returns
     -------
@@ -302,16 +315,39 @@ def bond_frames(positions: np.ndarray, bonds: np.ndarray) -> tuple[np.ndarray, n
     width = (theta[following] - theta) % (2 * np.pi)
     width[degree[src] == 1] = 2 * np.pi
     middle = theta + width / 2
+    ring = np.full(len(src), np.iinfo(np.int64).max)
+    if rings is not None and len(rings):
+        ring = _sector_ring_sizes(n, src, dst[order][following], dst[order], rings, ring)
     atoms = np.flatnonzero(degree >= 2)
-    narrowest = np.lexsort((width, src))[first[atoms]]
+    narrowest = np.lexsort((width, ring, src))[first[atoms]]
     # the three-fold turn (a multiple of 120 degrees) that puts the narrowest sector
     # nearest 180 degrees
     third = 2 * np.pi / 3
     turn[atoms] += np.round((middle[narrowest] - turn[atoms] - np.pi) / third) * third
     after = first[atoms] + (rank[narrowest] + 1) % degree[atoms]
     before = first[atoms] + (rank[narrowest] - 1) % degree[atoms]
-    mirror[atoms] = width[after] > width[before] + 1e-9
+    larger = ring[after] > ring[before]
+    same = ring[after] == ring[before]
+    mirror[atoms] = larger | (same & (width[after] > width[before] + 1e-9))
     return (turn + np.pi) % (2 * np.pi) - np.pi, mirror
+
+
+def _sector_ring_sizes(n: int, src: np.ndarray, ahead: np.ndarray, behind: np.ndarray,
+                       rings: pd.DataFrame, default: np.ndarray) -> np.ndarray:
+    """Size of the ring in each sector (atom ``src`` between its bonds to ``behind``
+    and ``ahead``), ``default`` where no ring has the three as consecutive members."""
+    sizes, keys = [], []
+    for members, size in zip(rings["members"], rings["size"], strict=True):
+        m = np.asarray(members, np.int64)
+        prev, nxt = np.roll(m, 1), np.roll(m, -1)
+        keys.append((m * n + np.minimum(prev, nxt)) * n + np.maximum(prev, nxt))
+        sizes.append(np.full(len(m), size))
+    keys, sizes = np.concatenate(keys), np.concatenate(sizes)
+    by_key = np.argsort(keys)
+    keys, sizes = keys[by_key], sizes[by_key]
+    wanted = (src * n + np.minimum(ahead, behind)) * n + np.maximum(ahead, behind)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, sizes[at], default)
 
 
 def ring_counts(n_atoms: int, rings: pd.DataFrame, sizes: tuple[int, ...] = (3, 4, 5, 6, 7, 8)

@@ -105,12 +105,12 @@ class StemConfig(RunSettings):
         the corners, which rotate in and out of a square window, are dropped.
     orient_windows : bool
         Cut each atom-centred window in its atom's bond frame
-        (:func:`latentpath.graph.bond_frames`): the two sublattices of graphene, the
-        turns of a defect site and its mirror image then give the same window. The
-        rVAE's angle latent seldom learns a 60 degree turn: unturned, the demo's
-        sublattices took one of the two content latents (two copies of every
-        structure on the map) and the 5-ring structures were separated half as well
-        (docs/chemical-space.md).
+        (:func:`latentpath.graph.bond_frames`, ordered by the sizes of the atom's
+        rings): the two sublattices of graphene, the turns of a defect site and its
+        mirror image then give the same window. The rVAE's angle latent seldom learns
+        a 60 degree turn: unturned, the demo's sublattices took one of the two content
+        latents (two copies of every structure on the map) and the 5-ring structures
+        were separated half as well (docs/chemical-space.md).
     window_A : float
         Side of the windows. 8 A holds the three rings around an atom, 7- and 8-rings
         included, and a hollow site's ring with its neighbours.
@@ -344,7 +344,7 @@ def frame_graphs(atoms: pd.DataFrame, pixel_size_A: float
         bonds = find_bonds(pos, species, bond_length=CC_BOND_A)
         rings = find_rings(pos, bonds)
         coordination[rows] = np.bincount(bonds.ravel(), minlength=len(rows))
-        turn[rows], mirror[rows] = bond_frames(pos, bonds)
+        turn[rows], mirror[rows] = bond_frames(pos, bonds, rings)
         counts[rows] = ring_counts(len(rows), rings, sizes=RING_SIZES).to_numpy()
         rings["members"] = [tuple(index[rows][list(m)].tolist()) for m in rings.members]
         rings[["y", "x"]] /= pixel_size_A
