@@ -30,9 +30,16 @@ from common import machine_line  # benchmarks/common.py, beside this script
 import latentpath.latent
 from latentpath.evaluate import true_window_labels
 from latentpath.graph import CC_BOND_A
-from latentpath.latent import RING_SIZES, ChemicalSpaceMap, labels_at, latent_grid, read_structures
+from latentpath.latent import (
+    RING_SIZES,
+    ChemicalSpaceMap,
+    decoded_grid,
+    labels_at,
+    latent_grid,
+    read_structures,
+)
 from latentpath.pipeline import read_stem_run
-from latentpath.rvae import decode, load_rvae
+from latentpath.rvae import load_rvae
 from latentpath.synth import read_synth_stem
 
 READINGS = {"one level": {"retry_threshold": None, "bridge_gaps": False},
@@ -72,15 +79,7 @@ def main() -> None:
             w = model.config.window_px
             bond_px = CC_BOND_A / (window_A / (w - 1))
             z1, z2 = latent_grid(latents, args.map_points)
-            g1, g2 = np.meshgrid(z1, z2)  # row-major over (z2, z1), as the map's grid
-            zz = np.zeros((g1.size, model.config.latent_dim), np.float32)
-            zz[:, 0], zz[:, 1] = g1.ravel(), g2.ravel()
-            images = []
-            for start in range(0, len(zz), 4096):
-                im = decode(model, zz[start:start + 4096], size=w, batch_size=4096)
-                lo = im.min(axis=(1, 2), keepdims=True)
-                hi = np.maximum(im.max(axis=(1, 2), keepdims=True), lo + 1e-6)
-                images.append((im - lo) / (hi - lo))
+            images = list(decoded_grid(model, z1, z2))
             true = true_window_labels(run, truth.atoms, truth.rings, kind,
                                       pixel_size_A=truth.pixel_size_A)
             top = true.value_counts().index[:args.top]

@@ -18,6 +18,7 @@ windows; pixel distances here are in pixels of the decoded images.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -494,33 +495,60 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
     -------
     ChemicalSpaceMap
     """
+    w = model.config.window_px
+    s = w if size is None else int(size)
+    # The decoder's grid spans the window's field of view edge pixel to edge pixel.
+    scale = (s - 1) / (w - 1)
+    counts = [read_structures(images, bond_length_px * scale, kind=kind, threshold=threshold,
+                              retry_threshold=retry_threshold, bridge_gaps=bridge_gaps,
+                              method=method)
+              for images in decoded_grid(model, z1, z2, value_range=value_range, size=size,
+                                         batch_size=batch_size, progress=progress)]
+    return ChemicalSpaceMap(np.asarray(z1), np.asarray(z2),
+                            np.concatenate(counts).reshape(len(z2), len(z1), len(RING_SIZES)),
+                            kind)
+
+
+def decoded_grid(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
+                 value_range: tuple[float, float] | None = None, size: int | None = None,
+                 batch_size: int = 4096, progress: bool = False) -> Iterator[np.ndarray]:
+    """The normalised images decoded at every point of a latent grid, batch by batch, as
+    :func:`chemical_space_map` reads them.
+
+    Parameters
+    ----------
+    model : SkipRVAE
+    z1, z2 : ndarray (n1,), (n2,)
+        Grid values; points run row-major over (z2, z1), further content latents at 0.
+    value_range, size, batch_size, progress
+        As in :func:`chemical_space_map`.
+
+    Returns
+    -------
+    iterator of ndarray (B, s, s), float32
+        Background near 0 and atoms near 1.
+    """
     _check_model(model)
     if value_range is not None and not value_range[1] > value_range[0]:
         raise ValueError(f"value_range must be (background, atom) with atom > background, "
                          f"got {value_range}")
     if size is not None and (int(size) != size or size < 4):
         raise ValueError(f"size must be an integer of at least 4, got {size}")
-    w = model.config.window_px
-    s = w if size is None else int(size)
-    # The decoder's grid spans the window's field of view edge pixel to edge pixel.
-    scale = (s - 1) / (w - 1)
+    s = model.config.window_px if size is None else int(size)
     z = _plane(z1, z2, model.config.latent_dim)
-    counts = np.empty((len(z), len(RING_SIZES)), np.int64)
-    for start in tqdm(range(0, len(z), batch_size), desc="chemical-space map", unit="batch",
-                      disable=not progress):
-        images = decode(model, z[start:start + batch_size], size=s, precision="auto",
-                        batch_size=batch_size)
-        if value_range is None:
-            lo = images.min(axis=(1, 2), keepdims=True)
-            hi = np.maximum(images.max(axis=(1, 2), keepdims=True), lo + 1e-6)
-        else:
-            lo, hi = value_range
-        images = (images - lo) / (hi - lo)
-        counts[start:start + len(images)] = read_structures(
-            images, bond_length_px * scale, kind=kind, threshold=threshold,
-            retry_threshold=retry_threshold, bridge_gaps=bridge_gaps, method=method)
-    return ChemicalSpaceMap(np.asarray(z1), np.asarray(z2),
-                            counts.reshape(len(z2), len(z1), len(RING_SIZES)), kind)
+    return (_normalise(decode(model, z[start:start + batch_size], size=s, precision="auto",
+                              batch_size=batch_size), value_range)
+            for start in tqdm(range(0, len(z), batch_size), desc="chemical-space map",
+                              unit="batch", disable=not progress))
+
+
+def _normalise(images: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    if value_range is None:
+        lo = images.min(axis=(1, 2), keepdims=True)
+        hi = np.maximum(images.max(axis=(1, 2), keepdims=True), lo + 1e-6)
+    else:
+        lo, hi = value_range
+    return (images - lo) / (hi - lo)
 
 
 def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "atom",
