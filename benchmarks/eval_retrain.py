@@ -2,7 +2,7 @@
 discovery yardstick against the bond graph and the synthetic truth.
 
     python benchmarks/eval_retrain.py RUN --kind atom|hollow [--per-frame N|-1]
-        [--balance POWER] [--epochs N --patience N --max-steps N] [--seed N]
+        [--balance POWER] [--epochs N --patience N --max-steps N --cooldown S] [--seed N]
         [--batch-size N --lr LR --kl-weight W --latent-dim K] [--window A --window-px N]
         [--taper-flat 0.8] [--no-orient] [--blobs] [--regraph] [--map-points 200]
 
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--patience", type=int)
     parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--cooldown", type=float, help="share of training with a falling lr")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--kl-weight", type=float)
@@ -86,8 +87,8 @@ def main() -> None:
     truth = read_synth_stem(record["truth"])
     config = StemConfig.from_dict(record["config"])
     changes = {name: getattr(args, name) for name in
-               ("seed", "epochs", "patience", "max_steps", "batch_size", "lr", "kl_weight",
-                "latent_dim",
+               ("seed", "epochs", "patience", "max_steps", "cooldown", "batch_size", "lr",
+                "kl_weight", "latent_dim",
                 "window_A", "window_px", "balance_power", "orient_windows")
                if getattr(args, name) is not None}
     if args.per_frame is not None:

@@ -380,6 +380,74 @@ def test_a_run_killed_at_any_epoch_resumes_to_the_same_stop(tmp_path, toy, monke
         assert training_record(out) == straight.attrs["stop"]
 
 
+def _recorded_rates(monkeypatch):
+    """The learning rate of every optimiser step, as Adam reads it."""
+    rates = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    return rates
+
+
+def test_a_cooldown_begins_where_the_patience_runs_out(tmp_path, toy, monkeypatch):
+    windows, _ = toy
+    plain = fit_rvae(windows, tmp_path / "plain", epochs=40, **STALL, **TOY)
+    stalled = plain.attrs["stop"].steps
+    rates = _recorded_rates(monkeypatch)
+    cooled = fit_rvae(windows, tmp_path / "cooled", epochs=40, cooldown=0.5, **STALL, **TOY)
+    stop = cooled.attrs["stop"]
+    # half of the training is the cool-down: as many steps again as the stall took
+    assert stop.reason == "converged" and stop.steps == 2 * stalled == len(rates)
+    assert rates[:stalled] == [TOY["lr"]] * stalled
+    falling = np.array(rates[stalled:])
+    assert np.all(np.diff(falling) < 0) and falling[0] == TOY["lr"] and falling[-1] > 0
+    assert falling[-1] < 0.02 * TOY["lr"]
+    # up to the stall it is the plain run
+    columns = ["train_loss", "val_loss", "steps"]
+    same = len(plain)
+    assert np.array_equal(plain[columns].to_numpy(), cooled[columns].iloc[:same].to_numpy())
+
+
+def test_a_cooldown_ends_at_the_step_ceiling(tmp_path, toy, monkeypatch):
+    windows, _ = toy
+    rates = _recorded_rates(monkeypatch)
+    history = fit_rvae(windows, tmp_path / "m", epochs=40, max_steps=12, cooldown=0.25,
+                       **TOY)
+    assert history.attrs["stop"].reason == "max_steps"
+    assert list(history.steps) == [3, 6, 9, 12]
+    assert rates[:9] == [TOY["lr"]] * 9
+    assert rates[9] == TOY["lr"] and rates[9] > rates[10] > rates[11] > 0
+
+
+def test_a_run_killed_in_its_cooldown_resumes_to_the_same_result(tmp_path, toy, monkeypatch):
+    import latentpath.rvae.train as train
+
+    windows, _ = toy
+    settings = {**STALL, **TOY, "epochs": 40, "cooldown": 0.5}
+    straight = fit_rvae(windows, tmp_path / "straight", **settings)
+    save_checkpoint = train.save_checkpoint
+    kill = straight.attrs["stop"].epochs_run - 1
+
+    def killed(directory, model, optimizer, gen, state):
+        save_checkpoint(directory, model, optimizer, gen, state)
+        if state["epoch"] == kill:
+            assert state["cooldown_from"] is not None  # killed inside the cool-down
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit_rvae(windows, tmp_path / "killed", **settings)
+    monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)
+    _same_run(straight, fit_rvae(windows, tmp_path / "killed", resume=True, **settings))
+    _same_weights(tmp_path / "straight", tmp_path / "killed")
+    with pytest.raises(ModelFileError, match="other data or settings"):
+        fit_rvae(windows, tmp_path / "killed", resume=True, **{**settings, "cooldown": 0.3})
+
+
 def test_a_stopped_run_resumes_without_training(tmp_path, toy, monkeypatch):
     import latentpath.rvae.train as train
 
@@ -486,6 +554,8 @@ def test_bad_sample_weights_are_refused(tmp_path, toy, weights, message):
 @pytest.mark.parametrize(("setting", "message"), [
     ({"patience": 0}, "patience"), ({"max_steps": 2.5}, "max_steps"),
     ({"min_delta": 1.0}, "min_delta"), ({"time_budget_s": 0}, "time_budget_s"),
+    ({"cooldown": 1.0, "max_steps": 10}, "cooldown must lie"),
+    ({"cooldown": 0.2}, "cooldown needs patience or max_steps"),
 ])
 def test_bad_stopping_settings_are_refused(tmp_path, toy, setting, message):
     windows, _ = toy
@@ -500,13 +570,15 @@ def test_run_settings_pass_the_stopping_rule_on(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(rvae, "fit_rvae", lambda windows, folder, **kw: seen.update(kw))
     monkeypatch.setattr(rvae, "load_rvae", lambda folder: None)
-    settings = RunSettings(patience=5, max_steps=100, time_budget_s=60.0)
+    settings = RunSettings(patience=5, max_steps=100, time_budget_s=60.0, cooldown=0.3)
     settings.train_rvae(np.zeros((4, 8, 8)), tmp_path, sample_weights=np.ones(4))
-    assert (seen["patience"], seen["max_steps"], seen["time_budget_s"]) == (5, 100, 60.0)
+    assert (seen["patience"], seen["max_steps"], seen["time_budget_s"],
+            seen["cooldown"]) == (5, 100, 60.0, 0.3)
     assert np.array_equal(seen["sample_weights"], np.ones(4))
     defaults = RunSettings()
     assert (defaults.patience, defaults.max_steps, defaults.time_budget_s) == (None,) * 3
-    for bad in ({"patience": 0}, {"max_steps": -1}, {"time_budget_s": 0.0}):
+    for bad in ({"patience": 0}, {"max_steps": -1}, {"time_budget_s": 0.0},
+                {"cooldown": 1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             RunSettings(**bad)
     assert RunSettings.from_dict({"patience": 3}).patience == 3

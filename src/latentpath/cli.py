@@ -141,7 +141,8 @@ def _flag_settings(args: argparse.Namespace, base: dict | None, names: tuple[str
     """Settings of ``base`` (a config file's) overridden by the flags given: those
     ``names`` and the run options every pipeline takes (:func:`_add_run_options`)."""
     values = dict(base or {})
-    for name in (*names, "epochs", "patience", "max_steps", "time_budget_s", "hidden",
+    for name in (*names, "epochs", "patience", "max_steps", "cooldown", "time_budget_s",
+                 "hidden",
                  "layers", "map_points", "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
@@ -480,7 +481,8 @@ def _rvae(args: argparse.Namespace) -> None:
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, precision=args.precision, compile=args.compile,
                        resume=args.resume, progress=True, patience=args.patience,
-                       max_steps=args.max_steps, time_budget_s=args.time_budget)
+                       max_steps=args.max_steps, time_budget_s=args.time_budget,
+                       cooldown=args.cooldown)
     if not is_main_process():
         return
     best = history.loc[history.val_loss.idxmin()]
@@ -530,6 +532,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str, cpu_epochs: i
                         "improved for this many epochs (STEM: 10)")
     p.add_argument("--max-steps", type=int,
                    help="ceiling on the skip-rVAE's optimiser steps (STEM on a CPU: 4000)")
+    p.add_argument("--cooldown", type=float, metavar="SHARE",
+                   help="share of the skip-rVAE's training spent at the end with the "
+                        "learning rate falling to zero, begun by the patience or the step "
+                        "ceiling")
     p.add_argument("--time-budget", dest="time_budget_s", type=float, metavar="S",
                    help="wall-clock budget of each skip-rVAE's training, seconds (the run "
                         "is then not reproducible)")
@@ -748,6 +754,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop once the validation loss has not improved for this many "
                            "epochs (default: train all --epochs)")
     rvae.add_argument("--max-steps", type=int, help="ceiling on optimiser steps")
+    rvae.add_argument("--cooldown", type=float, default=0.0, metavar="SHARE",
+                      help="share of training spent at the end with the learning rate "
+                           "falling to zero, begun by --patience or --max-steps (0)")
     rvae.add_argument("--time-budget", type=float,
                       help="wall-clock budget, seconds: stop after the epoch that exceeds "
                            "it (not reproducible)")

@@ -37,6 +37,9 @@ class RunSettings:
     time_budget_s : float, optional
         Wall-clock budget of one training call, seconds; a run stopped by it is not
         reproducible.
+    cooldown : float
+        Share of the training spent at the end with the learning rate falling to zero
+        (0: none). See :func:`latentpath.rvae.fit_rvae`.
     """
 
     latent_dim: int = 2
@@ -53,6 +56,7 @@ class RunSettings:
     patience: int | None = None
     max_steps: int | None = None
     time_budget_s: float | None = None
+    cooldown: float = 0.0
     label: ClassVar[str] = ""
     #: size and epochs of the skip-rVAE per device kind, where left as None
     rvae_sizes: ClassVar[dict] = RVAE_SIZES
@@ -65,6 +69,8 @@ class RunSettings:
         if self.time_budget_s is not None and not 0 < self.time_budget_s < float("inf"):
             raise ValueError(f"time_budget_s must be a positive number of seconds, got "
                              f"{self.time_budget_s}")
+        if not 0 <= self.cooldown < 1:
+            raise ValueError(f"cooldown must lie in [0, 1), got {self.cooldown}")
         if self.latent_dim < 2:
             raise ValueError("latent_dim must be at least 2 for the latent maps")
 
@@ -80,7 +86,8 @@ class RunSettings:
                  lr=self.lr, kl_weight=self.kl_weight, seed=self.seed, device=self.device,
                  precision=self.precision, compile=self.compile, resume=resume,
                  progress=progress, patience=self.patience, max_steps=self.max_steps,
-                 time_budget_s=self.time_budget_s, sample_weights=sample_weights)
+                 time_budget_s=self.time_budget_s, cooldown=self.cooldown,
+                 sample_weights=sample_weights)
         return load_rvae(folder)
 
     def for_device(self, device: Any) -> Any:

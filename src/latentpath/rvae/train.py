@@ -8,9 +8,12 @@ and resumed reaches exactly the result of an uninterrupted run.
 
 Training stops at an epoch ceiling, or earlier: when the validation loss stops falling
 (``patience``), at a number of optimiser steps (``max_steps``) or when a wall-clock
-budget runs out. Windows can be drawn in proportion to weights (``sample_weights``,
-:func:`balanced_weights`) so that rare kinds of window are trained on as often as
-common ones.
+budget runs out. With a ``cooldown``, the first two of these start a last stretch in which
+the learning rate falls to zero instead of ending training at once.
+
+Windows can be drawn in proportion to weights (``sample_weights``,
+:func:`balanced_weights`) so that rare kinds of window are trained on as often as common
+ones.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ STOP_REASONS = ("converged", "max_steps", "epochs", "time_budget")
 #: stops that resuming with the same settings would repeat at once, so it trains no more
 _FINAL_STOPS = ("converged", "max_steps")
 #: the stopping and sampling settings of checkpoints written before they existed
-_UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None}
+_UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None,
+          "cooldown": 0.0}
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,7 @@ def fit_rvae(
     max_steps: int | None = None,
     time_budget_s: float | None = None,
     sample_weights: np.ndarray | None = None,
+    cooldown: float = 0.0,
 ) -> pd.DataFrame:
     """Train a skip-rVAE on windows and keep the best model in ``out_dir``.
 
@@ -346,6 +351,16 @@ def fit_rvae(
         then draws as many training windows as there are, with replacement and in
         proportion to their weights (:func:`epoch_order`); the validation windows
         and their loss stay unweighted. None: every training window once per epoch.
+    cooldown : float
+        Share of the training, in [0, 1), spent at the end with the learning rate
+        falling from ``lr`` to zero (half a cosine). It begins when the patience runs
+        out, lasting ``cooldown / (1 - cooldown)`` of the steps done by then, or at
+        ``(1 - cooldown) * max_steps``, whichever comes first, and it always ends by
+        ``max_steps``; the patience is not counted during it. At a constant rate the
+        last steps hop around the minimum (the validation loss of the STEM runs swings
+        by 10 % from epoch to epoch at lr 3e-3) and a noisy validation loss ends
+        training by chance; the cool-down settles the model instead
+        (docs/chemical-space.md). It needs ``patience`` or ``max_steps``; 0: none.
 
     Returns
     -------
@@ -369,6 +384,10 @@ def fit_rvae(
             raise ValueError(f"{name} must be a positive integer or None, got {value}")
     if not 0 <= min_delta < 1:
         raise ValueError(f"min_delta must lie in [0, 1), got {min_delta}")
+    if not 0 <= cooldown < 1:
+        raise ValueError(f"cooldown must lie in [0, 1), got {cooldown}")
+    if cooldown and patience is None and max_steps is None:
+        raise ValueError("a cooldown needs patience or max_steps to say when it begins")
     if time_budget_s is not None and not (np.isfinite(time_budget_s) and time_budget_s > 0):
         raise ValueError(f"time_budget_s must be a positive number of seconds or None, "
                          f"got {time_budget_s}")
@@ -416,16 +435,19 @@ def fit_rvae(
                 "kl_weight": kl_weight, "kl_warmup_epochs": kl_warmup_epochs,
                 "precision": precision,
                 "compile": bool(compile), "patience": patience, "min_delta": min_delta,
-                "max_steps": max_steps,
+                "max_steps": max_steps, "cooldown": cooldown,
                 # a digest, not the weights: resuming with other weights is refused
                 "sample_weights": None if weights is None else
                 hashlib.sha256(weights.tobytes()).hexdigest()[:16]}
     # patience_ref: the validation loss of the last improvement by more than
     # min_delta; bad_checks: the checks since then. Kept in the checkpoint, so that a
-    # resumed run stops where an uninterrupted one would.
+    # resumed run stops where an uninterrupted one would. cooldown_from/_steps: where
+    # the cool-down began and its length (None before it), with the reason it will end
+    # with; also kept, so the learning rate of every step is a function of the state.
     state = {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings,
              "steps": 0, "best_epoch": None, "patience_ref": None, "bad_checks": 0,
-             "stop": None}
+             "stop": None, "cooldown_from": None, "cooldown_steps": None,
+             "cooldown_stop": None}
     if resume and (out_dir / "checkpoint.json").exists():
         state = load_checkpoint(out_dir, model, optimizer, gen)
         if {**_UNSET, **state["settings"]} != settings:
@@ -433,6 +455,9 @@ def fit_rvae(
                                 f"settings ({state['settings']} vs {settings})")
         if "steps" not in state:
             _fill_stop_state(state, n_batches)
+        state.setdefault("cooldown_from", None)
+        state.setdefault("cooldown_steps", None)
+        state.setdefault("cooldown_stop", None)
         state["settings"] = settings
     out_dir.mkdir(parents=True, exist_ok=True)
     plain = _BatchLoss(model)
@@ -453,9 +478,11 @@ def fit_rvae(
         shuffled = epoch_order(train_idx, seed, epoch, weights)
         sums = np.zeros(2)
         batches = range(0, len(shuffled), batch_size)
-        if max_steps is not None:
-            # the epoch that reaches the ceiling stops part-way: exactly max_steps steps
-            batches = batches[:max_steps - state["steps"]]
+        last = _last_step(state, max_steps, cooldown)
+        if last is not None:
+            # the epoch that reaches the ceiling (or the cool-down's start or end) stops
+            # part-way: exactly that many steps
+            batches = batches[:last - state["steps"]]
         seen = min(len(shuffled), len(batches) * batch_size)
         for b in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress,
                       leave=False):
@@ -478,13 +505,15 @@ def fit_rvae(
                               f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=2)
                 terms = plain
                 rec, kl = terms(x, eps[mine], beta, bf16)
+            for group_ in optimizer.param_groups:
+                group_["lr"] = _step_lr(state, lr)
             optimizer.zero_grad()
             ((rec + kl) * share).backward()
             optimizer.step()
+            state["steps"] += 1
             n = len(x) if share else 0
             sums += [float(rec.detach()) * n, float(kl.detach()) * n]
         sums = group.all_sum(sums, device)
-        state["steps"] += len(batches)
         seconds = time.perf_counter() - start
         val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
                                group)
@@ -498,20 +527,28 @@ def fit_rvae(
                   f"{row['train_recon']:.2f}, KL {row['train_kl']:.2f}), val {val:.2f}, "
                   f"{row['windows_per_s']:.0f} windows/s")
         ref = state["patience_ref"]
-        if (ref is None and np.isfinite(val)) or (ref is not None and
-                                                  val < ref - min_delta * abs(ref)):
-            state["patience_ref"], state["bad_checks"] = val, 0
-        else:
-            state["bad_checks"] += 1
+        # once the cool-down has begun it runs its course: the patience no longer counts
+        if state["cooldown_from"] is None:
+            if (ref is None and np.isfinite(val)) or (ref is not None and
+                                                      val < ref - min_delta * abs(ref)):
+                state["patience_ref"], state["bad_checks"] = val, 0
+            else:
+                state["bad_checks"] += 1
         # Every process decides alike: the validation loss is summed over them all and
         # the clock's verdict is too. The deterministic reasons go first, so that the
         # reason is reproducible wherever one of them applies.
         out_of_time = time_budget_s is not None and group.all_sum(
             [time.perf_counter() - started > time_budget_s], device)[0] > 0
-        if patience is not None and state["bad_checks"] >= patience:
-            state["stop"] = "converged"
-        elif max_steps is not None and state["steps"] >= max_steps:
-            state["stop"] = "max_steps"
+        if state["cooldown_from"] is not None:
+            if state["steps"] >= state["cooldown_from"] + state["cooldown_steps"]:
+                state["stop"] = state["cooldown_stop"]
+            else:
+                state["stop"] = "epochs" if epoch == epochs else (
+                    "time_budget" if out_of_time else None)
+        elif patience is not None and state["bad_checks"] >= patience:
+            state["stop"] = _begin_cooldown(state, "converged", max_steps, cooldown)
+        elif max_steps is not None and state["steps"] >= max_steps * (1 - cooldown):
+            state["stop"] = _begin_cooldown(state, "max_steps", max_steps, cooldown)
         elif epoch == epochs:
             state["stop"] = "epochs"
         else:
@@ -548,6 +585,44 @@ def _record(state: dict, lr: float, epochs: int) -> dict:
     return {"best_epoch": state["best_epoch"], "val_loss": state["best_val"],
             **state["settings"], "lr": lr, "epochs": epochs, "steps": state["steps"],
             "epochs_run": state["epoch"], "stop_reason": state["stop"]}
+
+
+def _begin_cooldown(state: dict, reason: str, max_steps: int | None,
+                    cooldown: float) -> str | None:
+    """Start the cool-down for a stop of ``reason`` at the current step; returns the stop
+    (``reason``) if there is none to run."""
+    steps = state["steps"]
+    if not cooldown:
+        return reason
+    if reason == "max_steps":
+        length = max_steps - steps
+    else:
+        length = round(steps * cooldown / (1 - cooldown))
+        if max_steps is not None:
+            length = min(length, max_steps - steps)
+    if length < 1:
+        return reason
+    state.update(cooldown_from=steps, cooldown_steps=length, cooldown_stop=reason)
+    return None
+
+
+def _last_step(state: dict, max_steps: int | None, cooldown: float) -> int | None:
+    """The step at which the current epoch must stop part-way: the step ceiling, the
+    cool-down's end, or its scheduled start (None: the epoch runs whole)."""
+    if state["cooldown_from"] is not None:
+        return state["cooldown_from"] + state["cooldown_steps"]
+    if max_steps is None:
+        return None
+    return int(np.ceil(max_steps * (1 - cooldown)))
+
+
+def _step_lr(state: dict, lr: float) -> float:
+    """The learning rate of the next step: ``lr``, then half a cosine down to zero over
+    the cool-down."""
+    if state["cooldown_from"] is None:
+        return lr
+    done = (state["steps"] - state["cooldown_from"]) / state["cooldown_steps"]
+    return lr * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
 
 
 def _fill_stop_state(state: dict, n_batches: int) -> None:
