@@ -20,6 +20,7 @@ from latentpath.latent import (
     manifold,
     mosaic,
     read_structures,
+    refined_grid,
     ring_label,
     structure_name,
 )
@@ -224,6 +225,42 @@ def test_coarser_decoding_gives_the_same_map(encoded):
     coarse = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow",
                                 size=14, batch_size=50)
     assert (fine.counts == coarse.counts).all(-1).mean() >= 0.9
+
+
+def test_a_refined_grid_reads_few_points_and_keeps_every_boundary():
+    def regions(i, j):
+        # a disc, a band across it and a class in one corner, read with a counter
+        calls.append(len(i))
+        disc = (i - 30) ** 2 + (j - 25) ** 2 < 15**2
+        band = np.abs(i - 0.7 * j - 5) < 3
+        return np.stack([disc, band, (i < 6) & (j > 50)], 1).astype(np.int64)
+
+    shape = (64, 57)
+    calls = []
+    exact = regions(*np.indices(shape).reshape(2, -1)).reshape(*shape, 3)
+    for step in (1, 4, 8):
+        calls = []
+        grid = refined_grid(regions, shape, step)
+        assert grid.shape == exact.shape and grid.dtype == exact.dtype
+        assert (grid == exact).all(-1).mean() >= 0.995
+        # no point is read twice, and the coarser the start the fewer are read
+        assert sum(calls) <= exact[..., 0].size
+        if step > 1:
+            assert sum(calls) < 0.5 * exact[..., 0].size
+    calls = []
+    assert np.array_equal(refined_grid(regions, (1, 57), 8), exact[:1])
+    with pytest.raises(ValueError, match="coarse_step"):
+        refined_grid(regions, shape, 0)
+
+
+def test_a_coarse_to_fine_map_is_the_full_map(encoded):
+    model, latents = encoded
+    z1, z2 = latent_grid(latents, 40)
+    full = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow")
+    refined = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow",
+                                 coarse_step=4, batch_size=100)
+    assert refined.counts.shape == full.counts.shape
+    assert (refined.counts == full.counts).all(-1).mean() >= 0.97
 
 
 def test_manifold_and_mosaic(trained):

@@ -18,7 +18,7 @@ windows; pixel distances here are in pixels of the decoded images.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -452,7 +452,8 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
                        bond_length_px: float, kind: str = "atom",
                        value_range: tuple[float, float] | None = None, threshold: float = 0.5,
                        retry_threshold: float | None = 0.4, bridge_gaps: bool = True,
-                       method: str = "peaks", size: int | None = None, batch_size: int = 4096,
+                       method: str = "peaks", size: int | None = None,
+                       coarse_step: int | None = None, batch_size: int = 4096,
                        progress: bool = False) -> ChemicalSpaceMap:
     """Rings at the centre of the decoded image at every point of a latent grid.
 
@@ -488,6 +489,13 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
     size : int, optional
         Decode on an s x s grid instead of the window's w x w: fewer pixels, same
         field of view (atoms need about 3 pixels per bond length to stay apart).
+    coarse_step : int, optional
+        Read every ``coarse_step``-th point of the grid first, then, halving the step,
+        only inside the grid cells whose four corners differ (a quadtree); a cell
+        whose corners all read alike takes their class. The map stays the same
+        along every boundary between classes and loses only islands that fall
+        between the corners of a cell; the maps of a run are mostly large regions,
+        so far fewer images are decoded (:func:`refined_grid`). None: every point.
     batch_size : int
         Images decoded and analysed together.
 
@@ -499,14 +507,118 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
     s = w if size is None else int(size)
     # The decoder's grid spans the window's field of view edge pixel to edge pixel.
     scale = (s - 1) / (w - 1)
-    counts = [read_structures(images, bond_length_px * scale, kind=kind, threshold=threshold,
-                              retry_threshold=retry_threshold, bridge_gaps=bridge_gaps,
-                              method=method)
-              for images in decoded_grid(model, z1, z2, value_range=value_range, size=size,
-                                         batch_size=batch_size, progress=progress)]
-    return ChemicalSpaceMap(np.asarray(z1), np.asarray(z2),
-                            np.concatenate(counts).reshape(len(z2), len(z1), len(RING_SIZES)),
-                            kind)
+    z1, z2 = np.asarray(z1), np.asarray(z2)
+
+    def read(images: np.ndarray) -> np.ndarray:
+        return read_structures(images, bond_length_px * scale, kind=kind,
+                               threshold=threshold, retry_threshold=retry_threshold,
+                               bridge_gaps=bridge_gaps, method=method)
+
+    if coarse_step is None:
+        counts = np.concatenate([read(images) for images in decoded_grid(
+            model, z1, z2, value_range=value_range, size=size, batch_size=batch_size,
+            progress=progress)]).reshape(len(z2), len(z1), len(RING_SIZES))
+    else:
+        def read_points(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+            z = np.zeros((len(i), model.config.latent_dim), np.float32)
+            z[:, 0], z[:, 1] = z1[j], z2[i]
+            return np.concatenate([np.zeros((0, len(RING_SIZES)), np.int64)] + [
+                read(images) for images in _decoded_batches(model, z, value_range, s,
+                                                            batch_size)])
+
+        counts = refined_grid(read_points, (len(z2), len(z1)), coarse_step,
+                              progress=progress)
+    return ChemicalSpaceMap(z1, z2, counts, kind)
+
+
+def refined_grid(read: Callable[[np.ndarray, np.ndarray], np.ndarray], shape: tuple[int, int],
+                 coarse_step: int, *, progress: bool = False) -> np.ndarray:
+    """A grid of classes read coarse to fine, only where the classes change.
+
+    Every ``coarse_step``-th point (and the last row and column) is read first. Then,
+    halving the step each round, each cell whose four corners differ is split in four
+    and its new corners are read; a cell whose corners agree takes their class for
+    the points inside it that were not read. Boundaries between classes are followed
+    to single points; an island of a class that falls entirely between the corners of
+    a cell is missed.
+
+    Parameters
+    ----------
+    read : callable (i, j) -> ndarray (M, c)
+        The class of grid points ``(i[m], j[m])`` as c numbers.
+    shape : (n_rows, n_cols)
+    coarse_step : int
+        Grid points between the first round's corners (1: read every point).
+
+    Returns
+    -------
+    ndarray (n_rows, n_cols, c)
+        In the dtype ``read`` returns.
+
+    Examples
+    --------
+    >>> disc = lambda i, j: ((i - 20) ** 2 + (j - 20) ** 2 < 100)[:, None].astype(int)
+    >>> grid = refined_grid(disc, (40, 40), 8)
+    >>> exact = disc(*np.indices((40, 40)).reshape(2, -1)).reshape(40, 40, 1)
+    >>> bool((grid == exact).all())
+    True
+    """
+    n_rows, n_cols = shape
+    if int(coarse_step) != coarse_step or coarse_step < 1:
+        raise ValueError(f"coarse_step must be a positive integer, got {coarse_step}")
+    if n_rows < 1 or n_cols < 1:
+        raise ValueError(f"shape must be positive, got {shape}")
+    if min(shape) < 2:
+        coarse_step = 1  # no cells to split: every point is a corner
+    known = np.zeros(shape, bool)
+    values = None
+    bar = tqdm(total=n_rows * n_cols, desc="chemical-space map", unit="point",
+               disable=not progress)
+
+    def visit(i: np.ndarray, j: np.ndarray) -> None:
+        nonlocal values
+        flat = np.unique(i * n_cols + j)
+        flat = flat[~known.ravel()[flat]]
+        if not len(flat):
+            return
+        i, j = np.divmod(flat, n_cols)
+        read_here = np.asarray(read(i, j))
+        if values is None:
+            values = np.zeros((*shape, read_here.shape[1]), read_here.dtype)
+        values[i, j] = read_here
+        known[i, j] = True
+        bar.update(len(flat))
+
+    rows = np.unique(np.r_[0:n_rows:coarse_step, n_rows - 1])
+    cols = np.unique(np.r_[0:n_cols:coarse_step, n_cols - 1])
+    visit(*(g.ravel() for g in np.meshgrid(rows, cols, indexing="ij")))
+    # cells as rows (i0, i1, j0, j1) of corner indices, all four corners read; a grid
+    # one point wide or high has none, and every point of it is a corner
+    i0, j0 = np.meshgrid(rows[:-1], cols[:-1], indexing="ij")
+    i1, j1 = np.meshgrid(rows[1:], cols[1:], indexing="ij")
+    cells = np.stack([i0.ravel(), i1.ravel(), j0.ravel(), j1.ravel()], 1)
+    filled = []
+    while len(cells):
+        i0, i1, j0, j1 = cells.T
+        corners = values[[i0, i0, i1, i1], [j0, j1, j0, j1]]
+        alike = (corners == corners[0]).all(axis=(0, 2))
+        filled += list(zip(cells[alike], corners[0][alike], strict=True))
+        split = cells[~alike & ((i1 - i0 > 1) | (j1 - j0 > 1))]
+        i0, i1, j0, j1 = split.T
+        im, jm = (i0 + i1) // 2, (j0 + j1) // 2
+        cells = np.concatenate([np.stack(c, 1) for c in (
+            (i0, im, j0, jm), (i0, im, jm, j1), (im, i1, j0, jm), (im, i1, jm, j1))])
+        cells = cells[(cells[:, 0] < cells[:, 1]) & (cells[:, 2] < cells[:, 3])]
+        visit(np.r_[cells[:, 0], cells[:, 0], cells[:, 1], cells[:, 1]],
+              np.r_[cells[:, 2], cells[:, 3], cells[:, 2], cells[:, 3]])
+    # Filled last, so that no point read in a later round is overwritten; two cells
+    # that share an edge and both take their corners' class agree on it.
+    for (a, b, c, d), value in filled:
+        block = np.s_[a:b + 1, c:d + 1]
+        values[block][~known[block]] = value
+    bar.update(n_rows * n_cols - bar.n)
+    bar.close()
+    return values
 
 
 def decoded_grid(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
@@ -536,8 +648,15 @@ def decoded_grid(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
         raise ValueError(f"size must be an integer of at least 4, got {size}")
     s = model.config.window_px if size is None else int(size)
     z = _plane(z1, z2, model.config.latent_dim)
-    return (_normalise(decode(model, z[start:start + batch_size], size=s, precision="auto",
-                              batch_size=batch_size), value_range)
+    return _decoded_batches(model, z, value_range, s, batch_size, progress=progress)
+
+
+def _decoded_batches(model: SkipRVAE, z: np.ndarray, value_range: tuple[float, float] | None,
+                     size: int, batch_size: int, *, progress: bool = False
+                     ) -> Iterator[np.ndarray]:
+    """The normalised images decoded at content latents ``z`` (M, k), batch by batch."""
+    return (_normalise(decode(model, z[start:start + batch_size], size=size,
+                              precision="auto", batch_size=batch_size), value_range)
             for start in tqdm(range(0, len(z), batch_size), desc="chemical-space map",
                               unit="batch", disable=not progress))
 
