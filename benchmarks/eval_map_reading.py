@@ -3,7 +3,7 @@ several ways and scored against the truth: what the reading of decoded images ad
 with the models held fixed.
 
     python benchmarks/eval_map_reading.py RUN [RUN ...] [--kind atom hollow]
-        [--map-points 200] [--top 8]
+        [--map-points 200] [--top 8] [--edges]
 
 For each run and window kind the 200 x 200 map is decoded once and read as
 :func:`latentpath.latent.read_structures` reads it, one change at a time:
@@ -15,19 +15,18 @@ For each run and window kind the 200 x 200 map is decoded once and read as
   lengths for hollow windows too (as before issue 20's third stop).
 
 Printed: the share of the windows of each of the ``--top`` commonest true structures
-whose map class is that structure, and the share read as unphysical.
+whose map class is that structure, and the share read as unphysical. ``--edges`` counts
+the atoms at the rim of a hole ("6-6", "6") among the structures.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 from common import machine_line  # benchmarks/common.py, beside this script
 
-import latentpath.latent
 from latentpath.evaluate import true_window_labels
 from latentpath.graph import CC_BOND_A
 from latentpath.latent import (
@@ -45,19 +44,13 @@ from latentpath.synth import read_synth_stem
 READINGS = {"one level": {"retry_threshold": None, "bridge_gaps": False},
             "+ 0.4": {"bridge_gaps": False},
             "+ stand-in": {},
-            "smear 2.5 l": {}}
+            "smear 2.5 l": {"smear_reach": 2.5}}
 
 
 def read_map(images: list[np.ndarray], bond_px: float, kind: str, reading: str) -> np.ndarray:
     """Ring counts of every decoded image, read one way."""
-    default = latentpath.latent.RING_REACH
-    if reading == "smear 2.5 l":
-        latentpath.latent.RING_REACH = MappingProxyType({**default, kind: 2.5})
-    try:
-        return np.concatenate([read_structures(im, bond_px, kind=kind, **READINGS[reading])
-                               for im in images])
-    finally:
-        latentpath.latent.RING_REACH = default
+    return np.concatenate([read_structures(im, bond_px, kind=kind, **READINGS[reading])
+                           for im in images])
 
 
 def main() -> None:
@@ -67,6 +60,8 @@ def main() -> None:
                         default=["atom", "hollow"])
     parser.add_argument("--map-points", type=int, default=200)
     parser.add_argument("--top", type=int, default=8)
+    parser.add_argument("--edges", action="store_true",
+                        help="score atoms of one or two rings (at a hole's rim) too")
     args = parser.parse_args()
     print(machine_line())
     for run_dir in args.runs:
@@ -81,7 +76,7 @@ def main() -> None:
             z1, z2 = latent_grid(latents, args.map_points)
             images = list(decoded_grid(model, z1, z2))
             true = true_window_labels(run, truth.atoms, truth.rings, kind,
-                                      pixel_size_A=truth.pixel_size_A)
+                                      pixel_size_A=truth.pixel_size_A, edges=args.edges)
             top = true.value_counts().index[:args.top]
             print(f"{run_dir.name} {kind}: {len(latents)} windows; "
                   + ", ".join(f"{t} {int((true == t).sum())}" for t in top))

@@ -143,6 +143,9 @@ def test_a_smeared_atom_counts_only_where_it_can_change_the_reading():
     found = find_decoded_atoms(np.stack(images).astype(np.float32))
     assert centre_rings(found, 2, size, bond, kind="hollow").tolist() == [
         [0, 1, 0, 0], [-1, -1, -1, -1]]
+    # reaching as far as an atom window's rings, the second-shell smear counts too
+    assert centre_rings(found, 2, size, bond, kind="hollow", smear_reach=2.5).tolist() == [
+        [-1, -1, -1, -1]] * 2
 
 
 def test_peaks_part_atoms_a_bright_bond_joins_and_catch_smeared_ones():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from latentpath.cli import main
-from latentpath.evaluate import score_chemical_space, score_tracks
+from latentpath.evaluate import score_chemical_space, score_tracks, true_window_labels
 from latentpath.pipeline import (
     RVAE_SIZES,
     PfmConfig,
@@ -121,6 +121,20 @@ def test_graph_counts_match_the_truth_inside_the_frame(movie, run):
     for key in ("atom_common3_map_accuracy", "atom_top2_map_accuracy", "hollow_knn_accuracy",
                 "hollow_map_accuracy"):
         assert 0 <= scores[key] <= 1
+
+
+def test_true_labels_name_the_atoms_at_a_rim_only_when_asked(movie, run):
+    _, sim = movie
+    out, _ = run
+    saved = read_stem_run(out)
+    inside = true_window_labels(saved, sim.atoms, sim.rings, "atom",
+                                pixel_size_A=sim.pixel_size_A)
+    every = true_window_labels(saved, sim.atoms, sim.rings, "atom",
+                               pixel_size_A=sim.pixel_size_A, edges=True)
+    three = inside.notna()
+    assert three.any() and every[three].equals(inside[three])
+    rims = every[~three].dropna()
+    assert all(0 < len(label.split("-")) < 3 for label in rims)
 
 
 def test_atoms_are_tracked_with_states_and_latents(movie, run):
@@ -302,6 +316,7 @@ def test_rvae_size_follows_the_device_unless_set():
     cpu = StemConfig().for_device("cpu")
     # STEM runs train to convergence, at most 4,000 steps on a CPU (PFM keeps 40 epochs)
     assert (cpu.hidden, cpu.layers, cpu.max_steps, cpu.patience) == (128, 3, 4000, 10)
+    assert (cpu.cooldown, PfmConfig().cooldown) == (0.3, 0.0)
     gpu = StemConfig().for_device("cpu").__class__.rvae_sizes["cuda"]
     assert (gpu["hidden"], gpu["layers"], gpu["epochs"], gpu["patience"]) == (256, 4, 300, 10)
     assert PfmConfig().for_device("cpu").epochs == RVAE_SIZES["cpu"]["epochs"] == 40

@@ -231,11 +231,12 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
 
 
 def true_window_labels(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.DataFrame,
-                       kind: str, *, pixel_size_A: float, match_radius_A: float = 0.5
-                       ) -> pd.Series:
+                       kind: str, *, pixel_size_A: float, match_radius_A: float = 0.5,
+                       edges: bool = False) -> pd.Series:
     """Each window's true structure, named as :func:`latentpath.discovery.graph_labels`
     names the graph's: the true rings of the true atom the window's atom matches (inside
-    the sheet: three rings), or the size of the true ring whose centre lies within
+    the sheet: three rings; with ``edges`` also the atoms of one or two rings at the rim
+    of a hole, "6", "5-6"...), or the size of the true ring whose centre lies within
     ``match_radius_A`` of the window's centre. None where nothing matches.
 
     Parameters
@@ -254,7 +255,8 @@ def true_window_labels(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.Dat
     if kind == "atom":
         true_rows = _true_atom_rows(run["atoms"], truth_atoms, latents, radius)
         counts = truth_atoms.loc[true_rows.to_numpy(), [f"n{s}" for s in RING_SIZES]].to_numpy()
-        labels[true_rows.index] = [ring_label(c) if c.sum() == 3 else None for c in counts]
+        labels[true_rows.index] = [ring_label(c) if c.sum() == 3 or (edges and c.sum() > 0)
+                                   else None for c in counts]
         return labels
     if kind != "hollow":
         raise ValueError(f"kind must be 'atom' or 'hollow', got {kind!r}")

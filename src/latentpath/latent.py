@@ -236,7 +236,8 @@ def _peak_atoms(images: np.ndarray, labels: np.ndarray, n_blobs: int, threshold:
 
 def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_px: float, *,
                  kind: str = "atom", smeared_area_px: float | None = None,
-                 max_ring: int = 8, bridge_gaps: bool = False) -> np.ndarray:
+                 smear_reach: float | None = None, max_ring: int = 8,
+                 bridge_gaps: bool = False) -> np.ndarray:
     """Rings of each size at the centre of every image, from its atoms.
 
     All images' atoms go into one graph (each image shifted far from the others), so
@@ -254,9 +255,11 @@ def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_p
         "atom": rings containing the atom at the centre (within 0.4 l of it); "hollow":
         the ring whose polygon holds the centre point.
     smeared_area_px : float, optional
-        Blobs larger than this near the centre (:data:`RING_REACH`) are smeared or
-        merged atoms and make the image unphysical; default the area of a disc of
-        radius 0.45 l.
+        Blobs larger than this near the centre are smeared or merged atoms and make
+        the image unphysical; default the area of a disc of radius 0.45 l.
+    smear_reach : float, optional
+        How near the centre, in bond lengths, a smeared atom makes the image
+        unphysical (default :data:`RING_REACH` of ``kind``: as far as the rings read).
     bridge_gaps : bool
         Stand in for one missing atom of a ring: two atoms with fewer than three bonds,
         no bond or neighbour in common, within the rings at the centre and as far apart
@@ -286,7 +289,7 @@ def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_p
     r = np.hypot(yx[:, 0] - centre, yx[:, 1] - centre)
     smeared_area = np.pi * (0.45 * bond_length_px) ** 2 if smeared_area_px is None \
         else smeared_area_px
-    near = r < RING_REACH[kind] * bond_length_px
+    near = r < (RING_REACH[kind] if smear_reach is None else smear_reach) * bond_length_px
     smeared = atoms["area"].to_numpy() > smeared_area
     if "ridge" in atoms.columns:
         smeared |= atoms["ridge"].to_numpy(bool)
@@ -672,7 +675,8 @@ def _normalise(images: np.ndarray, value_range: tuple[float, float] | None) -> n
 
 def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "atom",
                     threshold: float = 0.5, retry_threshold: float | None = 0.4,
-                    bridge_gaps: bool = True, method: str = "peaks") -> np.ndarray:
+                    bridge_gaps: bool = True, method: str = "peaks",
+                    smear_reach: float | None = None) -> np.ndarray:
     """Rings at the centre of normalised decoded images, read again at a lower threshold
     where the structure does not close.
 
@@ -702,6 +706,8 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
         runs' atom maps it named no structure less often and 6-6-7 for up to 0.20,
         5-7-7 for up to 0.38 more of their windows (docs/chemical-space.md).
     method : {"peaks", "blobs"}
+    smear_reach : float, optional
+        As in :func:`centre_rings`.
 
     Returns
     -------
@@ -721,7 +727,8 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
     images = np.asarray(images, np.float32)
     size = images.shape[-1]
     atoms = find_decoded_atoms(images, threshold=threshold, method=method)
-    counts = centre_rings(atoms, len(images), size, bond_length_px, kind=kind)
+    counts = centre_rings(atoms, len(images), size, bond_length_px, kind=kind,
+                          smear_reach=smear_reach)
     whole = 3 if kind == "atom" else 1
     readings = ([(retry_threshold, False)] if retry_threshold is not None else []) + (
         [(retry_threshold or threshold, True)] if bridge_gaps else [])
@@ -729,7 +736,7 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
         again = np.flatnonzero(counts.sum(1) != whole)
         atoms = find_decoded_atoms(images[again], threshold=level, method=method)
         later = centre_rings(atoms, len(again), size, bond_length_px, kind=kind,
-                             bridge_gaps=bridge)
+                             smear_reach=smear_reach, bridge_gaps=bridge)
         closed = later.sum(1) == whole
         counts[again[closed]] = later[closed]
     return counts
