@@ -3,6 +3,7 @@ one bond graph -> rings at each image's centre.
 
     python benchmarks/bench_latent_map.py [--points 200 --hidden 128 --layers 3]
         [--coarse-step 4]
+    python benchmarks/bench_latent_map.py --run RUN [--points 200]
 
 The model is a skip-rVAE trained briefly on hollow-site ring windows of 24 px (so the
 decoded images hold real rings and the graph work is realistic); the timing covers
@@ -10,7 +11,10 @@ decoding (bfloat16 where the CPU has it), blob finding and the graph, split by s
 Target (issue: chemical space): a 200 x 200 map in at most 60 s on the 2-core CPU.
 ``--coarse-step N`` also times the map read coarse to fine (every N-th point first, then
 only where neighbours differ; the pipeline's default is 4) and prints how much of it
-agrees with the full map. The published notebook decodes and analyses one grid point
+agrees with the full map. ``--run RUN`` times instead the atom and hollow maps of a
+finished STEM run's own models, read in full and coarse to fine from every 2nd to 16th
+point, and prints the share of the grid and of the run's windows whose class is the
+full map's. The published notebook decodes and analyses one grid point
 at a time; the last line times that way on a sample of points, for comparison.
 """
 
@@ -30,8 +34,11 @@ from latentpath.latent import (
     centre_rings,
     chemical_space_map,
     find_decoded_atoms,
+    labels_at,
     latent_grid,
 )
+from latentpath.pipeline import read_stem_run
+from latentpath.pipeline.stem import KINDS
 from latentpath.rvae import decode, encode, fit_rvae, load_rvae
 from latentpath.synth.motifs import synth_motif_windows
 
@@ -48,8 +55,12 @@ def main() -> None:
                         help="also time the map read coarse to fine from this step")
     parser.add_argument("--one-by-one", type=int, default=200,
                         help="points timed one at a time, as the published notebook does")
+    parser.add_argument("--run", type=Path, help="time the maps of this STEM run's models")
     args = parser.parse_args()
     print(machine_line())
+    if args.run is not None:
+        time_run_maps(args.run, args.points)
+        return
     pixel_A = 8.0 / (args.window_px - 1)
     windows, _ = synth_motif_windows(2000, window_px=args.window_px, pixel_size_A=pixel_A,
                                      ring_sizes=(5, 6, 7, 8), seed=0)
@@ -93,6 +104,30 @@ def main() -> None:
     each = (time.perf_counter() - t0) / args.one_by_one
     print(f"one point at a time: {each * 1e3:.1f} ms per point -> {each * n:.0f} s for the "
           f"map ({each * n / total:.0f}x slower)")
+
+
+def time_run_maps(run_dir: Path, points: int) -> None:
+    """Each window kind's map of a finished run, in full and coarse to fine."""
+    run = read_stem_run(run_dir)
+    bond_px = run["config"]["window_bond_length_px"]
+    for kind in KINDS:
+        model, latents = load_rvae(run_dir / kind / "model"), run[f"latents_{kind}"]
+        z1, z2 = latent_grid(latents, points)
+        full = None
+        for step in (None, 2, 4, 8, 16):
+            start = time.perf_counter()
+            space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=kind,
+                                       coarse_step=step)
+            seconds = time.perf_counter() - start
+            if full is None:
+                full = space
+            grid = (space.counts == full.counts).all(-1).mean()
+            windows = (labels_at(space, latents).structure
+                       == labels_at(full, latents).structure).mean()
+            print(f"{kind} map, {points} x {points}, "
+                  f"{'every point' if step is None else f'from every {step}th'}: "
+                  f"{seconds:.1f} s; as the full map: {grid:.2%} of the grid, "
+                  f"{windows:.2%} of the {len(latents)} windows")
 
 
 if __name__ == "__main__":

@@ -535,7 +535,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str, cpu_epochs: i
     p.add_argument("--cooldown", type=float, metavar="SHARE",
                    help="share of the skip-rVAE's training spent at the end with the "
                         "learning rate falling to zero, begun by the patience or the step "
-                        "ceiling")
+                        "ceiling (STEM: 0.3, PFM: 0)")
     p.add_argument("--time-budget", dest="time_budget_s", type=float, metavar="S",
                    help="wall-clock budget of each skip-rVAE's training, seconds (the run "
                         "is then not reproducible)")

@@ -155,8 +155,8 @@ class StemConfig(RunSettings):
     map_coarse_step : int, optional
         Read the map coarse to fine (:func:`latentpath.latent.refined_grid`): every
         this many grid points first, then only where neighbouring points differ. From
-        every 4th point, a run's 200 x 200 maps take 19 s and 8 s instead of 45 s and
-        41 s, and give 99.6 % and 100 % of the windows the class of the full map (atom
+        every 4th point, a run's 200 x 200 maps take 20 s and 10 s instead of 48 s and
+        46 s, and give 99.6 % and 100 % of the windows the class of the full map (atom
         and hollow maps of a 50-frame run, docs/chemical-space.md). None: decode every
         point.
     latent_dim, hidden, layers, epochs, patience, max_steps, time_budget_s, cooldown,
