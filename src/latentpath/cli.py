@@ -142,8 +142,7 @@ def _flag_settings(args: argparse.Namespace, base: dict | None, names: tuple[str
     ``names`` and the run options every pipeline takes (:func:`_add_run_options`)."""
     values = dict(base or {})
     for name in (*names, "epochs", "patience", "max_steps", "cooldown", "time_budget_s",
-                 "hidden",
-                 "layers", "map_points", "device", "seed"):
+                 "hidden", "layers", "map_points", "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value

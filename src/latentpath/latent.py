@@ -87,9 +87,15 @@ def latent_grid(latents: pd.DataFrame, n: int, *, columns: tuple[str, str] = ("z
 def _plane(z1: np.ndarray, z2: np.ndarray, latent_dim: int) -> np.ndarray:
     """Grid points (len(z2) * len(z1), latent_dim): row-major over (z2, z1), further
     content latents at their prior mean 0."""
-    g1, g2 = np.meshgrid(np.asarray(z1, np.float32), np.asarray(z2, np.float32))
-    z = np.zeros((g1.size, latent_dim), np.float32)
-    z[:, 0], z[:, 1] = g1.ravel(), g2.ravel()
+    g1, g2 = np.meshgrid(z1, z2)
+    return _points(g1.ravel(), g2.ravel(), latent_dim)
+
+
+def _points(z1: np.ndarray, z2: np.ndarray, latent_dim: int) -> np.ndarray:
+    """Latent points (M, latent_dim) at ``(z1[m], z2[m])``, further content latents at
+    their prior mean 0."""
+    z = np.zeros((len(z1), latent_dim), np.float32)
+    z[:, 0], z[:, 1] = z1, z2
     return z
 
 
@@ -523,11 +529,9 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
             progress=progress)]).reshape(len(z2), len(z1), len(RING_SIZES))
     else:
         def read_points(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-            z = np.zeros((len(i), model.config.latent_dim), np.float32)
-            z[:, 0], z[:, 1] = z1[j], z2[i]
-            return np.concatenate([np.zeros((0, len(RING_SIZES)), np.int64)] + [
-                read(images) for images in _decoded_batches(model, z, value_range, s,
-                                                            batch_size)])
+            z = _points(z1[j], z2[i], model.config.latent_dim)
+            return np.concatenate([read(images) for images in _decoded_batches(
+                model, z, value_range, s, batch_size)])
 
         counts = refined_grid(read_points, (len(z2), len(z1)), coarse_step,
                               progress=progress)

@@ -206,14 +206,11 @@ class StemConfig(RunSettings):
             raise ValueError(f"window_A must exceed two bond lengths ({2 * CC_BOND_A} A), "
                              f"got {self.window_A}")
         super().__post_init__()
-        for name in ("window_px", "map_points", "manifold_points"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got "
-                                 f"{getattr(self, name)}")
-        for name in ("map_decode_px", "map_coarse_step"):
-            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got "
-                                 f"{getattr(self, name)}")
+        for name in ("window_px", "map_points", "manifold_points", "map_decode_px",
+                     "map_coarse_step"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
         if self.window_source not in ("probability", "raw"):
             raise ValueError(f"window_source must be 'probability' or 'raw', got "
                              f"{self.window_source!r}")

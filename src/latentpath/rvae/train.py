@@ -539,20 +539,16 @@ def fit_rvae(
         # reason is reproducible wherever one of them applies.
         out_of_time = time_budget_s is not None and group.all_sum(
             [time.perf_counter() - started > time_budget_s], device)[0] > 0
+        final = None
         if state["cooldown_from"] is not None:
             if state["steps"] >= state["cooldown_from"] + state["cooldown_steps"]:
-                state["stop"] = state["cooldown_stop"]
-            else:
-                state["stop"] = "epochs" if epoch == epochs else (
-                    "time_budget" if out_of_time else None)
+                final = state["cooldown_stop"]
         elif patience is not None and state["bad_checks"] >= patience:
-            state["stop"] = _begin_cooldown(state, "converged", max_steps, cooldown)
+            final = _begin_cooldown(state, "converged", max_steps, cooldown)
         elif max_steps is not None and state["steps"] >= max_steps * (1 - cooldown):
-            state["stop"] = _begin_cooldown(state, "max_steps", max_steps, cooldown)
-        elif epoch == epochs:
-            state["stop"] = "epochs"
-        else:
-            state["stop"] = "time_budget" if out_of_time else None
+            final = _begin_cooldown(state, "max_steps", max_steps, cooldown)
+        state["stop"] = final or ("epochs" if epoch == epochs else
+                                  "time_budget" if out_of_time else None)
         state["epoch"] = epoch
         if val < state["best_val"]:
             state["best_val"], state["best_epoch"] = val, epoch
