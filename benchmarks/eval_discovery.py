@@ -3,7 +3,7 @@ movies, scored by the discovery yardstick against their truth.
 
     python benchmarks/eval_discovery.py [--variants reference aperture-fine ...]
         [--seeds 0 1] [--out /tmp/discovery] [--set patience=10 --set epochs=400 ...]
-        [--keep-runs]
+        [--keep-runs] [--rescore]
 
 Each variant changes what real data change: the rendering model (a Gaussian probe with
 Lorentzian tails, or an aperture-limited probe with correlated scan jitter and a
@@ -16,9 +16,13 @@ all runs): the atom map's accuracy on each of the three commonest true structure
 latent vs 2-D PCA balanced 5-NN accuracy for atom and hollow windows, the hollow map's
 recall of 5-, 6-, 7- (and 8-) rings (the atom map's also on the three commonest
 structures of atoms inside the sheet, as issue 20 scores it), the training steps and
-stop reasons, and the run's seconds. ``--set name=value`` overrides a StemConfig
-setting for every run, to compare defaults on the whole table. The scores of every run
-are written to ``OUT/results.json``.
+stop reasons, and the run's seconds. The atom plane is scored over every true structure
+with ten or more windows (``atom_latent``, 10 to 18 structures, as ``latentpath
+evaluate`` scores it) and, as issue 20's table scored it, over its five named structures
+(``atom_latent_five``: 6-6-6, 5-6-6, 6-6-7, 5-6-7, 5-7-7). ``--set name=value``
+overrides a StemConfig setting for every run, to compare defaults on the whole table.
+The scores of every run are written to ``OUT/results.json``; ``--rescore`` scores the
+kept runs of an earlier call again (with its run times) without running them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pathlib import Path
 import numpy as np
 from common import machine_line  # benchmarks/common.py, beside this script
 
-from latentpath.evaluate import discovery_scores, score_chemical_space
+from latentpath.discovery import score_discovery
+from latentpath.evaluate import discovery_scores, score_chemical_space, true_window_labels
 from latentpath.pipeline import read_stem_run, run_stem
 from latentpath.rvae import training_record
 from latentpath.synth import read_synth_stem, synth_stem_movie, write_synth_stem
@@ -65,13 +70,23 @@ def _setting(text: str) -> tuple[str, object]:
     return name, json.loads(value)
 
 
+#: the atom structures issue 20's table scored the latent plane on
+ISSUE_STRUCTURES = ("6-6-6", "5-6-6", "6-6-7", "5-6-7", "5-7-7")
+
+
 def score_run(run_dir: Path, truth) -> dict:
     """The benchmark's figures of one finished run."""
     run = read_stem_run(run_dir)
     found = discovery_scores(run, truth=truth)["truth"]
     chem = score_chemical_space(run, truth.atoms, truth.rings, pixel_size_A=truth.pixel_size_A)
     atom, hollow = found["atom"], found["hollow"]
-    row = {"atom_latent": atom.latent, "atom_pca2": atom.pca2, "atom_pca10": atom.pca10,
+    labels = true_window_labels(run, truth.atoms, truth.rings, "atom",
+                                pixel_size_A=truth.pixel_size_A)
+    five = score_discovery(run["latents_atom"], np.load(run_dir / "atom" / "windows.npy"),
+                           labels.where(labels.isin(ISSUE_STRUCTURES)), kind="atom",
+                           reference="truth", seed=run["config"]["config"].get("seed", 0))
+    row = {"atom_latent_five": five.latent, "atom_pca2_five": five.pca2,
+           "atom_latent": atom.latent, "atom_pca2": atom.pca2, "atom_pca10": atom.pca10,
            "hollow_latent": hollow.latent, "hollow_pca2": hollow.pca2,
            "hollow_pca10": hollow.pca10, "atom_windows": atom.n_windows,
            "hollow_windows": hollow.n_windows}
@@ -106,8 +121,13 @@ def main() -> None:
                         help="a StemConfig setting for every run, as name=JSON value")
     parser.add_argument("--keep-runs", action="store_true",
                         help="keep each run directory (by default only the scores)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the kept runs in --out again without running them")
     args = parser.parse_args()
     print(machine_line())
+    if args.rescore:
+        rescore(args.out)
+        return
     settings = dict(args.settings)
     print(f"settings: {settings or 'the defaults'}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -134,10 +154,27 @@ def main() -> None:
     print(markdown_table(results))
 
 
+def rescore(out: Path) -> None:
+    """Score the kept runs of an earlier call in ``out`` again, with their run times."""
+    earlier = json.loads((out / "results.json").read_text())
+    print(f"settings: {earlier['settings'] or 'the defaults'}")
+    results = []
+    for old in earlier["results"]:
+        run_dir = out / f"run-{old['variant']}-{old['seed']}"
+        if not run_dir.is_dir():
+            raise SystemExit(f"{run_dir} was not kept: run without --rescore")
+        truth = read_synth_stem(out / f"{old['variant']}-{old['seed']}.npz")
+        row = {"variant": old["variant"], "seed": old["seed"], "run_s": old["run_s"],
+               **score_run(run_dir, truth)}
+        results.append(row)
+        print(json.dumps(row, default=float))
+    print(markdown_table(results))
+
+
 def markdown_table(results: list[dict]) -> str:
     """The figures of every run, then the spread (min / median / max) of each."""
-    columns = ["atom_latent", "atom_pca2", "atom_map_top3_min", "atom_map_inside_top3_min",
-               "hollow_latent",
+    columns = ["atom_latent_five", "atom_pca2_five", "atom_latent", "atom_pca2",
+               "atom_map_top3_min", "atom_map_inside_top3_min", "hollow_latent",
                "hollow_pca2", "hollow_map_5", "hollow_map_6", "hollow_map_7",
                "atom_steps", "hollow_steps", "run_s"]
     head = "| variant | seed | " + " | ".join(columns) + " |"

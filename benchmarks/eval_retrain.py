@@ -3,6 +3,7 @@ discovery yardstick against the bond graph and the synthetic truth.
 
     python benchmarks/eval_retrain.py RUN --kind atom|hollow [--per-frame N|-1]
         [--balance POWER] [--epochs N --patience N --max-steps N --cooldown S] [--seed N]
+        [--pixel-fraction F]
         [--batch-size N --lr LR --kl-weight W --latent-dim K] [--window A --window-px N]
         [--taper-flat 0.8] [--no-orient] [--blobs] [--regraph] [--map-points 200]
 
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--patience", type=int)
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--cooldown", type=float, help="share of training with a falling lr")
+    parser.add_argument("--pixel-fraction", type=float,
+                        help="share of each window's pixels decoded in a training step")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--kl-weight", type=float)
@@ -87,8 +90,8 @@ def main() -> None:
     truth = read_synth_stem(record["truth"])
     config = StemConfig.from_dict(record["config"])
     changes = {name: getattr(args, name) for name in
-               ("seed", "epochs", "patience", "max_steps", "cooldown", "batch_size", "lr",
-                "kl_weight", "latent_dim",
+               ("seed", "epochs", "patience", "max_steps", "cooldown", "pixel_fraction",
+                "batch_size", "lr", "kl_weight", "latent_dim",
                 "window_A", "window_px", "balance_power", "orient_windows")
                if getattr(args, name) is not None}
     if args.per_frame is not None:

@@ -53,6 +53,31 @@ def test_decode_rotation_rotates_the_image():
         np.rot90(upright, -1), turned, atol=1e-5)
 
 
+def test_decoding_chosen_pixels_gives_those_pixels_of_the_whole_image():
+    for channels in (1, 2):
+        model = SkipRVAE(RVAEConfig(window_px=9, channels=channels, hidden=16, layers=2))
+        z, angle, shift = torch.randn(3, 2), torch.randn(3), 0.1 * torch.randn(3, 2)
+        pixels = torch.tensor([0, 7, 40, 80, 41])
+        whole = model.decode(z, angle, shift).flatten(-2)
+        assert torch.allclose(model.decode(z, angle, shift, pixels=pixels),
+                              whole[..., pixels], atol=1e-6)
+
+
+def test_sampled_pixel_losses_average_to_the_whole_windows_loss():
+    from latentpath.rvae.train import _BatchLoss
+
+    model = SkipRVAE(RVAEConfig(window_px=8, hidden=16, layers=2)).eval()
+    terms = _BatchLoss(model)
+    x, eps = torch.randn(4, 8, 8), torch.randn(4, 5)
+    whole, kl = terms(x, eps, torch.tensor(1.0), False)
+    # four disjoint quarters of the pixels, each scaled up to the whole window
+    quarters = [terms(x, eps, torch.tensor(1.0), False, part)
+                for part in torch.randperm(64, generator=torch.Generator().manual_seed(0))
+                .reshape(4, 16)]
+    assert torch.allclose(torch.stack([rec for rec, _ in quarters]).mean(), whole)
+    assert all(torch.equal(k, kl) for _, k in quarters)
+
+
 def test_raw_counts_train_without_nan(tmp_path):
     rng = np.random.default_rng(0)
     counts = rng.poisson(4000.0, (64, 8, 8)).astype(np.uint16)
@@ -483,6 +508,22 @@ def test_an_epoch_or_time_budget_stop_trains_on_when_resumed(tmp_path, toy):
     _same_weights(tmp_path / "a", tmp_path / "b")
 
 
+def test_training_on_a_share_of_the_pixels(tmp_path, toy):
+    windows, _ = toy
+    history = fit_rvae(windows, tmp_path / "half", epochs=6, pixel_fraction=0.5, **TOY)
+    assert history.val_loss.iloc[-1] < history.val_loss.iloc[0]
+    whole = fit_rvae(windows, tmp_path / "whole", epochs=6, **TOY)
+    # the validation loss compares whole windows either way: the two are on one scale
+    assert history.val_loss.iloc[-1] < 2 * whole.val_loss.iloc[-1]
+    again = fit_rvae(windows, tmp_path / "again", epochs=6, pixel_fraction=0.5, **TOY)
+    _same_run(history, again)
+    with pytest.raises(ModelFileError, match="other data or settings"):
+        fit_rvae(windows, tmp_path / "half", resume=True, epochs=8, **TOY)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="pixel_fraction"):
+            fit_rvae(windows, tmp_path / "bad", epochs=1, pixel_fraction=bad, **TOY)
+
+
 def test_balanced_weights():
     weights = balanced_weights(["a", "a", "a", "b"])
     assert np.allclose(weights, [2 / 3, 2 / 3, 2 / 3, 2])
@@ -570,15 +611,16 @@ def test_run_settings_pass_the_stopping_rule_on(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(rvae, "fit_rvae", lambda windows, folder, **kw: seen.update(kw))
     monkeypatch.setattr(rvae, "load_rvae", lambda folder: None)
-    settings = RunSettings(patience=5, max_steps=100, time_budget_s=60.0, cooldown=0.3)
+    settings = RunSettings(patience=5, max_steps=100, time_budget_s=60.0, cooldown=0.3,
+                           pixel_fraction=0.5)
     settings.train_rvae(np.zeros((4, 8, 8)), tmp_path, sample_weights=np.ones(4))
     assert (seen["patience"], seen["max_steps"], seen["time_budget_s"],
-            seen["cooldown"]) == (5, 100, 60.0, 0.3)
+            seen["cooldown"], seen["pixel_fraction"]) == (5, 100, 60.0, 0.3, 0.5)
     assert np.array_equal(seen["sample_weights"], np.ones(4))
     defaults = RunSettings()
     assert (defaults.patience, defaults.max_steps, defaults.time_budget_s) == (None,) * 3
     for bad in ({"patience": 0}, {"max_steps": -1}, {"time_budget_s": 0.0},
-                {"cooldown": 1.0}):
+                {"cooldown": 1.0}, {"pixel_fraction": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             RunSettings(**bad)
     assert RunSettings.from_dict({"patience": 3}).patience == 3

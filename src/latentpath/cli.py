@@ -141,8 +141,8 @@ def _flag_settings(args: argparse.Namespace, base: dict | None, names: tuple[str
     """Settings of ``base`` (a config file's) overridden by the flags given: those
     ``names`` and the run options every pipeline takes (:func:`_add_run_options`)."""
     values = dict(base or {})
-    for name in (*names, "epochs", "patience", "max_steps", "cooldown", "time_budget_s",
-                 "hidden", "layers", "map_points", "device", "seed"):
+    for name in (*names, "epochs", "patience", "max_steps", "cooldown", "pixel_fraction",
+                 "time_budget_s", "hidden", "layers", "map_points", "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -481,7 +481,7 @@ def _rvae(args: argparse.Namespace) -> None:
                        device=args.device, precision=args.precision, compile=args.compile,
                        resume=args.resume, progress=True, patience=args.patience,
                        max_steps=args.max_steps, time_budget_s=args.time_budget,
-                       cooldown=args.cooldown)
+                       cooldown=args.cooldown, pixel_fraction=args.pixel_fraction)
     if not is_main_process():
         return
     best = history.loc[history.val_loss.idxmin()]
@@ -535,6 +535,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str, cpu_epochs: i
                    help="share of the skip-rVAE's training spent at the end with the "
                         "learning rate falling to zero, begun by the patience or the step "
                         "ceiling (STEM: 0.3, PFM: 0)")
+    p.add_argument("--pixel-fraction", type=float, metavar="SHARE",
+                   help="share of each window's pixels the skip-rVAE's decoder draws in a "
+                        "training step, a new random set each step (1: all)")
     p.add_argument("--time-budget", dest="time_budget_s", type=float, metavar="S",
                    help="wall-clock budget of each skip-rVAE's training, seconds (the run "
                         "is then not reproducible)")
@@ -756,6 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
     rvae.add_argument("--cooldown", type=float, default=0.0, metavar="SHARE",
                       help="share of training spent at the end with the learning rate "
                            "falling to zero, begun by --patience or --max-steps (0)")
+    rvae.add_argument("--pixel-fraction", type=float, default=1.0, metavar="SHARE",
+                      help="share of each window's pixels decoded in a training step, a "
+                           "new random set each step (1: all)")
     rvae.add_argument("--time-budget", type=float,
                       help="wall-clock budget, seconds: stop after the epoch that exceeds "
                            "it (not reproducible)")

@@ -40,6 +40,9 @@ class RunSettings:
     cooldown : float
         Share of the training spent at the end with the learning rate falling to zero
         (0: none). See :func:`latentpath.rvae.fit_rvae`.
+    pixel_fraction : float
+        Share of each window's pixels decoded in a training step (1: all). See
+        :func:`latentpath.rvae.fit_rvae`.
     """
 
     latent_dim: int = 2
@@ -57,6 +60,7 @@ class RunSettings:
     max_steps: int | None = None
     time_budget_s: float | None = None
     cooldown: float = 0.0
+    pixel_fraction: float = 1.0
     label: ClassVar[str] = ""
     #: size and epochs of the skip-rVAE per device kind, where left as None
     rvae_sizes: ClassVar[dict] = RVAE_SIZES
@@ -71,6 +75,8 @@ class RunSettings:
                              f"{self.time_budget_s}")
         if not 0 <= self.cooldown < 1:
             raise ValueError(f"cooldown must lie in [0, 1), got {self.cooldown}")
+        if not 0 < self.pixel_fraction <= 1:
+            raise ValueError(f"pixel_fraction must lie in (0, 1], got {self.pixel_fraction}")
         if self.latent_dim < 2:
             raise ValueError("latent_dim must be at least 2 for the latent maps")
 
@@ -87,7 +93,7 @@ class RunSettings:
                  precision=self.precision, compile=self.compile, resume=resume,
                  progress=progress, patience=self.patience, max_steps=self.max_steps,
                  time_budget_s=self.time_budget_s, cooldown=self.cooldown,
-                 sample_weights=sample_weights)
+                 pixel_fraction=self.pixel_fraction, sample_weights=sample_weights)
         return load_rvae(folder)
 
     def for_device(self, device: Any) -> Any:

@@ -272,8 +272,8 @@ STEP_SETTINGS = {
               "min_wall_px", "curvature_sigma_px"),
     "windows": ("window_px", "window_samples", "walls_per_frame", "delay", "seed"),
     "model": ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
-              "cooldown", "time_budget_s", "batch_size", "lr", "kl_weight",
-              "precision", "seed"),
+              "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
+              "kl_weight", "precision", "seed"),
     "maps": ("switching_sigma_px", "static_px", "map_points", "manifold_points"),
 }
 

@@ -484,8 +484,8 @@ STEP_SETTINGS = {
     "windows": ("window_A", "window_px", "window_taper", "orient_windows",
                 "atoms_per_frame", "hollow_per_frame", "seed"),
     "model": ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
-              "cooldown", "time_budget_s", "batch_size", "lr", "kl_weight",
-              "precision", "seed", "balance_power"),
+              "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
+              "kl_weight", "precision", "seed", "balance_power"),
     "maps": ("map_points", "manifold_points", "map_decode_px", "map_coarse_step"),
     "tracks": ("track_species", "track_search_A", "track_memory", "track_border_A"),
 }

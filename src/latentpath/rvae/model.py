@@ -138,16 +138,20 @@ class SkipRVAE(nn.Module):
         return mu, (2 * log_sd).clamp(-12, 8)
 
     def decode(self, z: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor,
-               size: int | None = None) -> torch.Tensor:
+               size: int | None = None, pixels: torch.Tensor | None = None
+               ) -> torch.Tensor:
         """Content latents (N, k), angle (N,) radians, shift (N, 2) -> images (N, s, s),
         or (N, c, s, s) for c > 1 channels, in normalised units (logits for the BCE
         loss).
 
         The decoder is a function of continuous coordinates: ``size`` samples the same
-        field of view on an s x s grid (default: the training windows' w).
+        field of view on an s x s grid (default: the training windows' w); ``pixels``
+        (m,) indexes the flattened grid and decodes only those, as (N, m) or (N, c, m).
         """
         s = self.config.window_px if size is None else size
         grid = self.grid if s == self.config.window_px else _grid(s).to(self.grid.device)
+        if pixels is not None:
+            grid = grid[pixels]
         cos, sin = torch.cos(angle), torch.sin(angle)
         rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
         coords = grid[None] @ rot.transpose(1, 2) + shift[:, None, :]
@@ -164,6 +168,8 @@ class SkipRVAE(nn.Module):
             for layer in self.hidden_layers:
                 a = torch.tanh(layer(a)) + first
         out = self.out(a)
+        if pixels is not None:
+            return out[..., 0] if self.config.channels == 1 else out.transpose(1, 2)
         if self.config.channels == 1:
             return out.reshape(-1, s, s)
         return out.transpose(1, 2).reshape(-1, self.config.channels, s, s)
@@ -175,14 +181,16 @@ class SkipRVAE(nn.Module):
                           device=x.device, dtype=torch.float32)
         return self.reconstruct(x, eps)
 
-    def reconstruct(self, x: torch.Tensor, eps: torch.Tensor
+    def reconstruct(self, x: torch.Tensor, eps: torch.Tensor,
+                    pixels: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward` with the standard-normal noise ``eps`` (N, 3 + k) given, so
-        that the noise is drawn outside a compiled graph."""
+        that the noise is drawn outside a compiled graph; ``pixels`` as in
+        :meth:`decode`."""
         mu, logvar = self.encode(x)
         sample = mu + eps * torch.exp(0.5 * logvar)
         shift = sample[:, 1:3] * self.config.translation_prior
-        recon = self.decode(sample[:, 3:], sample[:, 0], shift)
+        recon = self.decode(sample[:, 3:], sample[:, 0], shift, pixels=pixels)
         return recon, mu, logvar
 
     def loss(self, x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor,

@@ -51,7 +51,7 @@ STOP_REASONS = ("converged", "max_steps", "epochs", "time_budget")
 _FINAL_STOPS = ("converged", "max_steps")
 #: the stopping and sampling settings of checkpoints written before they existed
 _UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None,
-          "cooldown": 0.0}
+          "cooldown": 0.0, "pixel_fraction": 1.0}
 
 
 @dataclass(frozen=True)
@@ -248,10 +248,18 @@ class _BatchLoss(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: torch.Tensor,
-                bfloat16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                bfloat16: bool, pixels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bfloat16):
-            recon, mu, logvar = self.model.reconstruct(x, eps)
-        return self.model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight)
+            recon, mu, logvar = self.model.reconstruct(x, eps, pixels)
+        if pixels is None:
+            return self.model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight)
+        # the sampled pixels' error scaled up to the whole window: an unbiased estimate
+        # of the full reconstruction term, so its balance with the KL term is unchanged
+        target = x.flatten(-2)[..., pixels]
+        rec, kl = self.model.loss(target, recon.float(), mu.float(), logvar.float(),
+                                  kl_weight)
+        return rec * (x.shape[-1] * x.shape[-2] / len(pixels)), kl
 
 
 def fit_rvae(
@@ -283,6 +291,7 @@ def fit_rvae(
     time_budget_s: float | None = None,
     sample_weights: np.ndarray | None = None,
     cooldown: float = 0.0,
+    pixel_fraction: float = 1.0,
 ) -> pd.DataFrame:
     """Train a skip-rVAE on windows and keep the best model in ``out_dir``.
 
@@ -361,6 +370,12 @@ def fit_rvae(
         by 10 % from epoch to epoch at lr 3e-3) and a noisy validation loss ends
         training by chance; the cool-down settles the model instead
         (docs/chemical-space.md). It needs ``patience`` or ``max_steps``; 0: none.
+    pixel_fraction : float
+        Share of each window's pixels, in (0, 1], the decoder draws and the loss
+        compares in a training step: a fresh random set every step, the same for the
+        whole batch, its error scaled to the whole window. The decoder's cost, nearly
+        all of a step's, falls in proportion; the validation loss compares whole
+        windows. 1: every pixel (and no draw from the noise generator).
 
     Returns
     -------
@@ -386,6 +401,8 @@ def fit_rvae(
         raise ValueError(f"min_delta must lie in [0, 1), got {min_delta}")
     if not 0 <= cooldown < 1:
         raise ValueError(f"cooldown must lie in [0, 1), got {cooldown}")
+    if not 0 < pixel_fraction <= 1:
+        raise ValueError(f"pixel_fraction must lie in (0, 1], got {pixel_fraction}")
     if cooldown and patience is None and max_steps is None:
         raise ValueError("a cooldown needs patience or max_steps to say when it begins")
     if time_budget_s is not None and not (np.isfinite(time_budget_s) and time_budget_s > 0):
@@ -436,6 +453,7 @@ def fit_rvae(
                 "precision": precision,
                 "compile": bool(compile), "patience": patience, "min_delta": min_delta,
                 "max_steps": max_steps, "cooldown": cooldown,
+                "pixel_fraction": pixel_fraction,
                 # a digest, not the weights: resuming with other weights is refused
                 "sample_weights": None if weights is None else
                 hashlib.sha256(weights.tobytes()).hexdigest()[:16]}
@@ -467,6 +485,8 @@ def fit_rvae(
     terms = torch.compile(plain, dynamic=True) if compile else plain
     n_latents = 3 + latent_dim
     bf16 = precision == "bfloat16"
+    n_pixels = data.shape[-1] * data.shape[-2]
+    n_drawn = max(1, round(pixel_fraction * n_pixels)) if pixel_fraction < 1 else None
     # a run that converged or hit its step ceiling would stop again at once
     first = epochs + 1 if state["stop"] in _FINAL_STOPS else state["epoch"] + 1
     for epoch in range(first, epochs + 1):
@@ -489,6 +509,8 @@ def fit_rvae(
             rows = np.sort(shuffled[b:b + batch_size])
             # the noise of the whole batch, so that each rank draws what one process would
             eps = torch.randn((len(rows), n_latents), generator=gen, device=device)
+            pixels = None if n_drawn is None else torch.randperm(
+                n_pixels, generator=gen, device=device)[:n_drawn]
             mine = group.shard(rows)
             # each rank's mean loss weighed by its share of the batch: the averaged
             # gradients are the whole batch's
@@ -497,14 +519,14 @@ def fit_rvae(
                 mine = np.array([0])
             x = model.normalize(_batch(data, rows[mine], device))
             try:
-                rec, kl = terms(x, eps[mine], beta, bf16)
+                rec, kl = terms(x, eps[mine], beta, bf16, pixels)
             except Exception as err:  # torch.compile fails lazily, at the first call
                 if terms is plain:
                     raise
                 warnings.warn(f"torch.compile failed, training without it: "
                               f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=2)
                 terms = plain
-                rec, kl = terms(x, eps[mine], beta, bf16)
+                rec, kl = terms(x, eps[mine], beta, bf16, pixels)
             for group_ in optimizer.param_groups:
                 group_["lr"] = _step_lr(state, lr)
             optimizer.zero_grad()
