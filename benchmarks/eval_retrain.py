@@ -6,6 +6,7 @@ discovery yardstick against the bond graph and the synthetic truth.
         [--pixel-fraction F]
         [--batch-size N --lr LR --kl-weight W --latent-dim K] [--window A --window-px N]
         [--taper-flat 0.8] [--no-orient] [--blobs] [--regraph] [--map-points 200]
+        [--render-atoms SIGMA_A]
 
 Cuts the kind's windows again from the run's window images (``--per-frame``: C atoms
 or rings per frame, -1 for all), trains its skip-rVAE with the run's settings changed
@@ -15,7 +16,8 @@ balanced accuracy beside 2-D and 10-D PCA, each structure's recall, and the map'
 agreement per structure (docs/chemical-space.md, issue 20); for atom windows also the
 map's accuracy on the three commonest true structures and pooled, as ``latentpath
 evaluate`` scores it. ``--blobs`` reads the map as blobs at a fixed range (the earlier
-reading), ``--taper-flat`` sets the flat part of the round taper.
+reading), ``--taper-flat`` sets the flat part of the round taper, ``--render-atoms``
+cuts the windows from an image of the run's found atoms instead of its window images.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ def main() -> None:
     parser.add_argument("--regraph", action="store_true",
                         help="recompute the bonds, rings and bond frames of the run's atoms "
                              "with the installed code (e.g. after a change of the frames)")
+    parser.add_argument("--render-atoms", type=float, metavar="SIGMA_A",
+                        help="cut the windows from an image of the run's found atoms, each a "
+                             "Gaussian of this sigma (angstrom), instead of its window images")
     parser.add_argument("--window", dest="window_A", type=float)
     parser.add_argument("--window-px", type=int)
     parser.add_argument("--map-points", type=int, default=200)
@@ -113,6 +118,8 @@ def main() -> None:
         atoms, rings = frame_graphs(atoms[["frame", "y", "x", "species", "score"]],
                                     record["pixel_size_A"])
         saved["atoms"], saved["rings"] = atoms, rings
+    if args.render_atoms:
+        source = render_atoms(atoms, source.shape, movie_shape, image_px_A, args.render_atoms)
     points = window_points(atoms, rings, args.kind, config)
     windows, table = cut_kind_windows(source, image_px_A, movie_shape, points, config, None)
     graph = graph_labels(table, atoms, rings, args.kind)
@@ -153,6 +160,26 @@ def main() -> None:
         parts = ", ".join(f"{scores[f'atom_top{k}_structure']} "
                           f"{scores[f'atom_top{k}_map_accuracy']:.3f}" for k in (1, 2, 3))
         print(f"  map accuracy: {parts}; pooled {scores['atom_common3_map_accuracy']:.3f}")
+
+
+def render_atoms(atoms, shape: tuple[int, ...], movie_shape: tuple[int, ...],
+                 image_px_A: float, sigma_A: float) -> np.ndarray:
+    """Frames (T, h, w) of unit Gaussians of ``sigma_A`` at the atoms' positions."""
+    scale = shape[2] / movie_shape[2]
+    sigma = sigma_A / image_px_A
+    reach = int(np.ceil(4 * sigma))
+    out = np.zeros(shape, np.float32)
+    offsets = np.arange(-reach, reach + 1)
+    for frame, group in atoms.groupby("frame"):
+        ys = (group.y.to_numpy() + 0.5) * scale - 0.5
+        xs = (group.x.to_numpy() + 0.5) * scale - 0.5
+        for y, x in zip(ys, xs, strict=True):
+            iy, ix = round(y) + offsets, round(x) + offsets
+            gy = np.exp(-0.5 * ((iy - y) / sigma) ** 2)
+            gx = np.exp(-0.5 * ((ix - x) / sigma) ** 2)
+            ok_y, ok_x = (iy >= 0) & (iy < shape[1]), (ix >= 0) & (ix < shape[2])
+            out[frame][np.ix_(iy[ok_y], ix[ok_x])] += np.outer(gy[ok_y], gx[ok_x])
+    return out
 
 
 def _line(score: DiscoveryScore) -> str:
