@@ -56,6 +56,95 @@ def test_a_finished_step_is_reused_only_with_its_key_and_its_files(tmp_path):
     assert steps.reused == ["atoms"]
 
 
+def test_files_a_run_did_not_write_are_the_users(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "drift.csv").write_text("a user's table")
+    with pytest.raises(FileExistsError, match=r"drift\.csv was not written by a latentpath"):
+        RunSteps.open(out, identity(), outputs=[out / "drift.csv"], progress=False)
+    assert (out / "drift.csv").read_text() == "a user's table"
+    assert not (out / ".latentpath").exists()
+    (out / "drift.csv").unlink()
+    # a run claims its outputs, writes them, and settles them as its own when it ends
+    with RunSteps.open(out, identity(), outputs=[out / "drift.csv"],
+                       folders=[out / "atom"], progress=False):
+        (out / "drift.csv").write_text("the run's table")
+        (out / "atom").mkdir()
+        (out / "atom" / "w.bin").write_bytes(b"1")
+    assert not (out / ".latentpath" / "lock").exists()
+    RunSteps.open(out, identity(), outputs=[out / "drift.csv"], folders=[out / "atom"]).close()
+    # a file the user then put in the run's folder, or edited, is the user's again
+    (out / "atom" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"notes\.txt"):
+        RunSteps.open(out, identity(), outputs=[out / "drift.csv"], folders=[out / "atom"])
+    (out / "atom" / "notes.txt").unlink()
+    time.sleep(0.01)
+    (out / "drift.csv").write_text("the run's table, edited")
+    with pytest.raises(FileExistsError, match=r"drift\.csv"):
+        RunSteps.open(out, identity(), outputs=[out / "drift.csv"], folders=[out / "atom"])
+    RunSteps.open(out, identity(), outputs=[out / "drift.csv"], folders=[out / "atom"],
+                  overwrite=True).close()
+
+
+def test_a_run_that_did_not_end_owns_what_it_claimed(tmp_path):
+    steps = RunSteps.open(tmp_path, identity(), outputs=[tmp_path / "a.npy"],
+                          folders=[tmp_path / "model"], progress=False)
+    (tmp_path / "a.npy").write_bytes(b"half")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.bin").write_bytes(b"1")
+    with pytest.raises(RuntimeError), steps:
+        raise RuntimeError("killed")
+    # its claims stay for the resume, its lock goes
+    assert not (tmp_path / ".latentpath" / "lock").exists()
+    RunSteps.open(tmp_path, identity(), outputs=[tmp_path / "a.npy"],
+                  folders=[tmp_path / "model"]).close()
+
+
+def test_a_directory_in_use_by_a_live_run_is_refused(tmp_path):
+    state = tmp_path / ".latentpath"
+    state.mkdir()
+    (state / "lock").write_text(str(os.getppid()))  # a live process, not this one
+    with pytest.raises(FileExistsError, match=rf"in use .* \(process {os.getppid()}\)"):
+        RunSteps.open(tmp_path, identity(), outputs=[])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (state / "lock").write_text(gone)  # a run that was killed: its lock is taken over
+    steps = RunSteps.open(tmp_path, identity(), outputs=[])
+    assert (state / "lock").read_text() == str(os.getpid())
+    steps.close()
+    assert not (state / "lock").exists()
+
+
+def test_an_input_is_never_an_output(tmp_path):
+    out = tmp_path / "run"
+    (out / "atom").mkdir(parents=True)
+    movie = out / "window_images.npy"
+    movie.write_bytes(b"the user's movie")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"is the movie of this command and would be "
+                                             r"replaced.*never replaced, even with"):
+            RunSteps.open(out, identity(), outputs=[movie], inputs={"the movie": movie},
+                          overwrite=overwrite)
+    (out / "atom" / "m.npy").write_bytes(b"another")
+    os.link(out / "atom" / "m.npy", tmp_path / "linked.npy")
+    with pytest.raises(ValueError, match="lies in the output"):
+        RunSteps.open(out, identity(), outputs=[], folders=[out / "atom"],
+                      inputs={"the movie": tmp_path / "linked.npy"}, overwrite=True)
+    assert movie.read_bytes() == b"the user's movie"
+    # a run's own record may be read back to repeat the run, not once a user edited it
+    record = tmp_path / "other" / "config.json"
+    record.parent.mkdir()
+    with RunSteps.open(record.parent, identity(), outputs=[record]):
+        record.write_text("{}")
+    RunSteps.open(record.parent, identity(), outputs=[record], rereadable=[record],
+                  inputs={"--config": record}).close()
+    time.sleep(0.01)
+    record.write_text('{"epochs": 3}')
+    with pytest.raises(ValueError, match="is --config of this command"):
+        RunSteps.open(record.parent, identity(), outputs=[record], rereadable=[record],
+                      inputs={"--config": record}, overwrite=True)
+
+
 def test_a_directory_with_another_run_is_refused_naming_what_differs(tmp_path):
     steps = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
     steps.begin("atoms", "k")

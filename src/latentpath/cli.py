@@ -185,13 +185,14 @@ def _pfm_config(args: argparse.Namespace, base: dict | None = None):
 
 
 def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path | None,
-                           overwrite: bool, resume: bool) -> None:
+                           overwrite: bool, resume: bool, config_file: str | None = None
+                           ) -> None:
     import numpy as np
 
     from latentpath.pipeline import run_pfm
 
     result = run_pfm(movie if len(movie) > 1 else movie[0], out, config, truth=truth,
-                     overwrite=overwrite, resume=resume)
+                     overwrite=overwrite, resume=resume, inputs={"--config": config_file})
     frames, drift, latents = result["frames"], result["drift"], result["latents"]
     shift = float(np.hypot(drift.dy, drift.dx).max())
     print(f"{len(frames)} frames registered (largest drift {shift:.1f} px); switched "
@@ -212,7 +213,7 @@ def _pfm(args: argparse.Namespace) -> None:
     movie, out, truth, settings = _run_inputs(args, "pfm")
     _run_pfm_and_summarise([movie] if isinstance(movie, str) else list(movie), out,
                            _pfm_config(args, settings), truth=truth, overwrite=args.overwrite,
-                           resume=args.resume)
+                           resume=args.resume, config_file=args.config)
 
 
 def _stem_config(args: argparse.Namespace, base: dict | None = None):
@@ -239,10 +240,12 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
 
 
 def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None,
-                            overwrite: bool, resume: bool) -> None:
+                            overwrite: bool, resume: bool, config_file: str | None = None
+                            ) -> None:
     from latentpath.pipeline import run_stem
 
-    result = run_stem(movie, out, config, truth=truth, overwrite=overwrite, resume=resume)
+    result = run_stem(movie, out, config, truth=truth, overwrite=overwrite, resume=resume,
+                      inputs={"--config": config_file})
     atoms = result["atoms"]
     print(f"{len(atoms)} atoms in {atoms.frame.nunique()} frames, {len(result['rings'])} rings")
     for kind in ("atom", "hollow"):
@@ -271,7 +274,8 @@ def _stem(args: argparse.Namespace) -> None:
         raise ValueError(f"a STEM run takes one movie file; --config names "
                          f"{len(movie) if isinstance(movie, list) else type(movie).__name__}")
     _run_stem_and_summarise(movie, out, _stem_config(args, settings), truth=truth,
-                            overwrite=args.overwrite, resume=args.resume)
+                            overwrite=args.overwrite, resume=args.resume,
+                            config_file=args.config)
 
 
 def _atoms(args: argparse.Namespace) -> None:
@@ -286,7 +290,8 @@ def _atoms(args: argparse.Namespace) -> None:
     if out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"--out {out}: use a .csv or .parquet file name")
     figure = out.with_suffix(".png")
-    check_writable([out, figure], overwrite=args.overwrite)
+    check_writable([out, figure], overwrite=args.overwrite,
+                   inputs={"the movie": args.movie, "--model": args.model})
     movie = load_movie(args.movie, channel=args.channel)
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
@@ -332,6 +337,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         return
     if not args.truth:
         raise ValueError("--truth is required to score an atom table")
+    if args.out:
+        check_writable([args.out], overwrite=args.overwrite,
+                       inputs={"the atom table": target, "--truth": args.truth})
     truth = read_synth_stem(args.truth)
     found = read_table(target)
     missing = {"frame", "y", "x", "species"} - set(found.columns)
@@ -366,6 +374,8 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
         print(f"  {row.part}.{row.score} = {row.value:.4g} ({row.target}): {verdict}; "
               f"{row.meaning}")
     out = Path(args.out) if args.out else run_dir / "scores.json"
+    check_writable([out], overwrite=args.overwrite or not args.out,
+                   inputs={"--truth": truth_path})
     write_json({"run": str(run_dir), "truth": truth_path and str(truth_path), **settings,
                 **scores,
                 "targets": {f"{r.part}.{r.score}": {"value": r.value, "target": r.target,
@@ -481,7 +491,8 @@ def _rvae(args: argparse.Namespace) -> None:
                        device=args.device, precision=args.precision, compile=args.compile,
                        resume=args.resume, progress=True, patience=args.patience,
                        max_steps=args.max_steps, time_budget_s=args.time_budget,
-                       cooldown=args.cooldown, pixel_fraction=args.pixel_fraction)
+                       cooldown=args.cooldown, pixel_fraction=args.pixel_fraction,
+                       overwrite=args.overwrite)
     if not is_main_process():
         return
     best = history.loc[history.val_loss.idxmin()]
@@ -497,7 +508,9 @@ def _encode(args: argparse.Namespace) -> None:
     from latentpath.rvae import encode, load_rvae
 
     out = Path(args.out)
-    check_writable([out], overwrite=args.overwrite)
+    check_writable([out], overwrite=args.overwrite,
+                   inputs={"the windows": args.windows, "--table": args.table,
+                           "the model": args.model})
     model = load_rvae(args.model, device=resolve_device(args.device))
     table = read_table(args.table) if args.table else None
     latents = encode(model, args.windows, table=table)
@@ -752,6 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
     rvae.add_argument("--no-compile", dest="compile", action="store_false",
                       help="skip torch.compile (saves its ~10 s warm-up on tiny runs)")
     rvae.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    rvae.add_argument("--overwrite", action="store_true",
+                      help="replace a model already in --out (its config.json, weights and "
+                           "checkpoint)")
     rvae.add_argument("--patience", type=int,
                       help="stop once the validation loss has not improved for this many "
                            "epochs (default: train all --epochs)")

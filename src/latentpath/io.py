@@ -556,17 +556,83 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
     check_writable([path], overwrite=overwrite)
 
 
-def check_writable(paths: Sequence[str | os.PathLike], *, overwrite: bool = False) -> None:
+def check_not_input(outputs: Sequence[str | os.PathLike],
+                    inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Refuse outputs that are one of a command's inputs, or a folder holding one.
+
+    Parameters
+    ----------
+    outputs : paths
+        Files or folders the command would write (or replace, or empty).
+    inputs : mapping
+        What each input is to the user (``"the movie"``, ``"--truth"``) -> its path;
+        None values are skipped. Compared by the file itself (``os.path.samefile``, so
+        links and other spellings of a path are caught), not by name.
+
+    Raises
+    ------
+    ValueError
+        Naming the output and the input it would replace: an input is never replaced,
+        even with ``--overwrite``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> movie = folder / "movie.npy"
+    >>> _ = movie.write_bytes(b"")
+    >>> check_not_input([folder / "atoms.csv"], {"the movie": movie})
+    >>> check_not_input([folder], {"the movie": movie})
+    Traceback (most recent call last):
+    ...
+    ValueError: ...movie.npy is the movie of this command and lies in the output ...
+    """
+    for role, given in inputs.items():
+        if given is None or not Path(given).exists():
+            continue
+        source = Path(given)
+        for out in map(Path, outputs):
+            if not out.exists():
+                continue
+            if out.is_dir():
+                # by place, or by file (a hard link elsewhere to a file in the folder)
+                hit = source.resolve().is_relative_to(out.resolve()) or (
+                    source.is_file() and any(os.path.samefile(source, f)
+                                             for f in out.rglob("*") if f.is_file()))
+                where = f"lies in the output {out}"
+            else:
+                hit = source.is_file() and os.path.samefile(source, out)
+                where = f"would be replaced by the output {out}"
+            if hit:
+                raise ValueError(f"{source} is {role} of this command and {where}; an "
+                                 "input is never replaced, even with --overwrite: choose "
+                                 "another output")
+
+
+def check_writable(paths: Sequence[str | os.PathLike], *, overwrite: bool = False,
+                   inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
     """Refuse, before anything is written, to replace any of several output files.
 
     A writer that produces several files calls this first, so that an existing file
     stops it with nothing written rather than half way through.
 
+    Parameters
+    ----------
+    paths : paths
+        The output files.
+    overwrite : bool
+        Allow replacing existing files that are not inputs.
+    inputs : mapping, optional
+        The command's inputs (see :func:`check_not_input`): never replaced.
+
     Raises
     ------
     FileExistsError
         Naming the first existing file (and how many more exist), unless ``overwrite``.
+    ValueError
+        An output is one of ``inputs``.
     """
+    check_not_input(paths, inputs or {})
     if overwrite:
         return
     existing = [Path(p) for p in paths if Path(p).exists()]

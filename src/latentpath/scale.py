@@ -25,6 +25,7 @@ killed part way resumes: the next call into ``OUT`` runs only the missing tasks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -109,60 +110,63 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     run_key = None if run is None else _run_key(Path(run))
     run = None if run is None else str(Path(run).resolve())
     folders = _movie_folders([Path(m) for m in movies], Path(out))
-    movies_steps, tasks, todo = {}, {}, []
-    for movie, folder in folders.items():
-        steps, store, n_frames, px = _open_movie(movie, folder, run_key, pixel_size_A,
-                                                 channel, overwrite, resume)
-        movies_steps[movie] = steps, n_frames, px
-        (folder / "parts").mkdir(exist_ok=True)
-        for start in range(0, n_frames, frames_per_task):
-            stop = min(start + frames_per_task, n_frames)
-            name = f"frames {start:07d}-{stop - 1:07d}"
-            key = content_key(name, steps.values("movie")["movie_key"], px, run_key)
-            tasks[movie, start] = name, key, (*store, start, stop, px)
-            if not steps.reusable(name, key):
-                steps.begin(name, key)
-                todo.append((movie, start))
-    # one torch thread per core of a local cluster, shared among its workers
-    threads = None if scheduler else max(1, (os.cpu_count() or 1) // workers)
-    if todo:
-        if scheduler:
-            client, cluster = Client(scheduler), None
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-            client = Client(cluster)
-        try:
-            futures = {client.submit(_frames_task, *tasks[task][2], run, device, threads,
-                                     str(folders[task[0]]), pure=False): task
-                       for task in todo}
-            for future in tqdm(as_completed(futures), total=len(futures),
-                               desc="frame tasks", disable=not progress):
-                seconds, files = future.result()  # raises here what failed on a worker
-                movie, start = futures[future]
-                name, key, _ = tasks[movie, start]
-                movies_steps[movie][0].finish(name, key, [Path(f) for f in files],
-                                              seconds=seconds)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    rows = []
-    for movie, folder in folders.items():
-        steps, n_frames, px = movies_steps[movie]
-        starts = sorted(start for m, start in tasks if m == movie)
-        rows_of = _join(steps, folder, [tasks[movie, start][1] for start in starts], starts,
-                        run is not None)
-        row = {"movie": str(movie), "folder": str(folder), "frames": n_frames,
-               "atoms": rows_of["atoms"], "rings": rows_of["rings"]}
-        row.update({f"windows_{kind}": rows_of[f"latents_{kind}"]
-                    for kind in KIND_CENTRES if f"latents_{kind}" in rows_of})
-        row["pixel_size_A"] = px
-        row["tasks_reused"] = sum(name.startswith("frames ") for name in steps.reused)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table["seconds"] = round(time.perf_counter() - started, 2)
-    return table
+    # each movie folder's claim settles (or, after a failure, stays for a resume)
+    with contextlib.ExitStack() as held:
+        movies_steps, tasks, todo = {}, {}, []
+        for movie, folder in folders.items():
+            steps, store, n_frames, px = _open_movie(movie, folder, run_key, pixel_size_A,
+                                                     channel, overwrite, resume)
+            held.enter_context(steps)
+            movies_steps[movie] = steps, n_frames, px
+            (folder / "parts").mkdir(exist_ok=True)
+            for start in range(0, n_frames, frames_per_task):
+                stop = min(start + frames_per_task, n_frames)
+                name = f"frames {start:07d}-{stop - 1:07d}"
+                key = content_key(name, steps.values("movie")["movie_key"], px, run_key)
+                tasks[movie, start] = name, key, (*store, start, stop, px)
+                if not steps.reusable(name, key):
+                    steps.begin(name, key)
+                    todo.append((movie, start))
+        # one torch thread per core of a local cluster, shared among its workers
+        threads = None if scheduler else max(1, (os.cpu_count() or 1) // workers)
+        if todo:
+            if scheduler:
+                client, cluster = Client(scheduler), None
+            else:
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+                client = Client(cluster)
+            try:
+                futures = {client.submit(_frames_task, *tasks[task][2], run, device, threads,
+                                         str(folders[task[0]]), pure=False): task
+                           for task in todo}
+                for future in tqdm(as_completed(futures), total=len(futures),
+                                   desc="frame tasks", disable=not progress):
+                    seconds, files = future.result()  # raises here what failed on a worker
+                    movie, start = futures[future]
+                    name, key, _ = tasks[movie, start]
+                    movies_steps[movie][0].finish(name, key, [Path(f) for f in files],
+                                                  seconds=seconds)
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        rows = []
+        for movie, folder in folders.items():
+            steps, n_frames, px = movies_steps[movie]
+            starts = sorted(start for m, start in tasks if m == movie)
+            rows_of = _join(steps, folder, [tasks[movie, start][1] for start in starts], starts,
+                            run is not None)
+            row = {"movie": str(movie), "folder": str(folder), "frames": n_frames,
+                   "atoms": rows_of["atoms"], "rings": rows_of["rings"]}
+            row.update({f"windows_{kind}": rows_of[f"latents_{kind}"]
+                        for kind in KIND_CENTRES if f"latents_{kind}" in rows_of})
+            row["pixel_size_A"] = px
+            row["tasks_reused"] = sum(name.startswith("frames ") for name in steps.reused)
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        table["seconds"] = round(time.perf_counter() - started, 2)
+        return table
 
 
 def _run_key(run: Path) -> str:
@@ -204,9 +208,12 @@ def _open_movie(movie: Path, folder: Path, run_key: str | None, pixel_size_A: fl
     identity = {"pipeline": "atoms-many", "version": __version__, "movie_key": movie_key,
                 "truth": None, "config": {"pixel_size_A": pixel_size_A, "channel": channel,
                                           "run": run_key}}
-    steps = RunSteps.open(folder, identity, outputs=[folder / "atoms.parquet",
-                                                     folder / "movie.zarr"],
-                          overwrite=overwrite, resume=resume, progress=False)
+    tables = ["atoms", "rings", *(f"latents_{kind}" for kind in KIND_CENTRES)]
+    steps = RunSteps.open(folder, identity,
+                          outputs=[folder / f"{name}.parquet" for name in tables],
+                          folders=[folder / "movie.zarr", folder / "parts"],
+                          inputs={"the movie": movie}, overwrite=overwrite, resume=resume,
+                          progress=False)
     store, array = (movie, channel) if zarr_input else (folder / "movie.zarr", None)
     key = content_key("movie", movie_key, pixel_size_A)
     if not steps.reusable("movie", key):

@@ -81,10 +81,12 @@ class RunSettings:
             raise ValueError("latent_dim must be at least 2 for the latent maps")
 
     def train_rvae(self, windows: Any, folder: Path, *, resume: bool = False,
-                   progress: bool = True, sample_weights: Any = None) -> Any:
+                   overwrite: bool = False, progress: bool = True,
+                   sample_weights: Any = None) -> Any:
         """Train the skip-rVAE with these settings into ``folder`` (continuing its
-        checkpoint if ``resume``; windows drawn in proportion to ``sample_weights``,
-        one per window, if given) and load it back."""
+        checkpoint if ``resume``, replacing a model there if ``overwrite``; windows
+        drawn in proportion to ``sample_weights``, one per window, if given) and load
+        it back."""
         from latentpath.rvae import fit_rvae, load_rvae
 
         fit_rvae(windows, folder, latent_dim=self.latent_dim, hidden=self.hidden,
@@ -93,7 +95,8 @@ class RunSettings:
                  precision=self.precision, compile=self.compile, resume=resume,
                  progress=progress, patience=self.patience, max_steps=self.max_steps,
                  time_budget_s=self.time_budget_s, cooldown=self.cooldown,
-                 pixel_fraction=self.pixel_fraction, sample_weights=sample_weights)
+                 pixel_fraction=self.pixel_fraction, sample_weights=sample_weights,
+                 overwrite=overwrite)
         return load_rvae(folder)
 
     def for_device(self, device: Any) -> Any:

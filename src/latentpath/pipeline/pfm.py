@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -281,7 +282,7 @@ STEP_SETTINGS = {
 def run_pfm(movie: str | Path | list, out: str | Path,
             config: PfmConfig | dict | str | Path | None = None, *,
             truth: str | Path | None = None, overwrite: bool = False, resume: bool = True,
-            progress: bool = True) -> dict:
+            progress: bool = True, inputs: Mapping[str, str | Path] | None = None) -> dict:
     """The whole PFM pipeline on a phase movie, into the run directory ``out``.
 
     Each step (walls, windows, skip-rVAE, maps and the followed wall, figures and
@@ -303,6 +304,11 @@ def run_pfm(movie: str | Path | list, out: str | Path,
     resume : bool
         Reuse the steps an earlier run into ``out`` finished with the same inputs and
         settings (False: compute every step again).
+    inputs : mapping, optional
+        Further files the run reads, by what they are to the user (``{"--config":
+        path}``): like the movie, the truth and a config file given as ``config``,
+        they are never replaced. Files in ``out`` that no run there wrote are only
+        replaced with ``overwrite`` (:class:`~latentpath.pipeline.steps.RunSteps`).
 
     Returns
     -------
@@ -312,9 +318,9 @@ def run_pfm(movie: str | Path | list, out: str | Path,
         ``maps``, ``manifold``, ``out``, ``report`` (the page's path), ``reused`` (steps
         taken from an earlier run) and ``total_s`` (seconds this call took).
     """
-    from latentpath.rvae import load_rvae
-
     started = time.perf_counter()
+    inputs = {**(inputs or {}),
+              "the config file": config if isinstance(config, str | Path) else None}
     config = PfmConfig.resolve(config)
     config = config.for_device(config.device)
     out = Path(out)
@@ -327,10 +333,35 @@ def run_pfm(movie: str | Path | list, out: str | Path,
                          f"need more than delay={config.delay} (set delay 0 for one frame)")
     truth = None if truth is None else str(Path(truth).resolve())
     movie_key = content_key(phase.data, amplitude, phase.pixel_size, phase.pixel_unit)
+    movies = source if isinstance(source, list) else [source]
+    files, folders = pfm_outputs(out)
     steps = RunSteps.open(out, run_identity("pfm", movie_key, config, truth),
-                          outputs=[out / "config.json", out / "walls.parquet",
-                                   out / "walls" / "windows.npy", out / "report.html"],
-                          overwrite=overwrite, resume=resume, progress=progress)
+                          outputs=files, folders=folders,
+                          inputs={**{"the movie" if len(movies) == 1 else
+                                     f"movie {i + 1} of {len(movies)}": p
+                                     for i, p in enumerate(movies)},
+                                  "the truth": truth, **inputs},
+                          rereadable=[out / "config.json"], overwrite=overwrite,
+                          resume=resume, progress=progress)
+    with steps:
+        return _pfm_steps(steps, phase, amplitude, source, truth, movie_key, config,
+                          started, progress=progress)
+
+
+def pfm_outputs(out: Path) -> tuple[list[Path], list[Path]]:
+    """The files and the folders a PFM run writes in its directory ``out``."""
+    files = [out / name for name in ("config.json", "signal.npy", "wall_mask.npz",
+                                     "report.html", *RUN_TABLES.values())]
+    return files, [out / "walls", out / "figures"]
+
+
+def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
+               truth: str | None, movie_key: str, config: PfmConfig, started: float, *,
+               progress: bool) -> dict:
+    """The steps of :func:`run_pfm` in its claimed directory."""
+    from latentpath.rvae import load_rvae
+
+    out = steps.out
     folder = out / "walls"
     folder.mkdir(exist_ok=True)
 
@@ -382,7 +413,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
         # a checkpoint of the same training continues; anything else there is stale
         if not steps.begin("model", key) and (folder / "model").exists():
             shutil.rmtree(folder / "model")
-        config.train_rvae(windows, folder / "model", resume=True, progress=progress)
+        config.train_rvae(windows, folder / "model", resume=True, overwrite=True, progress=progress)
         steps.finish("model", key, [folder / "model"])
 
     key = step_key("maps", config, STEP_SETTINGS["maps"], key)

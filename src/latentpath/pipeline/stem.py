@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -494,7 +495,7 @@ STEP_SETTINGS = {
 def run_stem(movie: str | Path | Movie, out: str | Path,
              config: StemConfig | dict | str | Path | None = None, *,
              truth: str | Path | None = None, overwrite: bool = False, resume: bool = True,
-             progress: bool = True) -> dict:
+             progress: bool = True, inputs: Mapping[str, str | Path] | None = None) -> dict:
     """The whole STEM pipeline on a movie, into the run directory ``out``.
 
     Each step (atoms and rings, each kind's windows, skip-rVAE and maps, the tracks, the
@@ -517,6 +518,11 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
     resume : bool
         Reuse the steps an earlier run into ``out`` finished with the same inputs and
         settings (False: compute every step again).
+    inputs : mapping, optional
+        Further files the run reads, by what they are to the user (``{"--config":
+        path}``): like the movie, the truth and a config file given as ``config``,
+        they are never replaced. Files in ``out`` that no run there wrote are only
+        replaced with ``overwrite`` (:class:`~latentpath.pipeline.steps.RunSteps`).
 
     Returns
     -------
@@ -527,9 +533,9 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
         page's path), ``reused`` (steps taken from an earlier run) and ``total_s``
         (seconds this call took).
     """
-    from latentpath.rvae import load_rvae
-
     started = time.perf_counter()
+    inputs = {**(inputs or {}),
+              "the config file": config if isinstance(config, str | Path) else None}
     config = StemConfig.resolve(config)
     config = config.for_device(config.device)
     out = Path(out)
@@ -539,10 +545,32 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
         movie = load_movie(movie, channel=config.channel)
     truth = None if truth is None else str(Path(truth).resolve())
     movie_key = content_key(movie.data, movie.pixel_size, movie.pixel_unit)
+    files, folders = stem_outputs(out)
     steps = RunSteps.open(out, run_identity("stem", movie_key, config, truth),
-                          outputs=[out / "config.json", out / "atoms.parquet",
-                                   out / "report.html"],
-                          overwrite=overwrite, resume=resume, progress=progress)
+                          outputs=files, folders=folders,
+                          inputs={"the movie": movie_path, "the truth": truth, **inputs},
+                          rereadable=[out / "config.json"], overwrite=overwrite,
+                          resume=resume, progress=progress)
+    with steps:
+        return _stem_steps(steps, movie, movie_path, truth, movie_key, config, started,
+                           progress=progress)
+
+
+def stem_outputs(out: Path) -> tuple[list[Path], list[Path]]:
+    """The files and the folders a STEM run writes in its directory ``out``."""
+    files = [out / name for name in ("config.json", "atoms.parquet", "rings.parquet",
+                                     "window_images.npy", "report.html",
+                                     *TRACK_TABLES.values())]
+    return files, [out / name for name in ("segmenter", *KINDS, "figures")]
+
+
+def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: str | None,
+                movie_key: str, config: StemConfig, started: float, *, progress: bool
+                ) -> dict:
+    """The steps of :func:`run_stem` in its claimed directory."""
+    from latentpath.rvae import load_rvae
+
+    out = steps.out
 
     key = step_key("atoms", config, STEP_SETTINGS["atoms"], movie_key)
     keys = [key]
@@ -654,8 +682,8 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         # a checkpoint of the same training continues; anything else there is stale
         if not steps.begin(f"{kind} model", key) and (folder / "model").exists():
             shutil.rmtree(folder / "model")
-        model = config.train_rvae(windows, folder / "model", resume=True, progress=progress,
-                                  sample_weights=structure_weights(
+        model = config.train_rvae(windows, folder / "model", resume=True, overwrite=True,
+                                  progress=progress, sample_weights=structure_weights(
                                       table, atoms, rings, kind, config.balance_power[kind]))
         steps.finish(f"{kind} model", key, [folder / "model"])
 

@@ -13,6 +13,15 @@ steps after them.
 The directory's ``.latentpath/run.json`` names the run it holds: the pipeline, the
 movie's content hash and the settings. A run into a directory that holds a different
 run is refused unless the caller passes ``overwrite``.
+
+Nothing a user wrote is replaced without ``overwrite``, and an input never:
+``.latentpath/owned.json`` lists the files the directory's runs wrote, each with its
+size and modification time. A run claims its outputs when it opens the directory and
+settles the list when it ends (:meth:`RunSteps.close`); a file at an output's place
+that the list does not hold, or that changed since (a user's edit), is the user's. A
+run killed before it settled still owns what it claimed, so it resumes. While a run
+works in a directory it holds ``.latentpath/lock`` (its process id): a second run into
+the same directory is refused.
 """
 
 from __future__ import annotations
@@ -20,16 +29,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from latentpath.io import check_writable, write_json
+from latentpath.io import check_not_input, write_json
 
 STATE_DIR = ".latentpath"
+#: the files the directory's runs wrote (``STATE_DIR/OWNED_FILE``)
+OWNED_FILE = "owned.json"
+#: the process id of the run working in the directory (``STATE_DIR/LOCK_FILE``)
+LOCK_FILE = "lock"
 
 
 def content_key(*parts: Any) -> str:
@@ -85,35 +100,59 @@ class RunSteps:
     reused: list[str] = field(default_factory=list)
     _started: float = field(default=0.0, repr=False)
 
+    _outputs: list[Path] = field(default_factory=list, repr=False)
+
     @classmethod
-    def open(cls, out: str | Path, identity: dict, *, outputs: list[Path],
-             overwrite: bool = False, resume: bool = True, progress: bool = True
-             ) -> RunSteps:
+    def open(cls, out: str | Path, identity: dict, *, outputs: Sequence[Path],
+             folders: Sequence[Path] = (),
+             inputs: Mapping[str, str | Path | None] | None = None,
+             rereadable: Sequence[Path] = (), overwrite: bool = False,
+             resume: bool = True, progress: bool = True) -> RunSteps:
         """Claim ``out`` for the run ``identity`` (JSON-able: pipeline, movie key,
-        settings, version), checking what the directory holds.
+        settings, version), checking what the directory holds. Close it with
+        :meth:`close` (or use it as a context manager), which settles what the run
+        owns and lets the directory go.
 
         Parameters
         ----------
         out : path
         identity : dict
-        outputs : list of Path
-            Files of the pipeline that, without a run record, mean the directory holds
-            an earlier run (or a user's files) that must not be replaced.
+        outputs : sequence of Path
+            Every file the run may write or replace.
+        folders : sequence of Path
+            Folders the run writes in and may empty: all that is in them counts as
+            output.
+        inputs : mapping, optional
+            The run's inputs, as in :func:`latentpath.io.check_not_input`: none may be,
+            or lie in, an output, even with ``overwrite``.
+        rereadable : sequence of Path
+            Outputs that may also be inputs while the directory's runs wrote them and
+            they are unchanged: a run's record, read whole to repeat the run.
         overwrite : bool
-            Allow replacing a different earlier run; its steps that this run shares
-            (same key) are still reused.
+            Allow replacing a different earlier run, and files at the outputs' places
+            that the directory's runs did not write; steps this run shares with the
+            earlier one (same key) are still reused.
         resume : bool
             Reuse finished steps (False: recompute every step).
 
         Raises
         ------
         FileExistsError
-            ``out`` holds a different run, or files of an unrecorded one, and not
-            ``overwrite``; the message names the differences.
+            ``out`` holds a different run, or files the directory's runs did not write
+            at the outputs' places, and not ``overwrite``; the message names them. Or
+            another live process is running in ``out``.
+        ValueError
+            An input is, or lies in, an output.
         """
         out = Path(out)
         state = out / STATE_DIR
         record = state / "run.json"
+        owned = _read_owned(state, legacy=record.is_file())
+        outputs, folders = [Path(p) for p in outputs], [Path(p) for p in folders]
+        own_records = {Path(p).resolve() for p in rereadable
+                       if Path(p).is_file() and _owns(owned, out, Path(p))}
+        check_not_input(outputs + folders, {role: path for role, path in (inputs or {}).items()
+                                  if path is None or Path(path).resolve() not in own_records})
         if record.is_file():
             try:
                 old = json.loads(record.read_text())
@@ -126,14 +165,48 @@ class RunSteps:
                     f"{out} holds a different run ({shown}); pass overwrite=True "
                     "(--overwrite) to replace it, reusing the steps the two share, or "
                     "choose another output directory")
-        else:
-            check_writable(outputs, overwrite=overwrite)
+        foreign = [f for f in _files(outputs + folders) if not _owns(owned, out, f)]
+        if foreign and not overwrite:
+            more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+            raise FileExistsError(
+                f"{foreign[0]}{more} was not written by a latentpath run in {out}; pass "
+                "overwrite=True (--overwrite) to replace it, or choose another output "
+                "directory")
         state.mkdir(parents=True, exist_ok=True)
+        _take_lock(state / LOCK_FILE)
         if not resume:
             for stamp in state.glob("*.json"):
-                stamp.unlink()
+                if stamp.name not in ("run.json", OWNED_FILE):
+                    stamp.unlink()
+        # claimed before anything is written, so that a run killed half way still owns
+        # what it wrote when it resumes
+        claims = {_relative(out, p) + suffix: None
+                  for paths, suffix in ((outputs, ""), (folders, "/")) for p in paths}
+        write_json({**(owned or {}), **claims}, state / OWNED_FILE, overwrite=True)
         write_json(identity, record, overwrite=True)
-        return cls(out=out, progress=progress)
+        return cls(out=out, progress=progress, _outputs=outputs + folders)
+
+    def close(self, *, settle: bool = True) -> None:
+        """Let the directory go: record every file at the outputs' places with its
+        size and time as the run's own (``settle``; a run that failed leaves its
+        claims, so that it may resume) and remove the lock."""
+        state = self.out / STATE_DIR
+        if settle:
+            owned = {k: v for k, v in (_read_owned(state, legacy=False) or {}).items()
+                     if v is not None and (self.out / k).is_file()}
+            for path in _files(self._outputs):
+                stat = path.stat()
+                owned[_relative(self.out, path)] = [stat.st_size, stat.st_mtime_ns]
+            write_json(owned, state / OWNED_FILE, overwrite=True)
+        lock = state / LOCK_FILE
+        if _lock_holder(lock) == os.getpid():
+            lock.unlink()
+
+    def __enter__(self) -> RunSteps:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        self.close(settle=kind is None)
 
     def _stamp_path(self, step: str) -> Path:
         return self.out / STATE_DIR / f"{step.replace(' ', '_')}.json"
@@ -207,6 +280,84 @@ class RunSteps:
     def total_s(self) -> float:
         """Seconds of all the run's steps, whichever run computed them."""
         return round(sum(self.timings.values()), 1)
+
+
+def _relative(out: Path, path: Path) -> str:
+    return path.relative_to(out).as_posix()
+
+
+def _files(outputs: Sequence[Path]) -> list[Path]:
+    """The files at the outputs' places: a file output, or every file in a folder."""
+    found: list[Path] = []
+    for path in outputs:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            found.append(path)
+    return found
+
+
+def _read_owned(state: Path, *, legacy: bool) -> dict | None:
+    """The directory's ownership list; None for a run directory of a version before
+    it (``legacy``: it holds a run record), whose files all count as its runs'."""
+    try:
+        owned = json.loads((state / OWNED_FILE).read_text())
+        return owned if isinstance(owned, dict) else {}
+    except FileNotFoundError:
+        return None if legacy else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _owns(owned: dict | None, out: Path, path: Path) -> bool:
+    """Whether the directory's runs wrote ``path`` and it is as they left it: listed
+    with its size and time, or claimed (itself or a folder above it) by a run that has
+    not settled."""
+    if owned is None:
+        return True
+    name = _relative(out, path)
+    if name in owned:
+        if owned[name] is None:
+            return True
+        stat = path.stat()
+        return list(owned[name]) == [stat.st_size, stat.st_mtime_ns]
+    return any(owned.get(folder, False) is None
+               for folder in (name[:i + 1] for i, c in enumerate(name) if c == "/"))
+
+
+def _lock_holder(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _take_lock(lock: Path) -> None:
+    """Hold ``lock`` for this process; a lock of a process that is gone is taken over."""
+    for _ in range(2):
+        try:
+            with open(lock, "x") as f:
+                f.write(str(os.getpid()))
+            return
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None and holder != os.getpid() and _alive(holder):
+                raise FileExistsError(
+                    f"{lock.parent.parent} is in use by another latentpath run (process "
+                    f"{holder}); wait for it to end, or choose another output directory"
+                    ) from None
+            lock.unlink(missing_ok=True)  # a dead run's, or this process's own
+    raise FileExistsError(f"could not lock {lock.parent.parent}: another run took it")
 
 
 #: settings that change how fast a run goes, not what it finds: they are left out of

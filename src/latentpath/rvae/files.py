@@ -96,7 +96,12 @@ def load_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Ada
                     torch_gen: torch.Generator) -> dict:
     """Restore model, optimiser and generator from a checkpoint; return its JSON state."""
     state = read_record(directory / "checkpoint.json", MODEL_KIND, "skip-rVAE checkpoint")
-    path = directory / state.get("tensors", "checkpoint.safetensors")
+    name = state.get("tensors", "checkpoint.safetensors")
+    # a plain file name in the directory: a record must not point the loader elsewhere
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise ModelFileError(f"{directory / 'checkpoint.json'}: 'tensors' must name a file "
+                             f"in {directory}, got {name!r}")
+    path = directory / name
     tensors = read_tensors(path)
     load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     params = list(model.parameters())

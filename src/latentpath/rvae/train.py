@@ -292,6 +292,7 @@ def fit_rvae(
     sample_weights: np.ndarray | None = None,
     cooldown: float = 0.0,
     pixel_fraction: float = 1.0,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Train a skip-rVAE on windows and keep the best model in ``out_dir``.
 
@@ -331,7 +332,7 @@ def fit_rvae(
         unsupported platform) training warns and goes on without it.
     resume : bool
         Continue from the checkpoint in ``out_dir``; without it an existing
-        checkpoint is an error (nothing is overwritten). A run that stopped for
+        checkpoint is an error (nothing is overwritten, see ``overwrite``). A run that stopped for
         "converged" or "max_steps" returns at once; one that stopped at the epoch
         ceiling or the time budget trains on (to a higher ``epochs``, with a new
         budget). Other ``patience``, ``min_delta``, ``max_steps`` or
@@ -376,6 +377,10 @@ def fit_rvae(
         whole batch, its error scaled to the whole window. The decoder's cost, nearly
         all of a step's, falls in proportion; the validation loss compares whole
         windows. 1: every pixel (and no draw from the noise generator).
+    overwrite : bool
+        Start afresh in an ``out_dir`` that holds a model's files (``config.json``,
+        ``weights.safetensors``, a checkpoint): they are replaced. Without it, and
+        without a checkpoint to resume, any of them is an error.
 
     Returns
     -------
@@ -409,11 +414,18 @@ def fit_rvae(
         raise ValueError(f"time_budget_s must be a positive number of seconds or None, "
                          f"got {time_budget_s}")
     out_dir = Path(out_dir)
-    if (out_dir / "checkpoint.json").exists() and not resume:
-        raise FileExistsError(f"{out_dir} holds a training checkpoint; pass resume=True "
-                              "(--resume) to continue it or choose another directory")
-    if not resume and (out_dir / "weights.safetensors").exists():
-        raise FileExistsError(f"{out_dir} already holds a model; choose another directory")
+    resuming = resume and (out_dir / "checkpoint.json").exists()
+    if not resuming:
+        found = [out_dir / name for name in ("config.json", "weights.safetensors",
+                                             "checkpoint.json")
+                 if (out_dir / name).exists()] + sorted(out_dir.glob("checkpoint*.safetensors"))
+        if found and not overwrite:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            hint = ("resume=True (--resume) to continue its checkpoint, "
+                    if (out_dir / "checkpoint.json").exists() else "")
+            raise FileExistsError(f"{found[0]}{more} already exists; pass {hint}overwrite=True "
+                                  "(--overwrite) to replace the model, or choose another "
+                                  "directory")
     if precision not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', "
                          f"got {precision!r}")
@@ -478,6 +490,11 @@ def fit_rvae(
         state.setdefault("cooldown_stop", None)
         state["settings"] = settings
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        # a fresh start: the replaced model's files go first, so that a kill cannot
+        # leave its checkpoint to be resumed as this training's
+        for stale in found:
+            stale.unlink()
     plain = _BatchLoss(model)
     if group.world > 1:
         plain = DistributedDataParallel(
