@@ -76,6 +76,20 @@ def test_report_command_rewrites_the_page_from_the_run(pfm_run, capsys):
     assert (pfm_run / "report.html").read_text() == before
 
 
+def test_report_refuses_a_movie_that_changed_since_the_run(stem_run, tmp_path, capsys):
+    movie, page = stem_run.parent / "movie.npz", stem_run / "report.html"
+    original, before = movie.read_bytes(), page.read_bytes()
+    other = write_synth_stem(synth_stem_movie(3, 160, seed=4), tmp_path / "other.npz")
+    try:
+        movie.write_bytes(other.read_bytes())
+        assert main(["report", str(stem_run)]) == 2
+        err = capsys.readouterr().err
+        assert "movie.npz has changed since the run" in err and "again" in err
+        assert page.read_bytes() == before
+    finally:
+        movie.write_bytes(original)
+
+
 def test_report_refuses_what_is_not_a_run(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a finished run" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from latentpath.pfm import (
     level_set_curvature,
     normalize_phase,
     register_frames,
+    registration_doubts,
     wall_curves,
     wall_points,
     window_physics,
@@ -65,6 +66,34 @@ def test_registration_recovers_a_known_drift(sim):
     assert not valid[2].all() and valid[0].all()
     with pytest.raises(ValueError, match="max_shift_px"):
         register_frames(stack, max_shift_px=3.0)
+
+
+@pytest.mark.parametrize("mode", ["tip", "field"])
+def test_a_drift_is_doubted_where_it_cannot_be_trusted(mode):
+    sim = synth_pfm_movie(20, 160, seed=1, mode=mode)
+    # the amplitude of one place: trusted
+    assert registration_doubts(sim.amplitude, register_frames(sim.amplitude)) == []
+    # a noise frame in the middle
+    noisy = sim.amplitude.copy()
+    noisy[10] = np.random.default_rng(0).normal(noisy.mean(), noisy.std(), noisy[10].shape)
+    doubts = registration_doubts(noisy, register_frames(noisy))
+    assert any("frame(s) [10] hold nothing of their reference" in d for d in doubts)
+    # frames of two places, one after the other
+    other = synth_pfm_movie(4, 160, seed=9, mode=mode)
+    two = np.concatenate([sim.amplitude[:4], other.amplitude])
+    doubts = registration_doubts(two, register_frames(two))
+    assert any("[4, 5, 6, 7] hold nothing" in d for d in doubts)
+    assert any("may not show one place" in d for d in doubts)
+    # the phase chained frame to frame follows the walls
+    signal = normalize_phase(sim.phase)
+    doubts = registration_doubts(signal, register_frames(signal, reference="previous"))
+    assert any("with registering each frame directly to the first" in d for d in doubts)
+
+
+@pytest.mark.skipif(not PZT.is_dir(), reason="shared real data not present")
+def test_three_real_scans_of_one_place_are_trusted():
+    amplitude = load_movie(sorted(PZT.glob("*.h5")), channel="AmplitudeRetrace").data
+    assert registration_doubts(amplitude, register_frames(amplitude)) == []
 
 
 def test_amplitude_registers_the_movie_to_its_first_frame(sim):

@@ -4,6 +4,7 @@ on the real PZT switching sequence."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,28 @@ def test_scores_against_the_truth(field_run):
     assert scores["curvature_sign"] > 0.85
     # the windows' own switching degree follows the walls' motion
     assert scores["switching_spearman"] > 0.5
+
+
+def test_a_drift_from_the_phase_alone_is_a_visible_warning():
+    from latentpath.pipeline.pfm import signal_and_drift
+
+    sim = synth_pfm_movie(20, 160, seed=1, mode="field")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with the amplitude: no word
+        signal_and_drift(sim.phase, sim.amplitude)
+    with pytest.warns(UserWarning, match="registration: .*registered on the phase alone"):
+        signal_and_drift(sim.phase, None)
+
+
+def test_scans_of_different_sizes_are_not_one_movie(tmp_path, capsys):
+    from latentpath.cli import main
+
+    paths = [write_synth_pfm(synth_pfm_movie(3, 96, seed=0, pixel_size_nm=size),
+                             tmp_path / f"scan{size}.npz") for size in (4.0, 12.0)]
+    assert main(["pfm", *map(str, paths), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "scan12.0.npz has pixels of" in err and "different scan sizes are not one movie" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_refuses_what_it_cannot_analyse(tmp_path):

@@ -232,6 +232,15 @@ def test_evaluate_command_scores_a_run(run, capsys):
     assert "hollow_knn_accuracy" in (out / "report.html").read_text()
 
 
+def test_evaluate_refuses_the_truth_of_another_movie(run, tmp_path, capsys):
+    out, _ = run
+    other = write_synth_stem(synth_stem_movie(3, 192, seed=4), tmp_path / "other.npz")
+    scores = (out / "scores.json").read_bytes() if (out / "scores.json").exists() else None
+    assert main(["evaluate", str(out), "--truth", str(other)]) == 2
+    assert "is the truth of another movie" in capsys.readouterr().err
+    assert ((out / "scores.json").read_bytes() if scores is not None else None) == scores
+
+
 def test_every_run_scores_its_latent_spaces_against_its_bond_graph(run):
     out, result = run
     for kind in ("atom", "hollow"):

@@ -524,6 +524,25 @@ def test_training_on_a_share_of_the_pixels(tmp_path, toy):
             fit_rvae(windows, tmp_path / "bad", epochs=1, pixel_fraction=bad, **TOY)
 
 
+def test_a_diverging_training_stops_with_a_clear_error_and_saves_nothing(tmp_path, toy,
+                                                                         capsys):
+    from latentpath.cli import main
+    from latentpath.rvae import TrainingDivergedError
+
+    windows, _ = toy
+    with pytest.raises(TrainingDivergedError, match=r"diverged in epoch 1.*lower the "
+                                                    r"learning rate \(lr=1e\+10"):
+        fit_rvae(windows, tmp_path / "m", epochs=3, **{**TOY, "lr": 1e10})
+    assert not (tmp_path / "m" / "weights.safetensors").exists()
+    assert not (tmp_path / "m" / "checkpoint.json").exists()
+    path = tmp_path / "w.npy"
+    np.save(path, windows)
+    assert main(["rvae", str(path), "--out", str(tmp_path / "cli"), "--lr", "1e10",
+                 "--epochs", "2", "--hidden", "16", "--layers", "2", "--device", "cpu",
+                 "--precision", "float32", "--no-compile"]) == 2
+    assert "training diverged" in capsys.readouterr().err
+
+
 def test_balanced_weights():
     weights = balanced_weights(["a", "a", "a", "b"])
     assert np.allclose(weights, [2 / 3, 2 / 3, 2 / 3, 2])

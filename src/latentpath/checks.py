@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -41,3 +42,34 @@ def check_pair(name: str, value: Any, minimum: float) -> tuple[float, float]:
         raise ValueError(f"{name} must be a pair (start, end), got {value!r}") from None
     return (check_float(f"{name}[0]", a, minimum=minimum),
             check_float(f"{name}[1]", b, minimum=minimum))
+
+
+#: the share of the machine's memory one array may take before a command refuses it
+MEMORY_SHARE = 0.5
+
+
+def physical_memory_bytes() -> int | None:
+    """The machine's physical memory (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(what: str, n_bytes: float) -> None:
+    """Refuse, before allocating, an array larger than :data:`MEMORY_SHARE` of the
+    machine's memory, naming ``what`` asked for it (a ValueError, not a MemoryError
+    minutes later).
+
+    Examples
+    --------
+    >>> check_memory("a small array", 1e6)
+    >>> check_memory("a movie of 10 frames of 10^6 x 10^6 px", 4e13)
+    Traceback (most recent call last):
+    ...
+    ValueError: a movie of 10 frames of 10^6 x 10^6 px needs 37253 GiB...
+    """
+    total = physical_memory_bytes()
+    if total is not None and n_bytes > MEMORY_SHARE * total:
+        raise ValueError(f"{what} needs {n_bytes / 2**30:.0f} GiB, more than half of this "
+                         f"machine's {total / 2**30:.0f} GiB: is a size or pixel size wrong?")

@@ -398,11 +398,12 @@ def _truth_path(args: argparse.Namespace, run: dict, run_dir: Path) -> str:
 
 def _score_pfm_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, dict]:
     from latentpath.evaluate import score_pfm
-    from latentpath.pipeline import read_pfm_run
+    from latentpath.pipeline import check_pfm_truth, read_pfm_run
     from latentpath.synth.pfm import read_synth_pfm
 
     run = read_pfm_run(run_dir)
     truth_path = _truth_path(args, run, run_dir)
+    check_pfm_truth(run_dir, truth_path)
     return {"pfm": score_pfm(run, read_synth_pfm(truth_path))}, truth_path, {}
 
 
@@ -421,7 +422,7 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
         score_rings,
         score_tracks,
     )
-    from latentpath.pipeline import read_stem_run
+    from latentpath.pipeline import check_stem_truth, read_stem_run
     from latentpath.synth import read_synth_stem
 
     run = read_stem_run(run_dir)
@@ -432,6 +433,7 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
         _print_discovery(found)
         return ({"discovery_graph": flat_discovery(found["graph"])}, None,
                 {"match_radius_A": args.match_radius})
+    check_stem_truth(run_dir, truth_path)
     truth = read_synth_stem(truth_path)
     found = discovery_scores(run, truth=truth, match_radius_A=args.match_radius)
     _print_discovery(found)

@@ -75,7 +75,30 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
     dict
         ``precision, recall, f1, species_accuracy, si_recall, mean_error_A,
         n_found, n_true`` and, with the frames table, ``false_per_10nm2_disordered``.
+
+    Raises
+    ------
+    ValueError
+        A match radius that is not a positive number, found rows without finite
+        coordinates (dropping them would raise the precision), or frames the truth
+        does not have.
     """
+    if not (np.isfinite(match_radius_A) and match_radius_A > 0):
+        raise ValueError(f"the match radius must be a positive number of angstrom, got "
+                         f"{match_radius_A}")
+    missing = {"frame", "y", "x"} - set(found.columns)
+    if missing:
+        raise ValueError(f"the found atoms lack the column(s) {sorted(missing)}")
+    unplaced = ~np.isfinite(found[["y", "x"]].to_numpy(dtype=float)).all(1)
+    if unplaced.any():
+        raise ValueError(f"{int(unplaced.sum())} found atom(s) have no finite position "
+                         f"(first: row {int(np.flatnonzero(unplaced)[0])}); drop or repair "
+                         "them before scoring")
+    extra = sorted(set(found["frame"]) - set(truth["frame"]))
+    if extra:
+        raise ValueError(f"the found atoms are in frame(s) {extra[:5]} that the truth does "
+                         f"not have (it has {truth['frame'].nunique()} frames): is the "
+                         "truth of this movie?")
     if "in_image" in truth:
         truth = truth[truth["in_image"]]
     if image_shape is not None and border_A > 0:

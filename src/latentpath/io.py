@@ -335,12 +335,17 @@ def load_movie(
         metadata.pop("source", None)
         metadata["frames_per_source"] = [f.shape[0] for f in frames]
         metadata["pixel_size_m_per_source"] = [info[0] for info in infos]
-        known = [info[0] for info in infos if info[0] is not None]
-        if known and not np.allclose(known, known[0], rtol=0.01, atol=0):
-            warnings.warn(
-                f"the files have different pixel sizes {known} m; using that of {paths[0]}",
-                stacklevel=2,
-            )
+        known = [(p, info[0]) for p, info in zip(paths, infos, strict=True)
+                 if info[0] is not None]
+        if known and not np.allclose([m for _, m in known], known[0][1], rtol=0.01, atol=0):
+            # same pixel counts over other fields of view: stacked, they would read as a
+            # sample that drifts and grows
+            odd = next((p, m) for p, m in known
+                       if not np.isclose(m, known[0][1], rtol=0.01, atol=0))
+            raise MovieError(
+                f"{odd[0]} has pixels of {odd[1]:.4g} m and {known[0][0]} of "
+                f"{known[0][1]:.4g} m: frames of different scan sizes are not one movie; "
+                "analyse them one by one, or resample them to one pixel size first")
     data = frames[0] if len(frames) == 1 else np.concatenate(frames, axis=0)
 
     size = unit = None
@@ -738,8 +743,9 @@ def _validate(data: Any, name: str, nan_policy: str) -> tuple[np.ndarray, int]:
         n_nan = int(np.isnan(out).sum())
         raise MovieError(
             f"{name}: {n_nan} NaN and {n_bad - n_nan} infinite values in "
-            f"{_frame_list(bad_frames)} (of {out.shape[0]}); pass nan_policy='fill' to "
-            "replace them with the median of their frame, or nan_policy='ignore' to keep them"
+            f"{_frame_list(bad_frames)} (of {out.shape[0]}); replace them before the "
+            "analysis, or load the movie in Python with load_movie(..., nan_policy='fill') "
+            "(each frame's median)"
         )
     if np.may_share_memory(out, arr):
         out = out.copy()
@@ -835,8 +841,9 @@ def _read_file(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] 
     if sidecar.is_file():
         try:
             meta["sidecar"] = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            warnings.warn(f"ignoring unreadable sidecar {sidecar}: {err}", stacklevel=3)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            warnings.warn(f"ignoring unreadable sidecar {sidecar}: {type(err).__name__}",
+                          stacklevel=3)
     return data, pixel, meta
 
 
@@ -848,8 +855,24 @@ def _no_channel(path: Path, channel: str | None, fmt: str) -> None:
         )
 
 
+#: the first bytes of the image formats a misnamed file most often holds
+_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image",
+          b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image", b"PK": "a zip (.npz) archive",
+          b"\x89HDF": "an HDF5 file", b"GIF8": "a GIF image", b"BM": "a BMP image"}
+
+
 def _read_npy(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] | None, dict]:
     _no_channel(path, channel, "npy")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    # numpy takes any other start for a pickle, and says so: name what the file is
+    if not head.startswith(b"\x93NUMPY"):
+        what = next((name for magic, name in _MAGIC.items() if head.startswith(magic)),
+                    "no numpy array (no .npy header)")
+        if not head:
+            what = "nothing (the file is empty)"
+        raise MovieError(f"{path}: could not read this npy file: it holds {what}; give it "
+                         "its format's extension, or save the array with numpy.save")
     return np.load(path, allow_pickle=False), None, {}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 
 class ModelFileError(ValueError):
@@ -22,9 +22,10 @@ class ModelFileError(ValueError):
 
 
 def write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Write tensors atomically (temporary file, then rename)."""
+    """Write tensors atomically (temporary file, then rename), with the permissions the
+    user's umask gives every other file (safetensors' own writer makes them 0600)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    tmp.write_bytes(save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
     os.replace(tmp, path)
 
 
@@ -52,6 +53,8 @@ def read_record(path: Path, kind: str, what: str) -> dict:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelFileError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError:
+        raise ModelFileError(f"{path}: JSON nested too deeply to be a model record") from None
     found = record.get("kind") if isinstance(record, dict) else None
     if found != kind:
         raise ModelFileError(f"{path}: not a latentpath {what} (kind {found!r}, expected "
@@ -60,7 +63,18 @@ def read_record(path: Path, kind: str, what: str) -> dict:
 
 
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Load weights into ``model``, or say that they do not fit its architecture."""
+    """Load weights into ``model``, or say that they do not fit its architecture or
+    are not numbers (integer-cast, NaN or infinite weights would load silently)."""
+    expected = model.state_dict()
+    for name, tensor in tensors.items():
+        if name not in expected or not expected[name].is_floating_point():
+            continue
+        if not tensor.is_floating_point():
+            raise ModelFileError(f"{path}: weight {name!r} is {tensor.dtype}, not floating "
+                                 "point: the file is damaged")
+        if not torch.isfinite(tensor).all():
+            raise ModelFileError(f"{path}: weight {name!r} holds NaN or infinite values: "
+                                 "the file is damaged, or its training diverged")
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:

@@ -3,7 +3,7 @@
 - :func:`normalize_phase`: wrapped phase (degrees) to a signed polarisation signal in
   [-1, 1], whatever the wrap and the phase offset of the instrument;
 - :func:`register_frames`, :func:`align_frames`: the drift between frames, and the
-  movie shifted onto its first frame;
+  movie shifted onto its first frame; :func:`registration_doubts`: whether to trust it;
 - :func:`find_walls`: Canny edges of the polarisation signal (scikit-image), with
   thresholds set from the image itself.
 
@@ -162,6 +162,61 @@ def register_frames(images: np.ndarray, *, reference: str = "pairs",
                              f"more than max_shift_px={max_shift_px}")
     return pd.DataFrame({"frame": np.arange(n), "dy": drift[:, 0], "dx": drift[:, 1],
                          "error": error})
+
+
+def registration_doubts(images: np.ndarray, drift: pd.DataFrame, *,
+                        max_error: float = 0.95, max_disagreement_px: float = 3.0,
+                        max_share: float = 0.25) -> list[str]:
+    """What makes a registered drift untrustworthy, in plain sentences (none: trust it).
+
+    Three checks, on the images the drift was registered from:
+
+    - frames whose registration ``error`` exceeds ``max_error``: nothing of their
+      reference in them (a noise frame, another place), so their drift is a guess. (The
+      error alone cannot tell places apart: three scans of one PZT area read 0.80-0.86.)
+    - the drift against a second registration by another route, every frame directly to
+      the first: frames of one place agree within a pixel or so, while frames of
+      different places, or a registration that followed something moving (the phase's
+      walls) or chained an error on (one noise frame shifts every frame after it when
+      frames are registered one to the next), disagree by more than
+      ``max_disagreement_px``;
+    - a drift beyond ``max_share`` of the frame: not the drift of one place.
+
+    Parameters
+    ----------
+    images : ndarray (T, H, W)
+        The frames the drift was registered on.
+    drift : DataFrame
+        :func:`register_frames`' table.
+
+    Returns
+    -------
+    list of str
+    """
+    stack = _check_stack(images, "images")
+    doubts: list[str] = []
+    if len(stack) < 2:
+        return doubts
+    poor = drift[drift.error > max_error]
+    if len(poor):
+        doubts.append(f"frame(s) {poor.frame.tolist()[:10]} hold nothing of their reference "
+                      f"(registration error up to {poor.error.max():.2f}, 1 = no likeness): "
+                      "noise, or another place; their drift is a guess")
+    direct = register_frames(stack, reference="first")
+    gap = np.hypot(drift.dy.to_numpy() - direct.dy.to_numpy(),
+                   drift.dx.to_numpy() - direct.dx.to_numpy())
+    if (gap > max_disagreement_px).any():
+        t = int(np.argmax(gap))
+        doubts.append(f"the drift disagrees by {gap[t]:.1f} px at frame {t} with registering "
+                      "each frame directly to the first: the frames may not show one place, "
+                      "or the registration followed what moved (the amplitude channel moves "
+                      "only with the sample); check drift.csv")
+    reach = float(np.hypot(drift.dy, drift.dx).max())
+    if reach > max_share * min(stack.shape[1:]):
+        doubts.append(f"the drift reaches {reach:.0f} px, over {max_share:.0%} of the "
+                      f"{min(stack.shape[1:])} px frame: are these frames one movie of one "
+                      "place?")
+    return doubts
 
 
 def align_frames(images: np.ndarray, drift: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

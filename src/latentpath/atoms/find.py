@@ -22,6 +22,10 @@ from latentpath.io import Movie, validate_movie
 
 MIN_FRAME_A = 12.0
 """Smallest field of view worth segmenting: a few bond lengths of context."""
+MAX_PIXEL_A = 1.0
+"""Coarsest sampling at which atoms can be found: a C-C bond over 1.4 px."""
+PIXEL_SIZE_TOLERANCE = 0.2
+"""Share by which a given pixel size may differ from a clear lattice's before a warning."""
 PROBE_SIGMA_A = 0.45
 """Typical ADF probe width (Gaussian sigma) used as the starting width of the fits."""
 
@@ -37,17 +41,33 @@ def movie_stack(movie: Movie | np.ndarray) -> np.ndarray:
     return data
 
 
+def _compare_with_lattice(data: np.ndarray, pixel_size_A: float, spacing_A: float) -> None:
+    """Warn when a clear lattice reflection puts the pixel size more than
+    :data:`PIXEL_SIZE_TOLERANCE` away from the one given. (Not for a file's pixel size:
+    the estimate assumes graphene's spacing, and would question other materials'.)"""
+    estimate, prominence = estimate_pixel_size(data[: min(len(data), 5)], spacing_A=spacing_A)
+    # a strong reflection only (a lattice gives 4-13, noise up to about 1): a warning
+    # that cried wolf would teach users to ignore it
+    if prominence >= 2.0 and abs(pixel_size_A / estimate - 1) > PIXEL_SIZE_TOLERANCE:
+        warnings.warn(f"the pixel size given, {pixel_size_A:.4g} A, disagrees by "
+                      f"{abs(pixel_size_A / estimate - 1):.0%} with the {estimate:.4g} A of "
+                      f"the image's lattice reflection (prominence {prominence:.2f}, read as "
+                      f"graphene's {spacing_A:.3g} A spacing): unless the material has another "
+                      "lattice, atoms will be found at the wrong scale", stacklevel=3)
+
+
 def movie_pixel_size_A(movie: Movie | np.ndarray, pixel_size_A: float | None,
                        spacing_A: float = GRAPHENE_D100_A) -> tuple[float, str]:
     """The pixel size to use, and where it came from ("argument", "file", "lattice")."""
+    data = movie_stack(movie)
     if pixel_size_A is not None:
         if not np.isfinite(pixel_size_A) or pixel_size_A <= 0:
             raise ValueError(f"pixel size must be a positive number of angstrom, "
                              f"got {pixel_size_A!r}")
+        _compare_with_lattice(data, float(pixel_size_A), spacing_A)
         return float(pixel_size_A), "argument"
     if isinstance(movie, Movie) and movie.pixel_size is not None:
         return movie.pixel_size_in("A"), "file"
-    data = movie_stack(movie)
     estimate, prominence = estimate_pixel_size(data[: min(len(data), 5)], spacing_A=spacing_A)
     if prominence < 0.5:
         warnings.warn(f"no clear lattice reflection (prominence {prominence:.2f}); the "
@@ -114,6 +134,10 @@ def find_atoms(
                          "atoms in")
     px, source = movie_pixel_size_A(movie if isinstance(movie, Movie) else data, pixel_size_A)
     height, width = data.shape[1:]
+    if px > MAX_PIXEL_A:
+        raise ValueError(f"at {px:.4g} A/px ({source}) a C-C bond of {CC_BOND_A} A spans "
+                         f"{CC_BOND_A / px:.2g} px: no atom can be resolved; is the pixel "
+                         "size in angstrom?")
     if min(height, width) * px < MIN_FRAME_A:
         raise ValueError(f"frames of {height}x{width} px at {px:.3g} A/px span less than "
                          f"{MIN_FRAME_A} A, too small for the network to see atoms in context")

@@ -13,6 +13,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from latentpath.atoms.model import AtomUNet
+from latentpath.checks import check_memory
 
 
 def normalize_frame(image: np.ndarray) -> np.ndarray:
@@ -115,6 +116,8 @@ def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
     n_frames, height, width = images.shape
     small = model_shape((height, width), factor)
     shape = (height, width) if at_input_sampling else small
+    check_memory(f"the probabilities of {n_frames} frames of {shape[0]} x {shape[1]} px",
+                 4.0 * n_frames * model.config.n_classes * shape[0] * shape[1])
     out = np.empty((n_frames, model.config.n_classes, *shape), np.float32)
     for start in tqdm(range(0, n_frames, batch_size), desc="segmenting", unit="batch",
                       disable=not progress):

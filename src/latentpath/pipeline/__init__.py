@@ -2,12 +2,19 @@
 (:mod:`.pfm`), with what they share (:mod:`.common`)."""
 
 from latentpath.pipeline.common import RVAE_SIZES, read_run_record
-from latentpath.pipeline.pfm import PfmConfig, pfm_run_frames, read_pfm_run, run_pfm
+from latentpath.pipeline.pfm import (
+    PfmConfig,
+    check_pfm_truth,
+    pfm_run_frames,
+    read_pfm_run,
+    run_pfm,
+)
 from latentpath.pipeline.stem import (
     KINDS,
     StemConfig,
     atom_density,
     atoms_and_probabilities,
+    check_stem_truth,
     cut_kind_windows,
     frame_graphs,
     read_stem_run,
@@ -27,6 +34,8 @@ __all__ = [
     "StemConfig",
     "atom_density",
     "atoms_and_probabilities",
+    "check_pfm_truth",
+    "check_stem_truth",
     "cut_kind_windows",
     "frame_graphs",
     "pfm_run_frames",

@@ -14,6 +14,25 @@ RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
               "cuda": {"hidden": 256, "layers": 4, "epochs": 300}}
 
 
+#: the sizes of the skip-rVAE and its training a run accepts, (lowest, highest): beyond
+#: them a setting is a typo (a petabyte model, training that never ends)
+RUN_SIZE_BOUNDS = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "hidden": (1, 8192),
+                   "layers": (1, 32), "patience": (1, 100_000), "max_steps": (1, 10**8),
+                   "latent_dim": (2, 64)}
+
+
+def check_sizes(settings: Any, bounds: dict[str, tuple[int, int]]) -> None:
+    """Refuse integer settings outside their ``bounds`` (None values are left alone)."""
+    for name, (low, high) in bounds.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or value != int(value) or not low <= value <= high:
+            raise ValueError(f"{name} must be a whole number from {low} to {high}, got "
+                             f"{value!r}")
+
+
 @dataclasses.dataclass
 class RunSettings:
     """What the settings of every pipeline (:class:`~latentpath.pipeline.StemConfig`,
@@ -66,10 +85,7 @@ class RunSettings:
     rvae_sizes: ClassVar[dict] = RVAE_SIZES
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "hidden", "layers", "patience", "max_steps"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+        check_sizes(self, RUN_SIZE_BOUNDS)
         if self.time_budget_s is not None and not 0 < self.time_budget_s < float("inf"):
             raise ValueError(f"time_budget_s must be a positive number of seconds, got "
                              f"{self.time_budget_s}")
@@ -77,8 +93,6 @@ class RunSettings:
             raise ValueError(f"cooldown must lie in [0, 1), got {self.cooldown}")
         if not 0 < self.pixel_fraction <= 1:
             raise ValueError(f"pixel_fraction must lie in (0, 1], got {self.pixel_fraction}")
-        if self.latent_dim < 2:
-            raise ValueError("latent_dim must be at least 2 for the latent maps")
 
     def train_rvae(self, windows: Any, folder: Path, *, resume: bool = False,
                    overwrite: bool = False, progress: bool = True,
@@ -160,6 +174,9 @@ def read_config_file(path: str | Path, pipeline: str) -> dict:
         raise ValueError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"config file {path} is not readable JSON: {err}") from None
+    except RecursionError:
+        raise ValueError(f"config file {path} is JSON nested too deeply to be settings"
+                         ) from None
     if not isinstance(record, dict):
         raise ValueError(f"config file {path} must hold a JSON object")
     if record.get("pipeline", pipeline) != pipeline:
@@ -203,4 +220,11 @@ def read_run_record(out: str | Path) -> dict:
     path = Path(out) / "config.json"
     if not path.is_file():
         raise ValueError(f"{out} is not a finished run: no config.json")
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{path} is not a readable run record ({type(err).__name__})"
+                         ) from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not a run record (not a JSON object)")
+    return record

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +61,19 @@ from latentpath.pfm import (
     level_set_curvature,
     normalize_phase,
     register_frames,
+    registration_doubts,
     wall_curves,
     wall_points,
     window_physics,
 )
-from latentpath.pipeline.common import RunSettings, read_run_record
-from latentpath.pipeline.steps import RunSteps, content_key, run_identity, step_key
+from latentpath.pipeline.common import RunSettings, check_sizes, read_run_record
+from latentpath.pipeline.steps import (
+    RunSteps,
+    content_key,
+    recorded_identity,
+    run_identity,
+    step_key,
+)
 from latentpath.windows import cut_windows, sample_points
 
 #: channel names tried, in order, when none is given: the synthetic movies' names, then
@@ -130,11 +138,10 @@ class PfmConfig(RunSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("window_px", "window_samples", "walls_per_frame", "map_points",
-                     "manifold_points", "median_px", "min_wall_px"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+        check_sizes(self, {"window_px": (8, 1024), "window_samples": (8, 256),
+                           "walls_per_frame": (1, 100_000), "map_points": (2, 2000),
+                           "manifold_points": (2, 64), "median_px": (1, 255),
+                           "min_wall_px": (1, 10**6)})
         if self.window_samples < 8 or self.window_samples > self.window_px:
             raise ValueError(f"window_samples must lie in [8, window_px={self.window_px}], "
                              f"got {self.window_samples}")
@@ -170,15 +177,21 @@ def load_pfm(path: str | Path | list, config: PfmConfig) -> tuple[Movie, np.ndar
         differs from the phase's.
     """
     tried = [config.phase_channel] if config.phase_channel else list(PHASE_CHANNELS)
-    errors = []
+    errors: dict[str, str] = {}
     for channel in tried:
         try:
             phase = load_movie(path, channel=channel)
             break
         except (ValueError, KeyError) as err:
-            errors.append(f"{channel or 'default'}: {str(err).splitlines()[0]}")
+            errors[channel or "default"] = str(err).splitlines()[0]
     else:
-        raise ValueError(f"{path}: no phase channel found ({'; '.join(errors)}); name it with "
+        # a file of one array (npy, tif) refuses every named channel: what went wrong
+        # with its one array is the trouble, not a missing channel
+        problems = {p for p in errors.values() if "cannot be used with them" not in p}
+        if len(problems) == 1 and "channel" not in next(iter(problems)):
+            raise ValueError(next(iter(problems)))
+        shown = "; ".join(f"{channel}: {problem}" for channel, problem in errors.items())
+        raise ValueError(f"{path}: no phase channel found ({shown}); name it with "
                          f"phase_channel (--phase-channel)")
     amplitude = None
     for channel in ([config.amplitude_channel] if config.amplitude_channel
@@ -194,6 +207,10 @@ def load_pfm(path: str | Path | list, config: PfmConfig) -> tuple[Movie, np.ndar
     return phase, amplitude
 
 
+#: a drift registered on the phase alone beyond this many pixels is worth a warning
+PHASE_DRIFT_WARN_PX = 2.0
+
+
 def signal_and_drift(phase_deg: np.ndarray, amplitude: np.ndarray | None, *,
                      reference: str = "pairs") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """The polarisation signal aligned on the first frame, its valid pixels and the
@@ -204,10 +221,18 @@ def signal_and_drift(phase_deg: np.ndarray, amplitude: np.ndarray | None, *,
         signal = signal[None]
     if len(signal) < 2:
         drift = pd.DataFrame({"frame": [0], "dy": [0.0], "dx": [0.0], "error": [0.0]})
-    elif amplitude is not None:
-        drift = register_frames(amplitude, reference=reference)
     else:
-        drift = register_frames(signal, reference="previous")
+        source = signal if amplitude is None else amplitude
+        drift = register_frames(source, reference="previous" if amplitude is None
+                                else reference)
+        doubts = registration_doubts(source, drift)
+        reach = float(np.hypot(drift.dy, drift.dx).max())
+        if amplitude is None and reach > PHASE_DRIFT_WARN_PX:
+            doubts.append(f"the drift ({reach:.1f} px at most) was registered on the phase "
+                          "alone, whose moving walls pull it (3-27 px off on synthetic "
+                          "movies); give the amplitude channel if the file has one")
+        for doubt in doubts:
+            warnings.warn(f"registration: {doubt}", stacklevel=2)
     aligned, valid = align_frames(signal, drift)
     return aligned, valid, drift
 
@@ -520,6 +545,18 @@ def pfm_run_frames(out: str | Path) -> np.ndarray:
     signal = normalize_phase(phase.data)
     return align_frames(signal if signal.ndim == 3 else signal[None],
                         read_table(Path(out) / "drift.csv"))[0]
+
+
+def check_pfm_truth(out: str | Path, truth: str | Path) -> None:
+    """Refuse synthetic truth (.npz, which holds its movie) of another movie than the
+    one the PFM run in ``out`` analysed (ValueError)."""
+    recorded = (recorded_identity(out) or {}).get("movie_key")
+    if recorded is None:
+        return
+    phase, amplitude = load_pfm(truth, PfmConfig.from_dict(read_run_record(out)["config"]))
+    if content_key(phase.data, amplitude, phase.pixel_size, phase.pixel_unit) != recorded:
+        raise ValueError(f"{truth} is the truth of another movie than the one the run in "
+                         f"{out} analysed; give the truth of its movie")
 
 
 def read_pfm_run(out: str | Path) -> dict:

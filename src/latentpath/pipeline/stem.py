@@ -62,8 +62,14 @@ from latentpath.latent import (
     latent_grid,
     manifold,
 )
-from latentpath.pipeline.common import RVAE_SIZES, RunSettings, read_run_record
-from latentpath.pipeline.steps import RunSteps, content_key, run_identity, step_key
+from latentpath.pipeline.common import RVAE_SIZES, RunSettings, check_sizes, read_run_record
+from latentpath.pipeline.steps import (
+    RunSteps,
+    content_key,
+    recorded_identity,
+    run_identity,
+    step_key,
+)
 from latentpath.windows import cut_windows, sample_points
 
 KINDS = ("atom", "hollow")
@@ -207,11 +213,9 @@ class StemConfig(RunSettings):
             raise ValueError(f"window_A must exceed two bond lengths ({2 * CC_BOND_A} A), "
                              f"got {self.window_A}")
         super().__post_init__()
-        for name in ("window_px", "map_points", "manifold_points", "map_decode_px",
-                     "map_coarse_step"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+        check_sizes(self, {"window_px": (8, 256), "map_points": (2, 2000),
+                           "manifold_points": (2, 64), "map_decode_px": (8, 256),
+                           "map_coarse_step": (1, 64)})
         if self.window_source not in ("probability", "raw"):
             raise ValueError(f"window_source must be 'probability' or 'raw', got "
                              f"{self.window_source!r}")
@@ -773,11 +777,30 @@ def write_tracks(out: Path, tracks: pd.DataFrame, drift: pd.DataFrame, *,
 
 def stem_run_frames(out: str | Path) -> np.ndarray:
     """The frames a finished STEM run's windows were cut from: its movie, read again from
-    the path its record names (ValueError if it is gone)."""
+    the path its record names (ValueError if it is gone, or if its content changed since
+    the run: its frames would not match the run's atoms and windows)."""
     record = read_run_record(out)
     if not record.get("movie"):
         raise ValueError(f"{out}: the run was made from a movie in memory; pass its frames")
-    return load_movie(record["movie"], channel=record["config"].get("channel")).data
+    movie = load_movie(record["movie"], channel=record["config"].get("channel"))
+    key = content_key(movie.data, movie.pixel_size, movie.pixel_unit)
+    if (recorded_identity(out) or {}).get("movie_key", key) != key:
+        raise ValueError(f"{record['movie']} has changed since the run in {out} was made "
+                         "from it: its frames would not match the run's atoms and windows; "
+                         "run the analysis again")
+    return movie.data
+
+
+def check_stem_truth(out: str | Path, truth: str | Path) -> None:
+    """Refuse synthetic truth (.npz, which holds its movie) of another movie than the
+    one the run in ``out`` analysed: its scores would be of nothing (ValueError)."""
+    recorded = (recorded_identity(out) or {}).get("movie_key")
+    if recorded is None:
+        return
+    movie = load_movie(truth)
+    if content_key(movie.data, movie.pixel_size, movie.pixel_unit) != recorded:
+        raise ValueError(f"{truth} is the truth of another movie than the one the run in "
+                         f"{out} analysed; give the truth of its movie")
 
 
 def read_stem_run(out: str | Path) -> dict:

@@ -375,6 +375,16 @@ def run_identity(pipeline: str, movie_key: str, settings: Any, truth: str | None
             "truth": truth, "config": json.loads(json.dumps(config, default=str))}
 
 
+def recorded_identity(out: str | Path) -> dict | None:
+    """The identity (:func:`run_identity`) of the run a directory holds; None where it
+    records none."""
+    try:
+        identity = json.loads((Path(out) / STATE_DIR / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return identity if isinstance(identity, dict) else None
+
+
 def step_key(step: str, settings: Any, names: tuple[str, ...], *upstream: str) -> str:
     """The key of ``step``: its name, the library version, the settings ``names`` and
     the keys of the steps it reads."""

@@ -11,6 +11,7 @@ from latentpath.modelfiles import ModelFileError
 from latentpath.rvae.files import load_rvae, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
 from latentpath.rvae.train import (
+    TrainingDivergedError,
     TrainingStop,
     balanced_weights,
     epoch_order,
@@ -23,6 +24,7 @@ __all__ = [
     "ModelFileError",
     "RVAEConfig",
     "SkipRVAE",
+    "TrainingDivergedError",
     "TrainingStop",
     "balanced_weights",
     "decode",
@@ -48,6 +50,12 @@ def encode(model: SkipRVAE, windows: np.ndarray, *, batch_size: int = 1024,
     windows : ndarray (N, w, w) or (N, c, w, w), or path to .npy
     table : DataFrame, optional
         The window table (row i describes window i); the latents are appended to it.
+
+    Raises
+    ------
+    ValueError
+        Windows of another size or channel count than the model's, a table of another
+        length, or a window holding NaN or infinite values (named by its index).
     """
     data = open_windows(windows)
     if data.shape[-1] != model.config.window_px:
@@ -70,6 +78,11 @@ def encode(model: SkipRVAE, windows: np.ndarray, *, batch_size: int = 1024,
     mus, sds = [], []
     for start in range(0, len(data), batch_size):
         x = torch.from_numpy(np.array(data[start:start + batch_size], dtype=np.float32))
+        bad = (~torch.isfinite(x.flatten(1))).any(1).nonzero()
+        if len(bad):
+            raise ValueError(f"window {start + int(bad[0])} holds NaN or infinite values "
+                             f"({len(bad)} such window(s) in {start}-{start + len(x) - 1}): "
+                             "its latents would mean nothing; drop or repair it")
         mu, logvar = model.encode(model.normalize(x.to(device)))
         mus.append(mu.cpu().numpy())
         sds.append(torch.exp(0.5 * logvar).cpu().numpy())

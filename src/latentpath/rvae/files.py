@@ -110,5 +110,7 @@ def load_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Ada
                  if key.startswith(f"adam.{i}.")}
         if entry:
             optimizer.state[p] = entry
+    if "torch_generator" not in tensors:
+        raise ModelFileError(f"{path}: damaged checkpoint (no random generator state)")
     torch_gen.set_state(tensors["torch_generator"])
     return state

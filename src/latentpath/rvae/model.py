@@ -77,9 +77,12 @@ class RVAEConfig:
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.skip not in ("latent", "first_layer"):
             raise ValueError(f"skip must be 'latent' or 'first_layer', got {self.skip!r}")
-        for name in ("window_px", "channels", "latent_dim", "hidden", "layers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        # upper bounds too: a typo in a config file must not allocate a petabyte
+        for name, high in (("window_px", 512), ("channels", 64), ("latent_dim", 64),
+                           ("hidden", 8192), ("layers", 32)):
+            if not 1 <= int(getattr(self, name)) <= high:
+                raise ValueError(f"{name} must be a whole number from 1 to {high}, got "
+                                 f"{getattr(self, name)}")
         if not self.scale > 0:
             raise ValueError(f"scale must be positive, got {self.scale}")
 

@@ -49,6 +49,13 @@ _CHUNK = 4096
 STOP_REASONS = ("converged", "max_steps", "epochs", "time_budget")
 #: stops that resuming with the same settings would repeat at once, so it trains no more
 _FINAL_STOPS = ("converged", "max_steps")
+#: a validation loss this many times the untrained model's means training diverged
+DIVERGED_FACTOR = 100.0
+
+
+class TrainingDivergedError(ValueError):
+    """The loss became non-finite or exploded: the learning rate is too high for the
+    data. Nothing of the diverged epoch is saved."""
 #: the stopping and sampling settings of checkpoints written before they existed
 _UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None,
           "cooldown": 0.0, "pixel_fraction": 1.0}
@@ -389,6 +396,13 @@ def fit_rvae(
         windows_per_s, steps`` (``steps``: optimiser steps done by the end of the
         epoch). ``attrs["stop"]`` is the :class:`TrainingStop`, also written to the
         model's ``config.json`` (read it with :func:`training_record`).
+
+    Raises
+    ------
+    TrainingDivergedError
+        The loss of an epoch is not finite, or its validation loss is more than
+        :data:`DIVERGED_FACTOR` times the untrained model's: the learning rate is too
+        high. The epoch is neither kept as the model nor checkpointed.
     """
     started = time.perf_counter()
     data = open_windows(windows)
@@ -480,6 +494,7 @@ def fit_rvae(
              "cooldown_stop": None}
     if resume and (out_dir / "checkpoint.json").exists():
         state = load_checkpoint(out_dir, model, optimizer, gen)
+        _check_state(state, out_dir / "checkpoint.json")
         if {**_UNSET, **state["settings"]} != settings:
             raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
                                 f"settings ({state['settings']} vs {settings})")
@@ -506,6 +521,10 @@ def fit_rvae(
     n_drawn = max(1, round(pixel_fraction * n_pixels)) if pixel_fraction < 1 else None
     # a run that converged or hit its step ceiling would stop again at once
     first = epochs + 1 if state["stop"] in _FINAL_STOPS else state["epoch"] + 1
+    if first <= epochs and "initial_val" not in state:
+        # the yardstick of divergence: what a model that learned nothing scores
+        state["initial_val"] = _validation_loss(model, data, val_idx, batch_size, device,
+                                                seed, kl_weight, group)
     for epoch in range(first, epochs + 1):
         # A tensor, not a float, so that a KL warm-up does not recompile every epoch.
         beta = torch.tensor(kl_weight * (min(1.0, epoch / kl_warmup_epochs)
@@ -556,6 +575,7 @@ def fit_rvae(
         seconds = time.perf_counter() - start
         val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
                                group)
+        _check_divergence(epoch, sums.sum() / seen, val, state["initial_val"], lr)
         row = {"epoch": epoch, "train_loss": sums.sum() / seen,
                "train_recon": sums[0] / seen, "train_kl": sums[1] / seen,
                "val_loss": val, "seconds": seconds, "windows_per_s": seen / seconds,
@@ -612,6 +632,43 @@ def fit_rvae(
                                          best_epoch=state["best_epoch"],
                                          best_val_loss=state["best_val"])
     return history
+
+
+#: what a checkpoint's state holds, by type: anything else is a damaged or edited file
+_STATE_TYPES = {"epoch": int, "history": list, "best_val": float, "settings": dict,
+                "steps": int, "bad_checks": int, "stop": (str, type(None)),
+                "patience_ref": (float, type(None)), "best_epoch": (int, type(None)),
+                "initial_val": float, "cooldown_from": (int, type(None)),
+                "cooldown_steps": (int, type(None)), "cooldown_stop": (str, type(None))}
+
+
+def _check_state(state: dict, path: Path) -> None:
+    """Refuse a checkpoint whose state training did not write as it stands."""
+    for key in ("epoch", "history", "best_val", "settings"):
+        if key not in state:
+            raise ModelFileError(f"{path}: damaged checkpoint (no {key!r}); delete the "
+                                 "checkpoint or train into a new directory")
+    for key, kind in _STATE_TYPES.items():
+        value = state.get(key)
+        if key in state and (isinstance(value, bool) or not isinstance(
+                value, (int, float) if kind is float else kind)):
+            raise ModelFileError(f"{path}: damaged checkpoint ({key!r} is {value!r}); "
+                                 "delete the checkpoint or train into a new directory")
+    if not all(isinstance(row, dict) for row in state["history"]):
+        raise ModelFileError(f"{path}: damaged checkpoint (its history is not a list of "
+                             "epochs); delete the checkpoint or train into a new directory")
+
+
+def _check_divergence(epoch: int, train_loss: float, val: float, initial: float,
+                      lr: float) -> None:
+    """Stop a training whose loss went non-finite or far above the untrained model's."""
+    limit = DIVERGED_FACTOR * abs(initial) if np.isfinite(initial) else np.inf
+    if np.isfinite(train_loss) and np.isfinite(val) and val <= limit:
+        return
+    raise TrainingDivergedError(
+        f"training diverged in epoch {epoch}: training loss {train_loss:.3g}, validation "
+        f"loss {val:.3g} against {initial:.3g} before training; lower the learning rate "
+        f"(lr={lr:g}, --lr) and train again in a new directory")
 
 
 def _record(state: dict, lr: float, epochs: int) -> dict:

@@ -75,7 +75,7 @@ import pandas as pd
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from latentpath.checks import check_float, check_int, check_pair
+from latentpath.checks import check_float, check_int, check_memory, check_pair
 from latentpath.io import (
     check_writable,
     save_npz,
@@ -317,6 +317,9 @@ def synth_pfm_movie(
     """
     n_frames = check_int("n_frames", n_frames, 1)
     size = check_int("size", size, 32)
+    # phase, amplitude, polarisation, walls and velocity of every frame
+    check_memory(f"a PFM movie of {n_frames} frames of {size} x {size} px",
+                 5 * 4.0 * n_frames * size**2)
     if size > 8192:
         raise ValueError(f"size must be <= 8192, got {size}")
     seed = check_int("seed", seed, 0)

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from latentpath.checks import check_float, check_int
+from latentpath.checks import check_float, check_int, check_memory
 from latentpath.io import (
     check_writable,
     save_npz,
@@ -238,6 +238,9 @@ def synth_stem_movie(
     params = {k: v for k, v in locals().items() if k != "progress"}
     check_int("n_frames", n_frames, 1)
     check_int("size", size, 32)
+    # the movie, and about as much again for its truth and the rendering
+    check_memory(f"a movie of {n_frames} frames of {size} x {size} px", 2 * 4.0 * n_frames
+                 * size**2)
     for name, value in (("pixel_size_A", pixel_size_A), ("dose_e_per_A2", dose_e_per_A2),
                         ("c_peak_fraction", c_peak_fraction), ("probe_fwhm_A", probe_fwhm_A)):
         check_float(name, value, minimum=0.0, strict=True)
