@@ -196,6 +196,11 @@ def test_evaluate_refuses_what_it_cannot_score_honestly(tmp_path, capsys):
         found.to_csv(tmp_path / "atoms.csv", index=False)
         refused(["evaluate", str(tmp_path / "atoms.csv"), "--truth", str(truth), *flags],
                 capsys, message)
+    # atoms of another movie of the same size: scored, with a word
+    table.to_csv(tmp_path / "atoms.csv", index=False)
+    with pytest.warns(UserWarning, match=r"only 0 of 2 found atoms match .*is the truth "
+                                         r"of this movie"):
+        assert main(["evaluate", str(tmp_path / "atoms.csv"), "--truth", str(truth)]) == 0
 
 
 def test_sizes_beyond_reason_are_refused_before_anything_is_allocated(stem_movie, tmp_path,

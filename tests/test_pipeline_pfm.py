@@ -75,6 +75,21 @@ def test_a_drift_from_the_phase_alone_is_a_visible_warning():
         signal_and_drift(sim.phase, None)
 
 
+def test_a_run_says_what_it_doubts_in_its_summary_record_and_report(tmp_path, capsys):
+    from latentpath.cli import main
+
+    sim = synth_pfm_movie(10, 160, seed=3, mode="field")
+    np.save(tmp_path / "phase.npy", sim.phase)  # no amplitude: the drift is in doubt
+    with pytest.warns(UserWarning, match="registration"):
+        assert main(["pfm", str(tmp_path / "phase.npy"), "--out", str(tmp_path / "run"),
+                     "--epochs", "2", "--hidden", "16", "--layers", "2", "--map-points", "8",
+                     "--walls-per-frame", "40", "--device", "cpu", "--no-compile"]) == 0
+    assert "warning: registration: " in capsys.readouterr().out
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert any("registered on the phase alone" in w for w in record["warnings"])
+    assert "Warning: registration: " in (tmp_path / "run" / "report.html").read_text()
+
+
 def test_scans_of_different_sizes_are_not_one_movie(tmp_path, capsys):
     from latentpath.cli import main
 

@@ -241,6 +241,36 @@ def test_evaluate_refuses_the_truth_of_another_movie(run, tmp_path, capsys):
     assert ((out / "scores.json").read_bytes() if scores is not None else None) == scores
 
 
+def test_a_run_records_what_it_doubts(movie, tmp_path, monkeypatch, capsys):
+    import warnings
+
+    from latentpath.pipeline import stem as stem_pipeline
+
+    found = stem_pipeline.atoms_and_probabilities
+
+    def doubting(*args, **kwargs):
+        # as latentpath's atom finder warns; a library's warning is shown, not recorded
+        warnings.warn_explicit("the pixel size given disagrees with the lattice",
+                               UserWarning, stem_pipeline.__file__, 1)
+        warnings.warn("a library's own", UserWarning, stacklevel=1)
+        return found(*args, **kwargs)
+
+    monkeypatch.setattr(stem_pipeline, "atoms_and_probabilities", doubting)
+    path, _ = movie
+    with pytest.warns(UserWarning, match="disagrees with the lattice"):
+        result = run_stem(path, tmp_path / "run", StemConfig(**TINY, track_species=None),
+                          progress=False)
+    assert result["warnings"] == ["the pixel size given disagrees with the lattice"]
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["warnings"] == result["warnings"]
+    assert "Warning: the pixel size given" in (tmp_path / "run" / "report.html").read_text()
+    # a resumed run keeps the doubts of the steps it reuses
+    monkeypatch.setattr(stem_pipeline, "atoms_and_probabilities", found)
+    again = run_stem(path, tmp_path / "run", StemConfig(**TINY, track_species=None),
+                     progress=False)
+    assert "atoms" in again["reused"] and again["warnings"] == result["warnings"]
+
+
 def test_every_run_scores_its_latent_spaces_against_its_bond_graph(run):
     out, result = run
     for kind in ("atom", "hollow"):

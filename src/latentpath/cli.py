@@ -206,6 +206,8 @@ def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path |
         print(f"longest-lived wall: frames {history.frame.min()}-{history.frame.max()}, "
               f"curvature dispersion {history.curvature_std.iloc[0]:.4f} -> "
               f"{history.curvature_std.iloc[-1]:.4f} /px")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     print(f"run -> {out}/ in {result['total_s']:.0f} s; open the report: {result['report']}")
 
 
@@ -265,6 +267,8 @@ def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None
                           for r in counts.head(3).itertuples()))
     else:
         print("tracks: no atom of the tracked species in the movie")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     print(f"run -> {out}/ in {result['total_s']:.0f} s; open the report: {result['report']}")
 
 

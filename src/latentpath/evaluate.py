@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
@@ -46,6 +48,10 @@ def match_atoms(found: pd.DataFrame, truth: pd.DataFrame, radius_px: float) -> p
             used_t.add(j)
             rows.append((frame, f_frame.index[i], t_frame.index[j], d))
     return pd.DataFrame(rows, columns=["frame", "found", "truth", "distance_px"])
+
+
+#: an atom-detection F1 below this is more likely truth of another movie than a bad finder
+TRUTH_DOUBT_F1 = 0.5
 
 
 def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float,
@@ -143,6 +149,11 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
             amorphous = t["region"].to_numpy()[near] == "amorphous"
             n_false += int((in_hole | amorphous).sum())
         scores["false_per_10nm2_disordered"] = 10 * n_false / area_nm2 if area_nm2 else 0.0
+    if len(found) and len(truth) and f1 < TRUTH_DOUBT_F1:
+        warnings.warn(f"only {tp} of {len(found)} found atoms match the {len(truth)} true ones "
+                      f"(F1 {f1:.2f}): is the truth of this movie, and the pixel size "
+                      f"({pixel_size_A:g} A) and match radius ({match_radius_A:g} A) right?",
+                      stacklevel=2)
     return scores
 
 

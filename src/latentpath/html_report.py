@@ -473,6 +473,8 @@ def _summary(out: Path, record: dict, pipeline: str) -> list[str]:
                      f"{frames.switched_fraction.iloc[0]:.0%} -> "
                      f"{frames.switched_fraction.iloc[-1]:.0%}; "
                      f"{frames.walls.mean():.0f} walls per frame")
+    # what the run doubts of itself, first thing after the numbers
+    lines += [f"Warning: {w}" for w in record.get("warnings", [])]
     return lines
 
 

@@ -215,10 +215,15 @@ def signal_and_drift(phase_deg: np.ndarray, amplitude: np.ndarray | None, *,
                      reference: str = "pairs") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """The polarisation signal aligned on the first frame, its valid pixels and the
     drift (of the amplitude, registered by ``reference``: see
-    :func:`latentpath.pfm.register_frames`; without it, of the signal frame to frame)."""
+    :func:`latentpath.pfm.register_frames`; without it, of the signal frame to frame).
+
+    Whatever puts the drift in doubt (:func:`latentpath.pfm.registration_doubts`, and a
+    drift registered on the phase alone) is warned of and listed, one sentence each, in
+    the drift table's ``attrs["doubts"]``."""
     signal = normalize_phase(phase_deg)
     if signal.ndim == 2:
         signal = signal[None]
+    doubts: list[str] = []
     if len(signal) < 2:
         drift = pd.DataFrame({"frame": [0], "dy": [0.0], "dx": [0.0], "error": [0.0]})
     else:
@@ -231,9 +236,11 @@ def signal_and_drift(phase_deg: np.ndarray, amplitude: np.ndarray | None, *,
             doubts.append(f"the drift ({reach:.1f} px at most) was registered on the phase "
                           "alone, whose moving walls pull it (3-27 px off on synthetic "
                           "movies); give the amplitude channel if the file has one")
+        doubts = [f"registration: {doubt}" for doubt in doubts]
         for doubt in doubts:
-            warnings.warn(f"registration: {doubt}", stacklevel=2)
+            warnings.warn(doubt, stacklevel=2)
     aligned, valid = align_frames(signal, drift)
+    drift.attrs["doubts"] = doubts
     return aligned, valid, drift
 
 
@@ -407,6 +414,7 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
         save_npz(out / "wall_mask.npz", {"walls": walls, "valid": valid}, overwrite=True)
         steps.finish("walls", key, [*(out / name for name in tables), out / "signal.npy",
                                     out / "wall_mask.npz"],
+                     values={"warnings": drift.attrs["doubts"]},
                      note=f"{len(curves)} px, {len(curves.groupby(['frame', 'wall']))} "
                           f"curves; drift from the "
                           f"{'phase' if amplitude is None else 'amplitude'}")
@@ -458,7 +466,8 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
     result = {"signal": signal, "valid": valid, "walls": walls, "drift": drift,
               "curves": curves, "frames": frames, "latents": latents, "maps": maps,
               "manifold": manifold_, "history": history, "wall_latents": wall_latents,
-              "config": config, "out": out}
+              "config": config, "out": out,
+              "warnings": steps.values("walls").get("warnings", [])}
     key = content_key("report", __version__, *keys, source, truth)
     if not steps.reusable("report", key):
         steps.begin("report", key)
@@ -529,6 +538,7 @@ def _pfm_record(out: Path, result: dict, steps: RunSteps, *, source: str | list,
                          "pixel_unit": phase.pixel_unit, "amplitude": amplitude,
                          "config": dataclasses.asdict(result["config"]),
                          "timings_s": steps.timings, "total_s": steps.total_s,
+                         "warnings": result["warnings"],
                          "figures": [str(f.relative_to(out)) for f in figures]},
                         out / "config.json", overwrite=True)
     return [*figures, record, write_report(out, result["signal"], overwrite=True)]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -560,6 +561,18 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
                            progress=progress)
 
 
+def _own_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The warnings latentpath itself raised among ``caught``, shown again (they were
+    held back to be recorded) and returned as sentences for the run's record; those of
+    libraries are shown only."""
+    own = []
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if "latentpath" in Path(w.filename).parts and issubclass(w.category, UserWarning):
+            own.append(str(w.message))
+    return own
+
+
 def stem_outputs(out: Path) -> tuple[list[Path], list[Path]]:
     """The files and the folders a STEM run writes in its directory ``out``."""
     files = [out / name for name in ("config.json", "atoms.parquet", "rings.parquet",
@@ -583,8 +596,11 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
         segmenter = out / "segmenter" if config.self_train_frames else None
         if segmenter is None and (out / "segmenter").is_dir():
             shutil.rmtree(out / "segmenter")  # an earlier run's, which these atoms did not use
-        atoms, probability, map_px_A = atoms_and_probabilities(
-            movie, config, segmenter_out=segmenter, progress=progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            atoms, probability, map_px_A = atoms_and_probabilities(
+                movie, config, segmenter_out=segmenter, progress=progress)
+        doubts = _own_warnings(caught)
         px = atoms.attrs["pixel_size_A"]
         if len(atoms) == 0:
             raise ValueError("no atoms found in the movie: nothing to analyse")
@@ -601,7 +617,8 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
         steps.finish("atoms", key, [out / "atoms.parquet", out / "rings.parquet",
                                     out / "window_images.npy",
                                     *([segmenter] if segmenter else [])],
-                     values={"pixel_size_A": px, "window_image_pixel_A": source_px_A},
+                     values={"pixel_size_A": px, "window_image_pixel_A": source_px_A,
+                             "warnings": doubts},
                      note=f"{len(atoms)} atoms, {len(rings)} rings")
     px, source_px_A = (steps.values("atoms")[name] for name in ("pixel_size_A",
                                                                  "window_image_pixel_A"))
@@ -609,7 +626,8 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
     rings = _read_rings(out / "rings.parquet")
     source = np.load(out / "window_images.npy", mmap_mode="r")
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
-    result = {"atoms": atoms, "rings": rings, "out": out}
+    result = {"atoms": atoms, "rings": rings, "out": out,
+              "warnings": steps.values("atoms").get("warnings", [])}
     models = {}
     for kind in KINDS:
         models[kind], maps_key = _kind_steps(kind, steps, keys[0], source, source_px_A,
@@ -730,6 +748,7 @@ def _stem_record(out: Path, movie: Movie, result: dict, steps: RunSteps, *,
                          "window_bond_length_px": bond_px,
                          "config": dataclasses.asdict(config),
                          "timings_s": steps.timings, "total_s": steps.total_s,
+                         "warnings": result["warnings"],
                          "figures": [str(f.relative_to(out)) for f in figures]},
                         out / "config.json", overwrite=True)
     return [*figures, record, write_report(out, movie.data, overwrite=True)]
