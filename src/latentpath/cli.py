@@ -95,15 +95,15 @@ def _demo(args: argparse.Namespace) -> None:
                 "seed": args.seed}
     movies = {"stem movie": (_synth_stem, stem_args, _stem_outputs),
               "pfm movie": (_synth_pfm, pfm_args, _pfm_outputs)}
-    steps = RunSteps.open(out, identity, overwrite=args.overwrite, resume=args.resume,
-                          outputs=[p for _, a, files in movies.values()
-                                   for p in files(_npz_path(a.out))])
-    for step, (make, make_args, files) in movies.items():
-        key = content_key(step, identity)
-        if not steps.reusable(step, key):
-            steps.begin(step, key)
-            make(make_args)
-            steps.finish(step, key, files(_npz_path(make_args.out)))
+    with RunSteps.open(out, identity, overwrite=args.overwrite, resume=args.resume,
+                       outputs=[p for _, a, files in movies.values()
+                                for p in files(_npz_path(a.out))]) as steps:
+        for step, (make, make_args, files) in movies.items():
+            key = content_key(step, identity)
+            if not steps.reusable(step, key):
+                steps.begin(step, key)
+                make(make_args)
+                steps.finish(step, key, files(_npz_path(make_args.out)))
     npz, pfm_npz = _npz_path(stem_args.out), _npz_path(pfm_args.out)
     run, pfm_run = out / "stem-run", out / "pfm-run"
     print(f"STEM pipeline on {npz} -> {run}/")
