@@ -6,7 +6,7 @@ discovery yardstick against the bond graph and the synthetic truth.
         [--pixel-fraction F]
         [--batch-size N --lr LR --kl-weight W --latent-dim K] [--window A --window-px N]
         [--taper-flat 0.8] [--no-orient] [--blobs] [--regraph] [--map-points 200]
-        [--render-atoms SIGMA_A]
+        [--render-atoms SIGMA_A] [--centre-weight SIGMA]
 
 Cuts the kind's windows again from the run's window images (``--per-frame``: C atoms
 or rings per frame, -1 for all), trains its skip-rVAE with the run's settings changed
@@ -17,7 +17,8 @@ agreement per structure (docs/chemical-space.md, issue 20); for atom windows als
 map's accuracy on the three commonest true structures and pooled, as ``latentpath
 evaluate`` scores it. ``--blobs`` reads the map as blobs at a fixed range (the earlier
 reading), ``--taper-flat`` sets the flat part of the round taper, ``--render-atoms``
-cuts the windows from an image of the run's found atoms instead of its window images.
+cuts the windows from an image of the run's found atoms instead of its window images,
+``--centre-weight`` weighs the reconstruction error towards the window's centre.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from common import machine_line  # benchmarks/common.py, beside this script
 
+import latentpath.rvae
 import latentpath.windows
 from latentpath.discovery import (
     DiscoveryScore,
@@ -81,6 +83,9 @@ def main() -> None:
     parser.add_argument("--regraph", action="store_true",
                         help="recompute the bonds, rings and bond frames of the run's atoms "
                              "with the installed code (e.g. after a change of the frames)")
+    parser.add_argument("--centre-weight", type=float, metavar="SIGMA",
+                        help="weigh each pixel's reconstruction error by 0.2 + a Gaussian "
+                             "of this sigma (window half-widths) around the centre")
     parser.add_argument("--render-atoms", type=float, metavar="SIGMA_A",
                         help="cut the windows from an image of the run's found atoms, each a "
                              "Gaussian of this sigma (angstrom), instead of its window images")
@@ -106,6 +111,13 @@ def main() -> None:
         else:
             changes["hollow_per_frame"] = chosen
     config = dataclasses.replace(config, device="cpu", **changes).for_device("cpu")
+    if args.centre_weight:
+        half = (config.window_px - 1) / 2
+        yy, xx = np.mgrid[:config.window_px, :config.window_px]
+        r = np.hypot(yy - half, xx - half) / half
+        latentpath.rvae.fit_rvae = functools.partial(
+            latentpath.rvae.fit_rvae,
+            pixel_weights=0.2 + np.exp(-0.5 * (r / args.centre_weight) ** 2))
     if args.taper_flat is not None:
         latentpath.windows.circular_taper = functools.partial(
             latentpath.windows.circular_taper, flat=args.taper_flat)

@@ -543,6 +543,25 @@ def test_a_diverging_training_stops_with_a_clear_error_and_saves_nothing(tmp_pat
     assert "training diverged" in capsys.readouterr().err
 
 
+def test_pixel_weights_weigh_each_pixels_error(tmp_path, toy):
+    windows, _ = toy
+    plain = fit_rvae(windows, tmp_path / "plain", epochs=2, **TOY)
+    # any constant weight is every pixel alike (weights are scaled to mean 1)
+    flat = fit_rvae(windows, tmp_path / "flat", epochs=2, pixel_weights=np.full((12, 12), 3.0),
+                    **TOY)
+    columns = ["train_loss", "val_loss", "steps"]
+    assert np.allclose(plain[columns].to_numpy(), flat[columns].to_numpy(), rtol=1e-5)
+    centre = np.zeros((12, 12))
+    centre[4:8, 4:8] = 1.0
+    weighted = fit_rvae(windows, tmp_path / "centre", epochs=2, pixel_weights=centre, **TOY)
+    assert not np.allclose(weighted.val_loss, plain.val_loss)
+    with pytest.raises(ModelFileError, match="other data or settings"):
+        fit_rvae(windows, tmp_path / "centre", resume=True, epochs=3, **TOY)
+    for bad in (np.ones((5, 5)), -centre, np.zeros((12, 12)), centre * np.nan):
+        with pytest.raises(ValueError, match="pixel_weights"):
+            fit_rvae(windows, tmp_path / "bad", epochs=1, pixel_weights=bad, **TOY)
+
+
 def test_balanced_weights():
     weights = balanced_weights(["a", "a", "a", "b"])
     assert np.allclose(weights, [2 / 3, 2 / 3, 2 / 3, 2])

@@ -197,15 +197,20 @@ class SkipRVAE(nn.Module):
         return recon, mu, logvar
 
     def loss(self, x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor,
-             logvar: torch.Tensor, kl_weight: float | torch.Tensor = 1.0
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruction and KL terms per window, averaged over the batch."""
+             logvar: torch.Tensor, kl_weight: float | torch.Tensor = 1.0,
+             pixel_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction and KL terms per window, averaged over the batch; the
+        reconstruction of pixel i weighted by ``pixel_weights[i]`` (flattened pixels,
+        mean 1) if given."""
         n = x.shape[0]
         if self.config.loss == "mse":
-            recon_term = 0.5 * ((recon - x) ** 2).reshape(n, -1).sum(1)
+            error = 0.5 * (recon - x) ** 2
         else:
-            recon_term = nn.functional.binary_cross_entropy_with_logits(
-                recon, x.clamp(0, 1), reduction="none").reshape(n, -1).sum(1)
+            error = nn.functional.binary_cross_entropy_with_logits(
+                recon, x.clamp(0, 1), reduction="none")
+        if pixel_weights is not None:
+            error = error.reshape(n, -1, pixel_weights.numel()) * pixel_weights
+        recon_term = error.reshape(n, -1).sum(1)
         c = self.config
         prior_sd = torch.tensor([c.angle_prior_rad] + [1.0] * (2 + c.latent_dim),
                                 device=mu.device, dtype=mu.dtype)

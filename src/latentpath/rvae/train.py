@@ -58,7 +58,7 @@ class TrainingDivergedError(ValueError):
     data. Nothing of the diverged epoch is saved."""
 #: the stopping and sampling settings of checkpoints written before they existed
 _UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None,
-          "cooldown": 0.0, "pixel_fraction": 1.0}
+          "cooldown": 0.0, "pixel_fraction": 1.0, "pixel_weights": None}
 
 
 @dataclass(frozen=True)
@@ -250,22 +250,26 @@ class _BatchLoss(nn.Module):
     the module DistributedDataParallel wraps, so that its backward pass exchanges the
     model's gradients."""
 
-    def __init__(self, model: SkipRVAE):
+    def __init__(self, model: SkipRVAE, pixel_weights: torch.Tensor | None = None):
         super().__init__()
         self.model = model
+        # (w * w,) loss weight of each pixel, mean 1; None: all alike
+        self.pixel_weights = pixel_weights
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: torch.Tensor,
                 bfloat16: bool, pixels: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bfloat16):
             recon, mu, logvar = self.model.reconstruct(x, eps, pixels)
+        weights = self.pixel_weights
         if pixels is None:
-            return self.model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight)
+            return self.model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight,
+                                   weights)
         # the sampled pixels' error scaled up to the whole window: an unbiased estimate
         # of the full reconstruction term, so its balance with the KL term is unchanged
         target = x.flatten(-2)[..., pixels]
         rec, kl = self.model.loss(target, recon.float(), mu.float(), logvar.float(),
-                                  kl_weight)
+                                  kl_weight, None if weights is None else weights[pixels])
         return rec * (x.shape[-1] * x.shape[-2] / len(pixels)), kl
 
 
@@ -299,6 +303,7 @@ def fit_rvae(
     sample_weights: np.ndarray | None = None,
     cooldown: float = 0.0,
     pixel_fraction: float = 1.0,
+    pixel_weights: np.ndarray | None = None,
     overwrite: bool = False,
 ) -> pd.DataFrame:
     """Train a skip-rVAE on windows and keep the best model in ``out_dir``.
@@ -384,6 +389,10 @@ def fit_rvae(
         whole batch, its error scaled to the whole window. The decoder's cost, nearly
         all of a step's, falls in proportion; the validation loss compares whole
         windows. 1: every pixel (and no draw from the noise generator).
+    pixel_weights : ndarray (w, w), optional
+        Weight of each pixel's reconstruction error, in training and validation alike
+        (scaled to mean 1, so the balance with the KL term holds): e.g. more weight at
+        the centre, where a window's structure is. None: every pixel alike.
     overwrite : bool
         Start afresh in an ``out_dir`` that holds a model's files (``config.json``,
         ``weights.safetensors``, a checkpoint): they are replaced. Without it, and
@@ -422,6 +431,13 @@ def fit_rvae(
         raise ValueError(f"cooldown must lie in [0, 1), got {cooldown}")
     if not 0 < pixel_fraction <= 1:
         raise ValueError(f"pixel_fraction must lie in (0, 1], got {pixel_fraction}")
+    if pixel_weights is not None:
+        pixel_weights = np.asarray(pixel_weights, dtype=np.float32)
+        if pixel_weights.shape != data.shape[-2:] or not np.isfinite(pixel_weights).all() \
+                or (pixel_weights < 0).any() or not pixel_weights.any():
+            raise ValueError(f"pixel_weights must be non-negative finite numbers, one per "
+                             f"pixel of the {data.shape[-2:]} windows, not all zero")
+        pixel_weights = pixel_weights / pixel_weights.mean()
     if cooldown and patience is None and max_steps is None:
         raise ValueError("a cooldown needs patience or max_steps to say when it begins")
     if time_budget_s is not None and not (np.isfinite(time_budget_s) and time_budget_s > 0):
@@ -480,6 +496,8 @@ def fit_rvae(
                 "compile": bool(compile), "patience": patience, "min_delta": min_delta,
                 "max_steps": max_steps, "cooldown": cooldown,
                 "pixel_fraction": pixel_fraction,
+                "pixel_weights": None if pixel_weights is None else
+                hashlib.sha256(pixel_weights.tobytes()).hexdigest()[:16],
                 # a digest, not the weights: resuming with other weights is refused
                 "sample_weights": None if weights is None else
                 hashlib.sha256(weights.tobytes()).hexdigest()[:16]}
@@ -510,7 +528,9 @@ def fit_rvae(
         # leave its checkpoint to be resumed as this training's
         for stale in found:
             stale.unlink()
-    plain = _BatchLoss(model)
+    weights_t = None if pixel_weights is None else \
+        torch.from_numpy(pixel_weights.reshape(-1)).to(device)
+    plain = _BatchLoss(model, weights_t)
     if group.world > 1:
         plain = DistributedDataParallel(
             plain, device_ids=[device.index] if device.type == "cuda" else None)
@@ -524,7 +544,7 @@ def fit_rvae(
     if first <= epochs and "initial_val" not in state:
         # the yardstick of divergence: what a model that learned nothing scores
         state["initial_val"] = _validation_loss(model, data, val_idx, batch_size, device,
-                                                seed, kl_weight, group)
+                                                seed, kl_weight, group, weights_t)
     for epoch in range(first, epochs + 1):
         # A tensor, not a float, so that a KL warm-up does not recompile every epoch.
         beta = torch.tensor(kl_weight * (min(1.0, epoch / kl_warmup_epochs)
@@ -574,7 +594,7 @@ def fit_rvae(
         sums = group.all_sum(sums, device)
         seconds = time.perf_counter() - start
         val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
-                               group)
+                               group, weights_t)
         _check_divergence(epoch, sums.sum() / seen, val, state["initial_val"], lr)
         row = {"epoch": epoch, "train_loss": sums.sum() / seen,
                "train_recon": sums[0] / seen, "train_kl": sums[1] / seen,
@@ -731,7 +751,8 @@ def _fill_stop_state(state: dict, n_batches: int) -> None:
 @torch.no_grad()
 def _validation_loss(model: SkipRVAE, data: np.ndarray, idx: np.ndarray, batch_size: int,
                      device: torch.device, seed: int, kl_weight: float = 1.0,
-                     group: Group | None = None) -> float:
+                     group: Group | None = None,
+                     pixel_weights: torch.Tensor | None = None) -> float:
     """Loss on held-out windows with a fixed noise draw, so epochs compare fairly; each
     process takes its share of every batch."""
     group = group or Group()
@@ -747,6 +768,6 @@ def _validation_loss(model: SkipRVAE, data: np.ndarray, idx: np.ndarray, batch_s
             continue
         x = model.normalize(_batch(data, rows[mine], device))
         recon, mu, logvar = model.reconstruct(x, eps[mine])
-        rec, kl = model.loss(x, recon, mu, logvar, kl_weight)
+        rec, kl = model.loss(x, recon, mu, logvar, kl_weight, pixel_weights)
         total += float(rec + kl) * len(x)
     return float(group.all_sum([total], device)[0]) / len(idx)
