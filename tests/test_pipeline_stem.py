@@ -271,6 +271,23 @@ def test_a_run_records_what_it_doubts(movie, tmp_path, monkeypatch, capsys):
     assert "atoms" in again["reused"] and again["warnings"] == result["warnings"]
 
 
+def test_evaluate_and_report_replace_only_what_latentpath_wrote(run, capsys):
+    out, _ = run
+    assert main(["evaluate", str(out)]) == 0
+    assert main(["evaluate", str(out)]) == 0  # its own scores and report: replaced
+    for name, argv in (("scores.json", ["evaluate", str(out)]),
+                       ("report.html", ["report", str(out)])):
+        edited = (out / name).read_text() + " "
+        (out / name).write_text(edited)  # a user's edit
+        capsys.readouterr()
+        assert main(argv) == 2
+        assert f"{name} was not written by latentpath, or was edited" in \
+            capsys.readouterr().err
+        assert (out / name).read_text() == edited
+        assert main([*argv, "--overwrite"]) == 0
+        assert main(argv) == 0
+
+
 def test_every_run_scores_its_latent_spaces_against_its_bond_graph(run):
     out, result = run
     for kind in ("atom", "hollow"):

@@ -377,9 +377,15 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
         verdict = {True: "met", False: "NOT MET", None: "not measured"}[row.met]
         print(f"  {row.part}.{row.score} = {row.value:.4g} ({row.target}): {verdict}; "
               f"{row.meaning}")
+    from latentpath.pipeline.steps import check_run_file, record_run_files
+
     out = Path(args.out) if args.out else run_dir / "scores.json"
     check_writable([out], overwrite=args.overwrite or not args.out,
                    inputs={"--truth": truth_path})
+    in_run = out == run_dir / "scores.json"
+    if in_run:
+        for name in ("scores.json", "report.html"):
+            check_run_file(run_dir, run_dir / name, overwrite=args.overwrite)
     write_json({"run": str(run_dir), "truth": truth_path and str(truth_path), **settings,
                 **scores,
                 "targets": {f"{r.part}.{r.score}": {"value": r.value, "target": r.target,
@@ -387,10 +393,14 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
                             for r in targets.itertuples()}}, out,
                overwrite=args.overwrite or not args.out)
     print(f"scores -> {out}")
-    if out == run_dir / "scores.json" and (run_dir / "report.html").is_file():
+    if in_run:
+        record_run_files(run_dir, [out])
+    if in_run and (run_dir / "report.html").is_file():
         from latentpath.html_report import write_report
 
-        print(f"report with the scores -> {write_report(run_dir, overwrite=True)}")
+        page = write_report(run_dir, overwrite=True)
+        record_run_files(run_dir, [page])
+        print(f"report with the scores -> {page}")
 
 
 def _truth_path(args: argparse.Namespace, run: dict, run_dir: Path) -> str:
@@ -465,8 +475,11 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
 
 def _report(args: argparse.Namespace) -> None:
     from latentpath.html_report import write_report
+    from latentpath.pipeline.steps import check_run_file, record_run_files
 
+    check_run_file(args.run, Path(args.run) / "report.html", overwrite=args.overwrite)
     path = write_report(args.run, max_points=args.max_points)
+    record_run_files(args.run, [path])
     print(f"report -> {path}")
 
 
@@ -801,6 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write RUN/report.html again (from the run's "
                                            "files and the movie its record names)")
     report.add_argument("run", help="run directory")
+    report.add_argument("--overwrite", action="store_true",
+                        help="replace a report.html that latentpath did not write as it "
+                             "stands (a user's, or one edited since)")
     report.add_argument("--max-points", type=int, default=1000,
                         help="windows shown at most in each latent explorer (%(default)s)")
     report.set_defaults(func=_report)
@@ -814,7 +830,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="largest distance of a detection, angstrom (default %(default)s)")
     evaluate.add_argument("--out", help="write the scores as JSON here (a run's default: "
                                         "RUN/scores.json, replaced on every evaluation)")
-    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="replace an existing --out, or a scores.json or report.html in "
+                               "the run that latentpath did not write as it stands")
     evaluate.set_defaults(func=_evaluate)
     return parser
 

@@ -375,6 +375,33 @@ def run_identity(pipeline: str, movie_key: str, settings: Any, truth: str | None
             "truth": truth, "config": json.loads(json.dumps(config, default=str))}
 
 
+def check_run_file(out: str | Path, path: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse to replace ``path`` in the run directory ``out`` if its runs (or the
+    commands that add to a run, such as ``evaluate`` and ``report``) did not write it
+    as it stands: a user's file, or one edited since (FileExistsError unless
+    ``overwrite``)."""
+    out, path = Path(out), Path(path)
+    state = out / STATE_DIR
+    owned = _read_owned(state, legacy=(state / "run.json").is_file())
+    if path.is_file() and not overwrite and not _owns(owned, out, path):
+        raise FileExistsError(f"{path} was not written by latentpath, or was edited since; "
+                              "pass --overwrite to replace it")
+
+
+def record_run_files(out: str | Path, paths: Sequence[str | Path]) -> None:
+    """List ``paths``, just written into the run directory ``out``, as its own (with
+    their sizes and times), so that later commands may replace them."""
+    out = Path(out)
+    state = out / STATE_DIR
+    owned = _read_owned(state, legacy=(state / "run.json").is_file())
+    if owned is None or not state.is_dir():
+        return  # a run of an earlier version: every file counts as its own already
+    for path in map(Path, paths):
+        stat = path.stat()
+        owned[_relative(out, path)] = [stat.st_size, stat.st_mtime_ns]
+    write_json(owned, state / OWNED_FILE, overwrite=True)
+
+
 def recorded_identity(out: str | Path) -> dict | None:
     """The identity (:func:`run_identity`) of the run a directory holds; None where it
     records none."""
