@@ -184,6 +184,12 @@ def _pfm_config(args: argparse.Namespace, base: dict | None = None):
     return PfmConfig.from_dict(values)
 
 
+def _print_warnings(warnings: list[str]) -> None:
+    """What a run doubts of itself, after its summary (also in its record and report)."""
+    for warning in warnings:
+        print(f"warning: {warning}")
+
+
 def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path | None,
                            overwrite: bool, resume: bool, config_file: str | None = None
                            ) -> None:
@@ -206,8 +212,7 @@ def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path |
         print(f"longest-lived wall: frames {history.frame.min()}-{history.frame.max()}, "
               f"curvature dispersion {history.curvature_std.iloc[0]:.4f} -> "
               f"{history.curvature_std.iloc[-1]:.4f} /px")
-    for warning in result["warnings"]:
-        print(f"warning: {warning}")
+    _print_warnings(result["warnings"])
     print(f"run -> {out}/ in {result['total_s']:.0f} s; open the report: {result['report']}")
 
 
@@ -267,8 +272,7 @@ def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None
                           for r in counts.head(3).itertuples()))
     else:
         print("tracks: no atom of the tracked species in the movie")
-    for warning in result["warnings"]:
-        print(f"warning: {warning}")
+    _print_warnings(result["warnings"])
     print(f"run -> {out}/ in {result['total_s']:.0f} s; open the report: {result['report']}")
 
 

@@ -44,7 +44,7 @@ from latentpath.io import (
     save_zarr,
     write_table,
 )
-from latentpath.pipeline.steps import RunSteps, content_key
+from latentpath.pipeline.steps import RunSteps, content_key, movie_content_key
 
 #: the window kinds a run's models encode: the table each kind is centred on, and the
 #: latents' column that names the row of that table
@@ -204,7 +204,7 @@ def _open_movie(movie: Path, folder: Path, run_key: str | None, pixel_size_A: fl
         data = None
     else:
         data = load_movie(movie, channel=channel)
-        movie_key = content_key(data.data, data.pixel_size, data.pixel_unit)
+        movie_key = movie_content_key(data)
     identity = {"pipeline": "atoms-many", "version": __version__, "movie_key": movie_key,
                 "truth": None, "config": {"pixel_size_A": pixel_size_A, "channel": channel,
                                           "run": run_key}}

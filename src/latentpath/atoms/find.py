@@ -41,11 +41,16 @@ def movie_stack(movie: Movie | np.ndarray) -> np.ndarray:
     return data
 
 
+def _lattice_estimate(data: np.ndarray, spacing_A: float) -> tuple[float, float]:
+    """Pixel size and prominence of the lattice reflection of the first frames."""
+    return estimate_pixel_size(data[: min(len(data), 5)], spacing_A=spacing_A)
+
+
 def _compare_with_lattice(data: np.ndarray, pixel_size_A: float, spacing_A: float) -> None:
     """Warn when a clear lattice reflection puts the pixel size more than
     :data:`PIXEL_SIZE_TOLERANCE` away from the one given. (Not for a file's pixel size:
     the estimate assumes graphene's spacing, and would question other materials'.)"""
-    estimate, prominence = estimate_pixel_size(data[: min(len(data), 5)], spacing_A=spacing_A)
+    estimate, prominence = _lattice_estimate(data, spacing_A)
     # a strong reflection only (a lattice gives 4-13, noise up to about 1): a warning
     # that cried wolf would teach users to ignore it
     if prominence >= 2.0 and abs(pixel_size_A / estimate - 1) > PIXEL_SIZE_TOLERANCE:
@@ -68,7 +73,7 @@ def movie_pixel_size_A(movie: Movie | np.ndarray, pixel_size_A: float | None,
         return float(pixel_size_A), "argument"
     if isinstance(movie, Movie) and movie.pixel_size is not None:
         return movie.pixel_size_in("A"), "file"
-    estimate, prominence = estimate_pixel_size(data[: min(len(data), 5)], spacing_A=spacing_A)
+    estimate, prominence = _lattice_estimate(data, spacing_A)
     if prominence < 0.5:
         warnings.warn(f"no clear lattice reflection (prominence {prominence:.2f}); the "
                       f"estimated pixel size {estimate:.4f} A may be wrong: pass it "

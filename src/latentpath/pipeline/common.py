@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from latentpath.rvae.model import SIZE_LIMITS
+
 #: skip-rVAE size and training length when not set, by device: the CPU default
 #: finishes the demo movies in minutes on two cores; the GPU one is the paper's network.
 RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
@@ -16,9 +18,10 @@ RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
 
 #: the sizes of the skip-rVAE and its training a run accepts, (lowest, highest): beyond
 #: them a setting is a typo (a petabyte model, training that never ends)
-RUN_SIZE_BOUNDS = {"epochs": (1, 100_000), "batch_size": (1, 65_536), "hidden": (1, 8192),
-                   "layers": (1, 32), "patience": (1, 100_000), "max_steps": (1, 10**8),
-                   "latent_dim": (2, 64)}
+RUN_SIZE_BOUNDS = {"epochs": (1, 100_000), "batch_size": (1, 65_536),
+                   "hidden": (1, SIZE_LIMITS["hidden"]), "layers": (1, SIZE_LIMITS["layers"]),
+                   "patience": (1, 100_000), "max_steps": (1, 10**8),
+                   "latent_dim": (2, SIZE_LIMITS["latent_dim"])}
 
 
 def check_sizes(settings: Any, bounds: dict[str, tuple[int, int]]) -> None:

@@ -70,6 +70,7 @@ from latentpath.pipeline.common import RunSettings, check_sizes, read_run_record
 from latentpath.pipeline.steps import (
     RunSteps,
     content_key,
+    movie_content_key,
     recorded_identity,
     run_identity,
     step_key,
@@ -364,7 +365,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
         raise ValueError(f"the movie has {phase.n_frames} frame(s); time-delayed windows "
                          f"need more than delay={config.delay} (set delay 0 for one frame)")
     truth = None if truth is None else str(Path(truth).resolve())
-    movie_key = content_key(phase.data, amplitude, phase.pixel_size, phase.pixel_unit)
+    movie_key = movie_content_key(phase, amplitude)
     movies = source if isinstance(source, list) else [source]
     files, folders = pfm_outputs(out)
     steps = RunSteps.open(out, run_identity("pfm", movie_key, config, truth),
@@ -564,7 +565,7 @@ def check_pfm_truth(out: str | Path, truth: str | Path) -> None:
     if recorded is None:
         return
     phase, amplitude = load_pfm(truth, PfmConfig.from_dict(read_run_record(out)["config"]))
-    if content_key(phase.data, amplitude, phase.pixel_size, phase.pixel_unit) != recorded:
+    if movie_content_key(phase, amplitude) != recorded:
         raise ValueError(f"{truth} is the truth of another movie than the one the run in "
                          f"{out} analysed; give the truth of its movie")
 

@@ -67,6 +67,7 @@ from latentpath.pipeline.common import RVAE_SIZES, RunSettings, check_sizes, rea
 from latentpath.pipeline.steps import (
     RunSteps,
     content_key,
+    movie_content_key,
     recorded_identity,
     run_identity,
     step_key,
@@ -549,7 +550,7 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
     if not isinstance(movie, Movie):
         movie = load_movie(movie, channel=config.channel)
     truth = None if truth is None else str(Path(truth).resolve())
-    movie_key = content_key(movie.data, movie.pixel_size, movie.pixel_unit)
+    movie_key = movie_content_key(movie)
     files, folders = stem_outputs(out)
     steps = RunSteps.open(out, run_identity("stem", movie_key, config, truth),
                           outputs=files, folders=folders,
@@ -802,7 +803,7 @@ def stem_run_frames(out: str | Path) -> np.ndarray:
     if not record.get("movie"):
         raise ValueError(f"{out}: the run was made from a movie in memory; pass its frames")
     movie = load_movie(record["movie"], channel=record["config"].get("channel"))
-    key = content_key(movie.data, movie.pixel_size, movie.pixel_unit)
+    key = movie_content_key(movie)
     if (recorded_identity(out) or {}).get("movie_key", key) != key:
         raise ValueError(f"{record['movie']} has changed since the run in {out} was made "
                          "from it: its frames would not match the run's atoms and windows; "
@@ -816,8 +817,7 @@ def check_stem_truth(out: str | Path, truth: str | Path) -> None:
     recorded = (recorded_identity(out) or {}).get("movie_key")
     if recorded is None:
         return
-    movie = load_movie(truth)
-    if content_key(movie.data, movie.pixel_size, movie.pixel_unit) != recorded:
+    if movie_content_key(load_movie(truth)) != recorded:
         raise ValueError(f"{truth} is the truth of another movie than the one the run in "
                          f"{out} analysed; give the truth of its movie")
 

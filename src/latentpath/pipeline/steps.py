@@ -61,6 +61,13 @@ def content_key(*parts: Any) -> str:
     return digest.hexdigest()
 
 
+def movie_content_key(movie: Any, *extra: Any) -> str:
+    """The content key of a :class:`~latentpath.io.Movie` (its frames, pixel size and
+    unit) and of ``extra`` arrays read with it (a PFM amplitude): a run's identity, and
+    what a movie read again is checked against."""
+    return content_key(movie.data, *extra, movie.pixel_size, movie.pixel_unit)
+
+
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """What differs between two run identities, as ``name: old -> new``."""
     found = []
@@ -147,18 +154,15 @@ class RunSteps:
         out = Path(out)
         state = out / STATE_DIR
         record = state / "run.json"
-        owned = _read_owned(state, legacy=record.is_file())
+        owned = _read_owned(state)
         outputs, folders = [Path(p) for p in outputs], [Path(p) for p in folders]
         own_records = {Path(p).resolve() for p in rereadable
                        if Path(p).is_file() and _owns(owned, out, Path(p))}
-        check_not_input(outputs + folders, {role: path for role, path in (inputs or {}).items()
-                                  if path is None or Path(path).resolve() not in own_records})
+        check_not_input(outputs + folders,
+                        {role: path for role, path in (inputs or {}).items()
+                         if path is None or Path(path).resolve() not in own_records})
         if record.is_file():
-            try:
-                old = json.loads(record.read_text())
-            except (OSError, json.JSONDecodeError):
-                old = {}
-            changes = _differences(old, identity)
+            changes = _differences(recorded_identity(out) or {}, identity)
             if changes and not overwrite:
                 shown = "; ".join(changes[:6]) + ("; ..." if len(changes) > 6 else "")
                 raise FileExistsError(
@@ -192,11 +196,10 @@ class RunSteps:
         claims, so that it may resume) and remove the lock."""
         state = self.out / STATE_DIR
         if settle:
-            owned = {k: v for k, v in (_read_owned(state, legacy=False) or {}).items()
+            owned = {k: v for k, v in (_read_owned(state) or {}).items()
                      if v is not None and (self.out / k).is_file()}
-            for path in _files(self._outputs):
-                stat = path.stat()
-                owned[_relative(self.out, path)] = [stat.st_size, stat.st_mtime_ns]
+            owned.update({_relative(self.out, path): _mark(path)
+                          for path in _files(self._outputs)})
             write_json(owned, state / OWNED_FILE, overwrite=True)
         lock = state / LOCK_FILE
         if _lock_holder(lock) == os.getpid():
@@ -297,16 +300,22 @@ def _files(outputs: Sequence[Path]) -> list[Path]:
     return found
 
 
-def _read_owned(state: Path, *, legacy: bool) -> dict | None:
+def _read_owned(state: Path) -> dict | None:
     """The directory's ownership list; None for a run directory of a version before
-    it (``legacy``: it holds a run record), whose files all count as its runs'."""
+    it (one with a run record but no list), whose files all count as its runs'."""
     try:
         owned = json.loads((state / OWNED_FILE).read_text())
         return owned if isinstance(owned, dict) else {}
     except FileNotFoundError:
-        return None if legacy else {}
+        return None if (state / "run.json").is_file() else {}
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def _mark(path: Path) -> list[int]:
+    """What the ownership list keeps of a file: its size and modification time."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _owns(owned: dict | None, out: Path, path: Path) -> bool:
@@ -317,10 +326,7 @@ def _owns(owned: dict | None, out: Path, path: Path) -> bool:
         return True
     name = _relative(out, path)
     if name in owned:
-        if owned[name] is None:
-            return True
-        stat = path.stat()
-        return list(owned[name]) == [stat.st_size, stat.st_mtime_ns]
+        return owned[name] is None or list(owned[name]) == _mark(path)
     return any(owned.get(folder, False) is None
                for folder in (name[:i + 1] for i, c in enumerate(name) if c == "/"))
 
@@ -381,9 +387,8 @@ def check_run_file(out: str | Path, path: str | Path, *, overwrite: bool = False
     as it stands: a user's file, or one edited since (FileExistsError unless
     ``overwrite``)."""
     out, path = Path(out), Path(path)
-    state = out / STATE_DIR
-    owned = _read_owned(state, legacy=(state / "run.json").is_file())
-    if path.is_file() and not overwrite and not _owns(owned, out, path):
+    if path.is_file() and not overwrite and not _owns(_read_owned(out / STATE_DIR), out,
+                                                      path):
         raise FileExistsError(f"{path} was not written by latentpath, or was edited since; "
                               "pass --overwrite to replace it")
 
@@ -393,12 +398,10 @@ def record_run_files(out: str | Path, paths: Sequence[str | Path]) -> None:
     their sizes and times), so that later commands may replace them."""
     out = Path(out)
     state = out / STATE_DIR
-    owned = _read_owned(state, legacy=(state / "run.json").is_file())
+    owned = _read_owned(state)
     if owned is None or not state.is_dir():
         return  # a run of an earlier version: every file counts as its own already
-    for path in map(Path, paths):
-        stat = path.stat()
-        owned[_relative(out, path)] = [stat.st_size, stat.st_mtime_ns]
+    owned.update({_relative(out, Path(path)): _mark(Path(path)) for path in paths})
     write_json(owned, state / OWNED_FILE, overwrite=True)
 
 

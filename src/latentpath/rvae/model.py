@@ -18,6 +18,10 @@ import torch
 from torch import nn
 
 COORD_INIT_SCALE = 3.0
+#: the largest size of each part of a model: beyond them a config is a typo, and would
+#: allocate a petabyte before failing
+SIZE_LIMITS = {"window_px": 512, "channels": 64, "latent_dim": 64, "hidden": 8192,
+               "layers": 32}
 
 
 @dataclass
@@ -77,9 +81,7 @@ class RVAEConfig:
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
         if self.skip not in ("latent", "first_layer"):
             raise ValueError(f"skip must be 'latent' or 'first_layer', got {self.skip!r}")
-        # upper bounds too: a typo in a config file must not allocate a petabyte
-        for name, high in (("window_px", 512), ("channels", 64), ("latent_dim", 64),
-                           ("hidden", 8192), ("layers", 32)):
+        for name, high in SIZE_LIMITS.items():
             if not 1 <= int(getattr(self, name)) <= high:
                 raise ValueError(f"{name} must be a whole number from 1 to {high}, got "
                                  f"{getattr(self, name)}")

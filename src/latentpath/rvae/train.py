@@ -510,7 +510,7 @@ def fit_rvae(
              "steps": 0, "best_epoch": None, "patience_ref": None, "bad_checks": 0,
              "stop": None, "cooldown_from": None, "cooldown_steps": None,
              "cooldown_stop": None}
-    if resume and (out_dir / "checkpoint.json").exists():
+    if resuming:
         state = load_checkpoint(out_dir, model, optimizer, gen)
         _check_state(state, out_dir / "checkpoint.json")
         if {**_UNSET, **state["settings"]} != settings:
@@ -595,8 +595,9 @@ def fit_rvae(
         seconds = time.perf_counter() - start
         val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
                                group, weights_t)
-        _check_divergence(epoch, sums.sum() / seen, val, state["initial_val"], lr)
-        row = {"epoch": epoch, "train_loss": sums.sum() / seen,
+        train_loss = sums.sum() / seen
+        _check_divergence(epoch, train_loss, val, state["initial_val"], lr)
+        row = {"epoch": epoch, "train_loss": train_loss,
                "train_recon": sums[0] / seen, "train_kl": sums[1] / seen,
                "val_loss": val, "seconds": seconds, "windows_per_s": seen / seconds,
                "steps": state["steps"]}
