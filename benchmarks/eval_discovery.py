@@ -19,7 +19,10 @@ structures of atoms inside the sheet, as issue 20 scores it), the training steps
 stop reasons, and the run's seconds. The atom plane is scored over every true structure
 with ten or more windows (``atom_latent``, 10 to 18 structures, as ``latentpath
 evaluate`` scores it) and, as issue 20's table scored it, over its five named structures
-(``atom_latent_five``: 6-6-6, 5-6-6, 6-6-7, 5-6-7, 5-7-7). ``--set name=value``
+(``atom_latent_five``: 6-6-6, 5-6-6, 6-6-7, 5-6-7, 5-7-7). The inside atoms' map
+accuracy is also split by whether the run's found atoms close the centre atom's three
+rings (``_closed``, ``_open``: an atom missed or misplaced nearby; the share closed
+beside them). ``--set name=value``
 overrides a StemConfig setting for every run, to compare defaults on the whole table.
 The scores of every run are written to ``OUT/results.json``; ``--rescore`` scores the
 kept runs of an earlier call again (with its run times) without running them.
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from common import machine_line  # benchmarks/common.py, beside this script
 
-from latentpath.discovery import score_discovery
+from latentpath.discovery import graph_labels, score_discovery
 from latentpath.evaluate import discovery_scores, score_chemical_space, true_window_labels
 from latentpath.pipeline import read_stem_run, run_stem
 from latentpath.rvae import training_record
@@ -98,6 +101,17 @@ def score_run(run_dir: Path, truth) -> dict:
     inside = sorted(atom.label_counts, key=atom.label_counts.get, reverse=True)[:3]
     row["atom_inside_top3"] = " / ".join(inside)
     row["atom_map_inside_top3_min"] = min(atom.map_agreement[name] for name in inside)
+    # the same, apart for windows whose found atoms close the centre atom's three rings
+    # and windows whose do not (an atom missed or misplaced nearby)
+    latents = run["latents_atom"]
+    closed = graph_labels(latents, run["atoms"], run["rings"], "atom").notna().to_numpy()
+    right = (latents["map_structure"] == labels).to_numpy()
+    common = labels.isin(inside).to_numpy()
+    row["atom_inside_top3_closed_share"] = float(closed[common].mean())
+    for part, where in (("closed", closed), ("open", ~closed)):
+        shares = [right[(labels == name).to_numpy() & where].mean() for name in inside
+                  if ((labels == name).to_numpy() & where).sum() >= 10]
+        row[f"atom_map_inside_top3_min_{part}"] = float(min(shares)) if shares else None
     for size in ("5", "6", "7", "8"):
         if size in hollow.map_agreement and size not in hollow.excluded:
             row[f"hollow_map_{size}"] = hollow.map_agreement[size]
@@ -174,7 +188,9 @@ def rescore(out: Path) -> None:
 def markdown_table(results: list[dict]) -> str:
     """The figures of every run, then the spread (min / median / max) of each."""
     columns = ["atom_latent_five", "atom_pca2_five", "atom_latent", "atom_pca2",
-               "atom_map_top3_min", "atom_map_inside_top3_min", "hollow_latent",
+               "atom_map_top3_min", "atom_map_inside_top3_min",
+               "atom_map_inside_top3_min_closed", "atom_map_inside_top3_min_open",
+               "atom_inside_top3_closed_share", "hollow_latent",
                "hollow_pca2", "hollow_map_5", "hollow_map_6", "hollow_map_7",
                "atom_steps", "hollow_steps", "run_s"]
     head = "| variant | seed | " + " | ".join(columns) + " |"

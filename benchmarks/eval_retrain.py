@@ -4,7 +4,8 @@ discovery yardstick against the bond graph and the synthetic truth.
     python benchmarks/eval_retrain.py RUN --kind atom|hollow [--per-frame N|-1]
         [--balance POWER] [--epochs N --patience N --max-steps N --cooldown S] [--seed N]
         [--pixel-fraction F]
-        [--batch-size N --lr LR --kl-weight W --latent-dim K] [--window A --window-px N]
+        [--batch-size N --lr LR --kl-weight W --latent-dim K --hidden N --no-compile]
+        [--window A --window-px N --map-px N]
         [--taper-flat 0.8] [--no-orient] [--blobs] [--regraph] [--map-points 200]
         [--render-atoms SIGMA_A] [--centre-weight SIGMA]
 
@@ -72,6 +73,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--kl-weight", type=float)
+    parser.add_argument("--hidden", type=int, help="units per layer of the skip-rVAE")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", default=None)
     parser.add_argument("--latent-dim", type=int,
                         help="content latents; above 2 the 5-NN score of all of them is "
                              "printed beside the (z1, z2) plane's")
@@ -91,6 +94,9 @@ def main() -> None:
                              "Gaussian of this sigma (angstrom), instead of its window images")
     parser.add_argument("--window", dest="window_A", type=float)
     parser.add_argument("--window-px", type=int)
+    parser.add_argument("--map-px", type=int,
+                        help="decode the map's images on this many samples a side "
+                             "(default: the windows')")
     parser.add_argument("--map-points", type=int, default=200)
     args = parser.parse_args()
     print(machine_line())
@@ -101,7 +107,7 @@ def main() -> None:
     config = StemConfig.from_dict(record["config"])
     changes = {name: getattr(args, name) for name in
                ("seed", "epochs", "patience", "max_steps", "cooldown", "pixel_fraction",
-                "batch_size", "lr", "kl_weight", "latent_dim",
+                "batch_size", "lr", "kl_weight", "latent_dim", "hidden", "compile",
                 "window_A", "window_px", "balance_power", "orient_windows")
                if getattr(args, name) is not None}
     if args.per_frame is not None:
@@ -148,7 +154,7 @@ def main() -> None:
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
     reading = {"method": "blobs", "value_range": (0.0, 1.0)} if args.blobs else {}
     space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=args.kind,
-                               **reading)
+                               size=args.map_px, **reading)
     latents = latents.join(labels_at(space, latents).add_prefix("map_"))
     saved[f"latents_{args.kind}"] = latents
     truth_labels = true_window_labels(saved, truth.atoms, truth.rings, args.kind,

@@ -200,6 +200,8 @@ def test_bad_settings_are_named():
         StemConfig(latent_dim=1)
     with pytest.raises(ValueError, match="track_memory"):
         StemConfig(track_memory=-1)
+    with pytest.raises(ValueError, match="compile must be"):
+        StemConfig.from_dict({"compile": "yes"})
     assert StemConfig(track_species="C").track_species == ("C",)
     assert StemConfig.from_dict({"track_species": ["Si", "C"]}).track_species == ("Si", "C")
 

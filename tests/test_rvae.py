@@ -11,12 +11,14 @@ import torch
 from conftest import MOTIFS, SMALL
 from scipy.spatial import cKDTree
 
+import latentpath.rvae.train
 from latentpath.rvae import (
     ModelFileError,
     RVAEConfig,
     SkipRVAE,
     TrainingStop,
     balanced_weights,
+    compile_pays,
     decode,
     encode,
     epoch_order,
@@ -245,6 +247,26 @@ def test_compiled_training_matches_eager(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         fallback = fit_rvae(windows, tmp_path / "fallback", **{**settings, "compile": True})
     assert np.array_equal(fallback.val_loss, eager.val_loss)
+
+
+def test_compile_auto_compiles_only_long_trainings(tmp_path, monkeypatch):
+    windows, _ = synth_motif_windows(64, window_px=8, seed=5)
+    settings = {**SMALL, "epochs": 1, "seed": 0, "compile": "auto"}
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: calls.append(fn) or fn)
+    fit_rvae(windows, tmp_path / "short", **settings)
+    record = json.loads((tmp_path / "short" / "config.json").read_text())["training"]
+    assert (calls, record["compile"]) == ([], False)
+    assert not compile_pays(4000, 32, 576, 128, 3, "cpu")
+    assert compile_pays(40_000, 32, 576, 128, 3, "cpu")
+    monkeypatch.setattr(latentpath.rvae.train, "COMPILE_MIN_FLOP", {"cpu": 1.0, "cuda": 1.0})
+    fit_rvae(windows, tmp_path / "long", **settings)
+    assert len(calls) == 1
+    # the checkpoint of a compiled run resumes without compiling: only the speed differs
+    fit_rvae(windows, tmp_path / "long", resume=True, **{**settings, "compile": False,
+                                                         "epochs": 2})
+    with pytest.raises(ValueError, match="compile must be"):
+        fit_rvae(windows, tmp_path / "bad", **{**settings, "compile": "yes"})
 
 
 def test_precision_options(tmp_path):

@@ -582,7 +582,8 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str, cpu_epochs: i
     p.add_argument("--layers", type=int, help="skip-rVAE layers (3 on a CPU, 4 on a GPU)")
     p.add_argument("--map-points", type=int, help=map_help)
     p.add_argument("--no-compile", dest="compile", action="store_false",
-                   help="skip torch.compile of the skip-rVAE")
+                   help="skip torch.compile of the skip-rVAE (by default it compiles only "
+                        "trainings long enough to repay the warm-up)")
     p.add_argument("--truth", help="synthetic truth .npz, for 'latentpath evaluate RUN'")
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, help="random seed (0)")
@@ -785,8 +786,10 @@ def build_parser() -> argparse.ArgumentParser:
     rvae.add_argument("--device", default="auto")
     rvae.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                       help="bfloat16 autocast where the device has it natively (auto)")
-    rvae.add_argument("--no-compile", dest="compile", action="store_false",
-                      help="skip torch.compile (saves its ~10 s warm-up on tiny runs)")
+    rvae.add_argument("--no-compile", dest="compile", action="store_const", const=False,
+                      default="auto", help="skip torch.compile (by default it compiles "
+                                           "only trainings long enough to repay its "
+                                           "10-45 s warm-up)")
     rvae.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     rvae.add_argument("--overwrite", action="store_true",
                       help="replace a model already in --out (its config.json, weights and "

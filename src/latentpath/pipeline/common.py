@@ -75,7 +75,7 @@ class RunSettings:
     lr: float = 1e-3
     kl_weight: float = 1.0
     precision: str = "auto"
-    compile: bool = True
+    compile: bool | str = "auto"
     device: str = "auto"
     seed: int = 0
     patience: int | None = None
@@ -96,6 +96,8 @@ class RunSettings:
             raise ValueError(f"cooldown must lie in [0, 1), got {self.cooldown}")
         if not 0 < self.pixel_fraction <= 1:
             raise ValueError(f"pixel_fraction must lie in (0, 1], got {self.pixel_fraction}")
+        if self.compile not in (True, False, "auto"):
+            raise ValueError(f"compile must be true, false or \"auto\", got {self.compile!r}")
 
     def train_rvae(self, windows: Any, folder: Path, *, resume: bool = False,
                    overwrite: bool = False, progress: bool = True,
