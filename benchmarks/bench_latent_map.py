@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from common import machine_line  # benchmarks/common.py, beside this script
 
-from latentpath.graph import CC_BOND_A
+from latentpath.graph import CC_BOND_A, KINDS
 from latentpath.latent import (
     _plane,
     centre_rings,
@@ -38,7 +38,6 @@ from latentpath.latent import (
     latent_grid,
 )
 from latentpath.pipeline import read_stem_run
-from latentpath.pipeline.stem import KINDS
 from latentpath.rvae import decode, encode, fit_rvae, load_rvae
 from latentpath.synth.motifs import synth_motif_windows
 

@@ -28,9 +28,8 @@ import numpy as np
 from common import machine_line  # benchmarks/common.py, beside this script
 
 from latentpath.evaluate import true_window_labels
-from latentpath.graph import CC_BOND_A
+from latentpath.graph import CC_BOND_A, RING_SIZES
 from latentpath.latent import (
-    RING_SIZES,
     ChemicalSpaceMap,
     decoded_grid,
     labels_at,

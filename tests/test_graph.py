@@ -13,6 +13,8 @@ from latentpath.graph import (
     find_rings,
     ring_at_points,
     ring_counts,
+    ring_label,
+    structure_name,
 )
 from latentpath.synth.sheet import CC_BOND_A, graphene_sheet
 from latentpath.synth.stem import synth_stem_movie
@@ -201,3 +203,24 @@ def test_bond_frames_put_the_smallest_ring_at_180_and_the_largest_at_60():
     # the angles alone mistake some of them
     assert np.mean([by_angles[a][180] == min(by_angles[a].values()) and
                     by_angles[a][60] >= by_angles[a][300] for a in mixed]) < 0.95
+
+
+def test_ring_label_names():
+    assert ring_label([1, 0, 2, 0]) == "5-7-7"
+    assert ring_label([0, 0, 0, 0]) == "no ring"
+    assert ring_label([-1, -1, -1, -1]) == "unphysical"
+
+
+def test_structures_are_named_as_a_chemist_would():
+    named = {label: structure_name(label) for label in
+             ("6-6-6", "5-6-7", "5-7-7", "5-6-6", "6-6-7", "5-6-8", "6-6", "5", "5-5-6-6",
+              "no ring", "unphysical")}
+    assert named["6-6-6"] == "graphene lattice"
+    assert named["5-6-7"] == named["5-7-7"] == "5-7 pair (dislocation core, Stone-Wales)"
+    assert named["5-6-6"].startswith("pentagon") and named["6-6-7"] == "heptagon"
+    assert named["5-6-8"].startswith("8-ring") and named["5-5-6-6"].startswith("4-fold")
+    assert named["6-6"] == named["5"] == "edge of a hole"
+    assert named["no ring"].startswith("no ring") and named["unphysical"].startswith("no lattice")
+    # around a hollow site the label is the one ring that holds it
+    assert structure_name("6", "hollow") == "hexagon (graphene)"
+    assert structure_name("7", "hollow") == "heptagon"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import MOTIFS
 
-from latentpath.graph import CC_BOND_A
+from latentpath.graph import CC_BOND_A, ring_label
 from latentpath.latent import (
     ChemicalSpaceMap,
     centre_rings,
@@ -21,8 +21,6 @@ from latentpath.latent import (
     mosaic,
     read_structures,
     refined_grid,
-    ring_label,
-    structure_name,
 )
 from latentpath.rvae import encode, load_rvae
 
@@ -171,27 +169,6 @@ def test_peaks_part_atoms_a_bright_bond_joins_and_catch_smeared_ones():
     counts = centre_rings(find_decoded_atoms(images), 4, size, 4.5)
     assert counts[:2].tolist() == [[0, 3, 0, 0]] * 2
     assert (counts[2:] == -1).all()
-
-
-def test_ring_label_names():
-    assert ring_label([1, 0, 2, 0]) == "5-7-7"
-    assert ring_label([0, 0, 0, 0]) == "no ring"
-    assert ring_label([-1, -1, -1, -1]) == "unphysical"
-
-
-def test_structures_are_named_as_a_chemist_would():
-    named = {label: structure_name(label) for label in
-             ("6-6-6", "5-6-7", "5-7-7", "5-6-6", "6-6-7", "5-6-8", "6-6", "5", "5-5-6-6",
-              "no ring", "unphysical")}
-    assert named["6-6-6"] == "graphene lattice"
-    assert named["5-6-7"] == named["5-7-7"] == "5-7 pair (dislocation core, Stone-Wales)"
-    assert named["5-6-6"].startswith("pentagon") and named["6-6-7"] == "heptagon"
-    assert named["5-6-8"].startswith("8-ring") and named["5-5-6-6"].startswith("4-fold")
-    assert named["6-6"] == named["5"] == "edge of a hole"
-    assert named["no ring"].startswith("no ring") and named["unphysical"].startswith("no lattice")
-    # around a hollow site the label is the one ring that holds it
-    assert structure_name("6", "hollow") == "hexagon (graphene)"
-    assert structure_name("7", "hollow") == "heptagon"
 
 
 @pytest.fixture(scope="module")

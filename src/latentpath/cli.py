@@ -158,7 +158,7 @@ def _balance_flags(flags: list[str], base: dict | float | None) -> dict | float:
             return float(flags[0])
         except ValueError:
             pass
-    from latentpath.pipeline.stem import KINDS
+    from latentpath.graph import KINDS
 
     # a config file's single number holds for every kind the flags do not name
     power = dict(base) if isinstance(base, dict) else \
@@ -401,8 +401,9 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
         record_run_files(run_dir, [out])
     if in_run and (run_dir / "report.html").is_file():
         from latentpath.html_report import write_report
+        from latentpath.pipeline import run_frames
 
-        page = write_report(run_dir, overwrite=True)
+        page = write_report(run_dir, run_frames(run_dir), overwrite=True)
         record_run_files(run_dir, [page])
         print(f"report with the scores -> {page}")
 
@@ -479,10 +480,11 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
 
 def _report(args: argparse.Namespace) -> None:
     from latentpath.html_report import write_report
+    from latentpath.pipeline import run_frames
     from latentpath.pipeline.steps import check_run_file, record_run_files
 
     check_run_file(args.run, Path(args.run) / "report.html", overwrite=args.overwrite)
-    path = write_report(args.run, max_points=args.max_points)
+    path = write_report(args.run, run_frames(args.run), max_points=args.max_points)
     record_run_files(args.run, [path])
     print(f"report -> {path}")
 

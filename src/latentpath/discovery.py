@@ -242,7 +242,7 @@ def score_discovery(latents: pd.DataFrame, windows: np.ndarray, labels: pd.Serie
         The windows the latents were encoded from (for the PCA baselines).
     labels : Series (N,)
         The reference label of each window (a structure name as
-        :func:`latentpath.latent.ring_label` gives it), None or NaN where unscored;
+        :func:`latentpath.graph.ring_label` gives it), None or NaN where unscored;
         index aligned with ``latents``.
     kind : {"atom", "hollow"}
     reference : {"graph", "truth"}
@@ -307,7 +307,7 @@ def graph_labels(table: pd.DataFrame, atoms: pd.DataFrame, rings: pd.DataFrame, 
     rings : DataFrame
         ``size`` per ring (``rings.parquet`` of a run).
     """
-    from latentpath.latent import RING_SIZES, ring_label
+    from latentpath.graph import RING_SIZES, ring_label
 
     if kind == "atom":
         counts = atoms.loc[table["atom"].to_numpy(), [f"n{s}" for s in RING_SIZES]].to_numpy()

@@ -8,46 +8,11 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from latentpath.atoms.match import match_atoms
 from latentpath.discovery import DiscoveryScore
 
 HOLE_DISTANCE_A = 2.2
 """A point farther than this from every true atom lies in a hole."""
-
-
-def match_atoms(found: pd.DataFrame, truth: pd.DataFrame, radius_px: float) -> pd.DataFrame:
-    """Pair found and true atoms of each frame, closest pairs first, one-to-one.
-
-    Parameters
-    ----------
-    found, truth : DataFrame
-        ``frame, y, x`` (pixels) and ``species``.
-    radius_px : float
-        Largest distance of a match, pixels.
-
-    Returns
-    -------
-    DataFrame
-        ``frame, found, truth, distance_px``: row indices of ``found`` and ``truth``.
-    """
-    rows = []
-    for frame, t_frame in truth.groupby("frame"):
-        f_frame = found[found["frame"] == frame]
-        if len(f_frame) == 0:
-            continue
-        pairs = cKDTree(f_frame[["y", "x"]].to_numpy()).sparse_distance_matrix(
-            cKDTree(t_frame[["y", "x"]].to_numpy()), radius_px, output_type="ndarray")
-        if len(pairs) == 0:
-            continue
-        order = np.argsort(pairs["v"], kind="stable")
-        used_f, used_t = set(), set()
-        for i, j, d in zip(pairs["i"][order], pairs["j"][order], pairs["v"][order],
-                           strict=True):
-            if i in used_f or j in used_t:
-                continue
-            used_f.add(i)
-            used_t.add(j)
-            rows.append((frame, f_frame.index[i], t_frame.index[j], d))
-    return pd.DataFrame(rows, columns=["frame", "found", "truth", "distance_px"])
 
 
 #: an atom-detection F1 below this is more likely truth of another movie than a bad finder
@@ -225,7 +190,7 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
     truth_atoms, truth_rings : DataFrame
         The synthetic truth's atoms (``n5..n8``) and rings (``size``), pixels.
     """
-    from latentpath.latent import RING_SIZES, ring_label
+    from latentpath.graph import RING_SIZES, ring_label
 
     cols = [f"n{s}" for s in RING_SIZES]
     scores: dict[str, float | str] = {}
@@ -281,7 +246,7 @@ def true_window_labels(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.Dat
         The synthetic truth's atoms (``n5..n8``) and rings (``size``), pixels.
     kind : {"atom", "hollow"}
     """
-    from latentpath.latent import RING_SIZES, ring_label
+    from latentpath.graph import RING_SIZES, ring_label
 
     latents = run[f"latents_{kind}"]
     labels = pd.Series(None, index=latents.index, dtype=object)

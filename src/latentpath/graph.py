@@ -30,6 +30,12 @@ from scipy.spatial import cKDTree
 
 #: Carbon-carbon bond length of graphene, angstrom.
 CC_BOND_A = 1.42
+
+#: Ring sizes the structures are named by, in the order of ring-count arrays
+#: (``n5..n8`` of an atom table, the ``counts`` axis of a chemical-space map).
+RING_SIZES = (5, 6, 7, 8)
+#: What a STEM run's windows are centred on: atoms, or the hollow sites of rings.
+KINDS = ("atom", "hollow")
 #: Bond length of a species pair relative to C-C. Si-C is about 1.85 A in 3-D and
 #: 1.5-1.9 A projected. Si-Si (2.3 A) gets the same scale: a longer one would bond two
 #: Si dopants that are second neighbours on one ring (2.6 A apart in projection).
@@ -415,3 +421,54 @@ def _in_polygon(pts: np.ndarray, pos: np.ndarray, poly: np.ndarray, size: np.nda
         + a[..., 1])
     crosses &= np.arange(width)[None] < size[:, None]
     return crosses.sum(1) % 2 == 1
+
+
+def ring_label(counts: np.ndarray) -> str:
+    """Name of a structure from its ring counts: "6-6-6", "5-7-7", "6" (one 6-ring),
+    "no ring", or "unphysical"."""
+    counts = np.asarray(counts)
+    if (counts < 0).any():
+        return "unphysical"
+    parts = [str(k) for k, c in zip(RING_SIZES, counts, strict=True) for _ in range(int(c))]
+    return "-".join(parts) if parts else "no ring"
+
+
+def structure_name(label: str, kind: str = "atom") -> str:
+    """What a chemist calls a structure named by :func:`ring_label`.
+
+    Parameters
+    ----------
+    label : str
+        Ring sizes at the centre, e.g. "6-6-6", "5-6-7", "6", "no ring", "unphysical".
+    kind : {"atom", "hollow"}
+        "atom": the rings an atom belongs to (three inside a sheet, fewer at an edge);
+        "hollow": the ring around a hollow site.
+
+    Examples
+    --------
+    >>> structure_name("5-6-7")
+    '5-7 pair (dislocation core, Stone-Wales)'
+    >>> structure_name("5", "hollow")
+    'pentagon'
+    """
+    if label == "unphysical":
+        return "no lattice (blurred or empty image)"
+    if label == "no ring":
+        return "no ring (hole or amorphous carbon)"
+    sizes = [int(k) for k in label.split("-")]
+    if kind == "hollow":
+        names = {5: "pentagon", 6: "hexagon (graphene)", 7: "heptagon", 8: "octagon"}
+        return " + ".join(names.get(k, f"{k}-ring") for k in sizes)
+    if len(sizes) < 3:
+        return "edge of a hole"
+    if len(sizes) > 3:
+        return "4-fold site (e.g. Si in a divacancy)"
+    if 8 in sizes:
+        return "8-ring (divacancy, 5-8-5)"
+    if 5 in sizes and 7 in sizes:
+        return "5-7 pair (dislocation core, Stone-Wales)"
+    if 5 in sizes:
+        return "pentagon (reconstructed vacancy)"
+    if 7 in sizes:
+        return "heptagon"
+    return "graphene lattice"

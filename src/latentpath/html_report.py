@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from latentpath.io import write_text
+from latentpath.rundir import read_run_record
 
 #: most windows shown in one explorer (a seeded sample): the page stays a few MB
 MAX_POINTS = 1000
@@ -234,7 +235,7 @@ def _explorer_section(explorer: dict) -> str:
             f'<div class="cells"></div><canvas class="frame"></canvas></div></div>')
 
 
-def write_report(out: str | Path, frames: np.ndarray | None = None, *,
+def write_report(out: str | Path, frames: np.ndarray, *,
                  overwrite: bool = True, max_points: int = MAX_POINTS) -> Path:
     """Write ``RUN/report.html`` for a finished run.
 
@@ -242,10 +243,10 @@ def write_report(out: str | Path, frames: np.ndarray | None = None, *,
     ----------
     out : path
         The run directory (its ``config.json`` says which pipeline made it).
-    frames : ndarray (T, H, W), optional
+    frames : ndarray (T, H, W)
         The frames the windows were cut from, in the windows' coordinates: the movie
-        of a STEM run, the aligned polarisation signal of a PFM run. By default they
-        are made again from the movie the run's record names.
+        of a STEM run, the aligned polarisation signal of a PFM run
+        (:func:`latentpath.pipeline.run_frames` makes them again for a finished run).
     overwrite : bool
         Replace an existing report (a run's own output, rewritten with the run).
     max_points : int
@@ -255,13 +256,10 @@ def write_report(out: str | Path, frames: np.ndarray | None = None, *,
     -------
     Path of the page.
     """
-    from latentpath.pipeline import pfm_run_frames, read_run_record, stem_run_frames
     from latentpath.rvae import load_rvae
 
     out = Path(out)
     record = read_run_record(out)
-    if frames is None:
-        frames = (pfm_run_frames if record.get("pipeline") == "pfm" else stem_run_frames)(out)
     stack = np.asarray(frames)
     if stack.ndim == 2:
         stack = stack[None]
@@ -348,7 +346,7 @@ def _grouped(out: Path, pipeline: str, explorers: list[dict]) -> dict[str, str]:
 
 def _structure_shares(labels: pd.Series, kind: str, what: str) -> pd.DataFrame:
     """Share of each structure label, with what a chemist calls it."""
-    from latentpath.latent import structure_name
+    from latentpath.graph import structure_name
 
     share = labels.value_counts(normalize=True).rename("share").rename_axis(what)
     table = share.reset_index()
@@ -359,7 +357,7 @@ def _structure_shares(labels: pd.Series, kind: str, what: str) -> pd.DataFrame:
 def _discovered(out: Path, latents: dict[str, pd.DataFrame]) -> str:
     """The structures a run found, named as a chemist would: from the latent space of
     each window kind, the tracked atoms' sites, and the found atoms' bond graph."""
-    from latentpath.latent import RING_SIZES, ring_label
+    from latentpath.graph import RING_SIZES, ring_label
     from latentpath.tracks import site_name
 
     parts = ["<p>Named from the ring sizes at each structure's centre. The latent "

@@ -28,14 +28,19 @@ from scipy import ndimage, sparse
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from latentpath.graph import find_bonds, find_rings, ring_at_points, ring_counts
+from latentpath.graph import (
+    KINDS,
+    RING_SIZES,
+    find_bonds,
+    find_rings,
+    ring_at_points,
+    ring_counts,
+    ring_label,
+)
 from latentpath.rvae import SkipRVAE, decode
 
-#: Ring sizes of the chemical-space map, in the order of its ``counts`` axis.
-RING_SIZES = (5, 6, 7, 8)
 #: Class of an unphysical decoded image.
 UNPHYSICAL = -1
-KINDS = ("atom", "hollow")
 #: How far from a decoded image's centre, in bond lengths, the rings it is read for
 #: reach, with a margin for distortion: those through a centre atom to 2.6 l (an
 #: 8-ring's far atom), the one around a hollow site to 1.3 l (an 8-ring's corners).
@@ -361,57 +366,6 @@ def bridge_missing_atoms(positions: np.ndarray, bonds: np.ndarray, bond_length: 
     positions = np.concatenate([positions, (positions[a] + positions[b]) / 2])
     bonds = np.concatenate([bonds, np.stack([a, stand_in], 1), np.stack([stand_in, b], 1)])
     return positions, bonds
-
-
-def ring_label(counts: np.ndarray) -> str:
-    """Name of a structure from its ring counts: "6-6-6", "5-7-7", "6" (one 6-ring),
-    "no ring", or "unphysical"."""
-    counts = np.asarray(counts)
-    if (counts < 0).any():
-        return "unphysical"
-    parts = [str(k) for k, c in zip(RING_SIZES, counts, strict=True) for _ in range(int(c))]
-    return "-".join(parts) if parts else "no ring"
-
-
-def structure_name(label: str, kind: str = "atom") -> str:
-    """What a chemist calls a structure named by :func:`ring_label`.
-
-    Parameters
-    ----------
-    label : str
-        Ring sizes at the centre, e.g. "6-6-6", "5-6-7", "6", "no ring", "unphysical".
-    kind : {"atom", "hollow"}
-        "atom": the rings an atom belongs to (three inside a sheet, fewer at an edge);
-        "hollow": the ring around a hollow site.
-
-    Examples
-    --------
-    >>> structure_name("5-6-7")
-    '5-7 pair (dislocation core, Stone-Wales)'
-    >>> structure_name("5", "hollow")
-    'pentagon'
-    """
-    if label == "unphysical":
-        return "no lattice (blurred or empty image)"
-    if label == "no ring":
-        return "no ring (hole or amorphous carbon)"
-    sizes = [int(k) for k in label.split("-")]
-    if kind == "hollow":
-        names = {5: "pentagon", 6: "hexagon (graphene)", 7: "heptagon", 8: "octagon"}
-        return " + ".join(names.get(k, f"{k}-ring") for k in sizes)
-    if len(sizes) < 3:
-        return "edge of a hole"
-    if len(sizes) > 3:
-        return "4-fold site (e.g. Si in a divacancy)"
-    if 8 in sizes:
-        return "8-ring (divacancy, 5-8-5)"
-    if 5 in sizes and 7 in sizes:
-        return "5-7 pair (dislocation core, Stone-Wales)"
-    if 5 in sizes:
-        return "pentagon (reconstructed vacancy)"
-    if 7 in sizes:
-        return "heptagon"
-    return "graphene lattice"
 
 
 @dataclass

@@ -176,7 +176,7 @@ def chemical_space_rgb(counts: np.ndarray, kind: str) -> np.ndarray:
 def figure_chemical_space(space, latents, path: str | Path, *, title: str = "") -> Path:
     """The chemical-space map as an RGB image of ring counts, beside the map of its
     most common structures, with the encoded windows on top."""
-    from latentpath.latent import RING_SIZES, ring_label
+    from latentpath.graph import RING_SIZES, ring_label
 
     extent = (space.z1[0], space.z1[-1], space.z2[0], space.z2[-1])
     fig, axes = _subplots(1, 2, figsize=(15, 6.8))
@@ -359,7 +359,7 @@ def figure_transition_gallery(tracks, windows: np.ndarray, transitions, path: st
 def stem_run_figures(frames: np.ndarray, result: dict, folder: str | Path, *,
                      pixel_size_A: float) -> list[Path]:
     """All figures of a STEM run (see :func:`latentpath.pipeline.run_stem`)."""
-    from latentpath.latent import ring_label
+    from latentpath.graph import ring_label
 
     folder = Path(folder)
     atoms, rings = result["atoms"], result["rings"]

@@ -172,7 +172,7 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
 def _run_key(run: Path) -> str:
     """A hash of what the windows' latents depend on in a STEM run: its settings, the
     skip-rVAEs' weights, the maps and the segmentation model it trained, if any."""
-    from latentpath.pipeline.common import read_run_record
+    from latentpath.rundir import read_run_record
 
     record = read_run_record(run)
     if record.get("pipeline") != "stem":
@@ -313,13 +313,13 @@ def _encode_frames(run: Path, frames: np.ndarray, pixel_size_A: float,
     """``latents_<kind>``: a window around every atom and ring, cut as the STEM ``run``
     cut its own, encoded with its skip-rVAE and labelled by its chemical-space map."""
     from latentpath.latent import ChemicalSpaceMap, labels_at
-    from latentpath.pipeline.common import read_run_record
     from latentpath.pipeline.stem import (
         StemConfig,
         cut_kind_windows,
         window_images,
         window_points,
     )
+    from latentpath.rundir import read_run_record
     from latentpath.rvae import encode, load_rvae
 
     # every atom and ring, not the run's sample of them

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from latentpath.checks import check_float, check_int
-from latentpath.latent import RING_SIZES, ring_label, structure_name
+from latentpath.graph import RING_SIZES, ring_label, structure_name
 
 #: how far from the coarse drift the fine stage looks: beyond graphene's lattice period
 #: (2.46 A), so a coarse shift off by a lattice vector is caught

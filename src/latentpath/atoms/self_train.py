@@ -16,11 +16,11 @@ import pandas as pd
 import torch
 
 from latentpath.atoms.find import find_atoms, movie_pixel_size_A, movie_stack
+from latentpath.atoms.match import match_atoms
 from latentpath.atoms.model import AtomUNet, load_model
 from latentpath.atoms.segment import normalize_frame, resample, to_model_pixels
 from latentpath.atoms.training import label_map, train_segmenter
 from latentpath.device import resolve_device
-from latentpath.evaluate import match_atoms
 from latentpath.io import Movie
 
 LABEL_RADIUS_A = 0.35

@@ -1,7 +1,11 @@
 """The pipelines, from a movie file to a run directory: STEM (:mod:`.stem`) and PFM
 (:mod:`.pfm`), with what they share (:mod:`.common`)."""
 
-from latentpath.pipeline.common import RVAE_SIZES, read_run_record
+from pathlib import Path
+
+import numpy as np
+
+from latentpath.pipeline.common import RVAE_SIZES
 from latentpath.pipeline.pfm import (
     PfmConfig,
     check_pfm_truth,
@@ -26,6 +30,15 @@ from latentpath.pipeline.stem import (
     window_points,
     write_tracks,
 )
+from latentpath.rundir import read_run_record
+
+
+def run_frames(out: str | Path) -> np.ndarray:
+    """The frames a finished run's windows were cut from, whichever pipeline made it
+    (:func:`stem_run_frames`, :func:`pfm_run_frames`)."""
+    pipeline = read_run_record(out).get("pipeline")
+    return (pfm_run_frames if pipeline == "pfm" else stem_run_frames)(out)
+
 
 __all__ = [
     "KINDS",
@@ -42,6 +55,7 @@ __all__ = [
     "read_pfm_run",
     "read_run_record",
     "read_stem_run",
+    "run_frames",
     "run_pfm",
     "run_stem",
     "stem_run_frames",

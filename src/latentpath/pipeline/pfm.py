@@ -66,7 +66,7 @@ from latentpath.pfm import (
     wall_points,
     window_physics,
 )
-from latentpath.pipeline.common import RunSettings, check_sizes, read_run_record
+from latentpath.pipeline.common import RunSettings, check_sizes
 from latentpath.pipeline.steps import (
     RunSteps,
     content_key,
@@ -75,6 +75,7 @@ from latentpath.pipeline.steps import (
     run_identity,
     step_key,
 )
+from latentpath.rundir import read_run_record
 from latentpath.windows import cut_windows, sample_points
 
 #: channel names tried, in order, when none is given: the synthetic movies' names, then

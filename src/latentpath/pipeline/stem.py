@@ -45,7 +45,15 @@ import pandas as pd
 
 from latentpath import __version__
 from latentpath.discovery import DISCOVERY_FILE, graph_labels, read_discovery, score_discovery
-from latentpath.graph import CC_BOND_A, bond_frames, find_bonds, find_rings, ring_counts
+from latentpath.graph import (
+    CC_BOND_A,
+    KINDS,
+    RING_SIZES,
+    bond_frames,
+    find_bonds,
+    find_rings,
+    ring_counts,
+)
 from latentpath.io import (
     Movie,
     load_movie,
@@ -56,14 +64,13 @@ from latentpath.io import (
     write_table,
 )
 from latentpath.latent import (
-    RING_SIZES,
     ChemicalSpaceMap,
     chemical_space_map,
     labels_at,
     latent_grid,
     manifold,
 )
-from latentpath.pipeline.common import RVAE_SIZES, RunSettings, check_sizes, read_run_record
+from latentpath.pipeline.common import RVAE_SIZES, RunSettings, check_sizes
 from latentpath.pipeline.steps import (
     RunSteps,
     content_key,
@@ -72,9 +79,9 @@ from latentpath.pipeline.steps import (
     run_identity,
     step_key,
 )
+from latentpath.rundir import read_run_record
 from latentpath.windows import cut_windows, sample_points
 
-KINDS = ("atom", "hollow")
 #: the default balance of each window kind's training draws (StemConfig.balance_power)
 BALANCE_POWER = MappingProxyType({"atom": 0.5, "hollow": 1.0})
 
