@@ -8,6 +8,7 @@ import pytest
 
 from latentpath.graph import (
     bond_frames,
+    bond_window,
     estimate_bond_length,
     find_bonds,
     find_rings,
@@ -224,3 +225,25 @@ def test_structures_are_named_as_a_chemist_would():
     # around a hollow site the label is the one ring that holds it
     assert structure_name("6", "hollow") == "hexagon (graphene)"
     assert structure_name("7", "hollow") == "heptagon"
+
+
+def test_the_bond_window_widens_with_the_scatter_of_the_found_atoms():
+    pos = _lattice(seed=1, size_A=40.0)
+    assert bond_window(pos, CC_BOND_A) == 1.2
+    rng = np.random.default_rng(0)
+    noisy = pos + rng.normal(0, 0.1, pos.shape)  # 0.14 A apart per bond, as at 2e4 e/A^2
+    wide = bond_window(noisy, CC_BOND_A)
+    assert 1.25 < wide < 1.45
+    tight = find_bonds(noisy, bond_length=CC_BOND_A)
+    loose = find_bonds(noisy, bond_length=CC_BOND_A, carbon_high=wide)
+    lattice = find_bonds(pos, bond_length=CC_BOND_A)
+    # the wider window keeps the lattice's bonds that the noise stretched, and adds none
+    # that the lattice does not have
+    as_set = {tuple(b) for b in lattice.tolist()}
+    assert {tuple(b) for b in loose.tolist()} <= as_set
+    assert len(loose) > len(tight)
+    # pairs of other bond lengths (Si-C) keep the method's window
+    species = np.array(["Si"] + ["C"] * (len(pos) - 1))
+    si = find_bonds(noisy, species, bond_length=CC_BOND_A, carbon_high=wide)
+    assert {tuple(b) for b in si.tolist() if 0 in b} == \
+        {tuple(b) for b in find_bonds(noisy, species, bond_length=CC_BOND_A).tolist() if 0 in b}

@@ -50,6 +50,7 @@ from latentpath.graph import (
     KINDS,
     RING_SIZES,
     bond_frames,
+    bond_window,
     find_bonds,
     find_rings,
     ring_counts,
@@ -370,7 +371,8 @@ def frame_graphs(atoms: pd.DataFrame, pixel_size_A: float
     for frame, rows in atoms.groupby("frame").indices.items():
         pos = atoms[["y", "x"]].to_numpy()[rows] * pixel_size_A
         species = atoms["species"].to_numpy()[rows]
-        bonds = find_bonds(pos, species, bond_length=CC_BOND_A)
+        bonds = find_bonds(pos, species, bond_length=CC_BOND_A,
+                           carbon_high=bond_window(pos, CC_BOND_A))
         rings = find_rings(pos, bonds)
         coordination[rows] = np.bincount(bonds.ravel(), minlength=len(rows))
         turn[rows], mirror[rows] = bond_frames(pos, bonds, rings)
