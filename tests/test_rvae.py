@@ -257,8 +257,8 @@ def test_compile_auto_compiles_only_long_trainings(tmp_path, monkeypatch):
     fit_rvae(windows, tmp_path / "short", **settings)
     record = json.loads((tmp_path / "short" / "config.json").read_text())["training"]
     assert (calls, record["compile"]) == ([], False)
-    assert not compile_pays(4000, 32, 576, 128, 3, "cpu")
-    assert compile_pays(40_000, 32, 576, 128, 3, "cpu")
+    assert not compile_pays(24, 100, 1024, 256, 4, "cpu")  # 1,200 windows, 2 epochs
+    assert compile_pays(4000, 32, 576, 128, 3, "cpu")  # a STEM model
     monkeypatch.setattr(latentpath.rvae.train, "COMPILE_MIN_FLOP", {"cpu": 1.0, "cuda": 1.0})
     fit_rvae(windows, tmp_path / "long", **settings)
     assert len(calls) == 1

@@ -241,13 +241,14 @@ def window_statistics(windows: np.ndarray) -> dict[str, float]:
 
 
 #: planned training work, in floating-point operations of the decoder, from which
-#: ``compile="auto"`` compiles, per device type. On the 2-core dev CPU the steps of the
-#: 3 x 128 decoder on 24 x 24 windows are 9 % faster compiled (36.3 against 39.8 ms),
-#: those of 18 x 18 windows 5 % (26.0 against 27.4 ms), and compiling costs 10 s with
-#: a warm cache and 23-45 s cold: a STEM model's 4,000 steps (2e13 operations, about
-#: 160 s eager) do not repay it. A GPU does the same work some 100 times faster while
-#: compiling takes as long (an estimate: not measured here).
-COMPILE_MIN_FLOP = {"cpu": 5e13, "cuda": 5e15}
+#: ``compile="auto"`` compiles, per device type. On the 2-core dev CPU, inside a STEM
+#: run, the steps of the 3 x 128 decoder on 24 x 24 windows took 37-44 ms compiled and
+#: 38-50 ms eager (the same models of the discovery table), and compiling cost 2-9 s
+#: with the graphs cached on the machine, 23-45 s the first time: a STEM model's 4,000
+#: steps (2e13 operations) repay it; a 1,200-window, 2-epoch ``latentpath rvae`` job of
+#: the paper's 4 x 256 (4e12) does not (17 s eager in all). A GPU does the same work
+#: some 100 times faster while compiling takes as long (an estimate: not measured here).
+COMPILE_MIN_FLOP = {"cpu": 1e13, "cuda": 1e15}
 
 
 def compile_pays(steps: int, batch_size: int, pixels: int, hidden: int, layers: int,
@@ -260,6 +261,8 @@ def compile_pays(steps: int, batch_size: int, pixels: int, hidden: int, layers: 
     Examples
     --------
     >>> compile_pays(4000, 32, 24 * 24, 128, 3, "cpu")  # a STEM model on a CPU
+    True
+    >>> compile_pays(24, 100, 32 * 32, 256, 4, "cpu")  # 1,200 windows for 2 epochs
     False
     >>> compile_pays(300 * 617, 100, 70 * 70, 256, 4, "cuda")  # the paper's training
     True
