@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from latentpath import __version__
+from latentpath import __version__, rundir
 from latentpath.io import check_writable
 
 
@@ -383,12 +383,12 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
               f"{row.meaning}")
     from latentpath.pipeline.steps import check_run_file, record_run_files
 
-    out = Path(args.out) if args.out else run_dir / "scores.json"
+    out = Path(args.out) if args.out else run_dir / rundir.SCORES
     check_writable([out], overwrite=args.overwrite or not args.out,
                    inputs={"--truth": truth_path})
-    in_run = out == run_dir / "scores.json"
+    in_run = out == run_dir / rundir.SCORES
     if in_run:
-        for name in ("scores.json", "report.html"):
+        for name in (rundir.SCORES, rundir.REPORT):
             check_run_file(run_dir, run_dir / name, overwrite=args.overwrite)
     write_json({"run": str(run_dir), "truth": truth_path and str(truth_path), **settings,
                 **scores,
@@ -399,7 +399,7 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
     print(f"scores -> {out}")
     if in_run:
         record_run_files(run_dir, [out])
-    if in_run and (run_dir / "report.html").is_file():
+    if in_run and (run_dir / rundir.REPORT).is_file():
         from latentpath.html_report import write_report
         from latentpath.pipeline import run_frames
 
@@ -433,48 +433,19 @@ def _print_discovery(found: dict) -> None:
 
 
 def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, dict]:
-    from latentpath.evaluate import (
-        discovery_scores,
-        flat_discovery,
-        score_atoms,
-        score_chemical_space,
-        score_rings,
-        score_tracks,
-    )
+    from latentpath.evaluate import score_stem_run
     from latentpath.pipeline import check_stem_truth, read_stem_run
     from latentpath.synth import read_synth_stem
 
     run = read_stem_run(run_dir)
     truth_path = args.truth or run["config"].get("truth")
-    if not truth_path:
+    if truth_path:
+        check_stem_truth(run_dir, truth_path)
+    else:
         print("no synthetic truth: scoring the latent spaces against the run's bond graph")
-        found = discovery_scores(run)
-        _print_discovery(found)
-        return ({"discovery_graph": flat_discovery(found["graph"])}, None,
-                {"match_radius_A": args.match_radius})
-    check_stem_truth(run_dir, truth_path)
-    truth = read_synth_stem(truth_path)
-    found = discovery_scores(run, truth=truth, match_radius_A=args.match_radius)
+    scores, found = score_stem_run(run, read_synth_stem(truth_path) if truth_path else None,
+                                   match_radius_A=args.match_radius)
     _print_discovery(found)
-    scores = {"atoms": score_atoms(run["atoms"], truth.atoms, pixel_size_A=truth.pixel_size_A,
-                                   match_radius_A=args.match_radius,
-                                   frames_table=truth.frames,
-                                   image_shape=truth.movie.shape[1:]),
-              "rings": score_rings(run["rings"], truth.rings, pixel_size_A=truth.pixel_size_A,
-                                   frame_shape=truth.movie.shape[1:],
-                                   match_radius_A=args.match_radius),
-              "chemical_space": score_chemical_space(run, truth.atoms, truth.rings,
-                                                     pixel_size_A=truth.pixel_size_A,
-                                                     match_radius_A=args.match_radius),
-              **{f"discovery_{ref}": flat_discovery(kinds) for ref, kinds in found.items()}}
-    species = run["config"]["config"].get("track_species")
-    if len(run["tracks"]):
-        scores["tracks"] = score_tracks(run["tracks"], truth.atoms,
-                                        pixel_size_A=truth.pixel_size_A,
-                                        frame_shape=truth.movie.shape[1:],
-                                        species=tuple(species or truth.atoms.species.unique()),
-                                        match_radius_A=args.match_radius,
-                                        border_A=run["config"]["config"]["track_border_A"])
     return scores, truth_path, {"match_radius_A": args.match_radius}
 
 
@@ -483,7 +454,7 @@ def _report(args: argparse.Namespace) -> None:
     from latentpath.pipeline import run_frames
     from latentpath.pipeline.steps import check_run_file, record_run_files
 
-    check_run_file(args.run, Path(args.run) / "report.html", overwrite=args.overwrite)
+    check_run_file(args.run, Path(args.run) / rundir.REPORT, overwrite=args.overwrite)
     path = write_report(args.run, run_frames(args.run), max_points=args.max_points)
     record_run_files(args.run, [path])
     print(f"report -> {path}")

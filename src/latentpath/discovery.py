@@ -26,12 +26,13 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from latentpath import rundir
+
 #: labels with fewer windows than this are left out of the balanced accuracies: 5-NN
 #: cannot recall a class of a handful of points, whatever the plane.
 MIN_LABEL_WINDOWS = 10
 
 #: each window folder's discovery score, written by the run's maps step
-DISCOVERY_FILE = "discovery.json"
 
 #: the latent plane "separates better than PCA" when its balanced accuracy is at least
 #: this much higher; smaller gaps lie within the spread of folds and seeds
@@ -326,8 +327,8 @@ def summary_sentence(scores: list[DiscoveryScore]) -> str:
 
 
 def read_discovery(folder: str | Path) -> DiscoveryScore | None:
-    """The :data:`DISCOVERY_FILE` of a run's window folder; None if the run predates it."""
-    path = Path(folder) / DISCOVERY_FILE
+    """The ``discovery.json`` of a run's window folder; None if the run predates it."""
+    path = Path(folder) / rundir.DISCOVERY
     if not path.is_file():
         return None
     try:

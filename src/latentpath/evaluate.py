@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from latentpath import rundir
 from latentpath.atoms.match import match_atoms
 from latentpath.discovery import DiscoveryScore
 
@@ -309,7 +310,7 @@ def discovery_scores(run: dict, *, truth=None, match_radius_A: float = 0.5
         out["truth"] = {}
     for kind in ("atom", "hollow"):
         latents = run[f"latents_{kind}"]
-        windows = np.load(run["out"] / kind / "windows.npy", mmap_mode="r")
+        windows = np.load(run["out"] / kind / rundir.WINDOWS, mmap_mode="r")
         table = latents[[c for c in ("atom", "ring") if c in latents.columns]]
         # the run's own, from its maps step; runs of earlier versions have none
         out["graph"][kind] = run.get(f"discovery_{kind}") or score_discovery(
@@ -704,3 +705,50 @@ def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
             "curved_single_wall_windows": int(curved.sum()),
             "curvature_sign_curved": sign_agreement("curvature", curved),
             "map_curvature_sign": sign_agreement("map_curvature", single)}
+
+
+def score_stem_run(run: dict, truth=None, *, match_radius_A: float = 0.5
+                   ) -> tuple[dict, dict[str, dict[str, DiscoveryScore]]]:
+    """Everything ``latentpath evaluate`` scores of a STEM run.
+
+    Parameters
+    ----------
+    run : dict
+        A finished run, as :func:`latentpath.pipeline.read_stem_run` reads it.
+    truth : SynthStem, optional
+        Synthetic truth of the run's movie (:func:`latentpath.synth.read_synth_stem`).
+        Without it only the latent spaces are scored, against the run's own bond graph.
+    match_radius_A : float
+        Largest distance of a found atom from the true atom it stands for.
+
+    Returns
+    -------
+    scores : dict
+        ``discovery_graph`` always; with truth also ``atoms``, ``rings``,
+        ``chemical_space``, ``discovery_truth`` and (where atoms were tracked)
+        ``tracks``, each a dict of figures.
+    discovery : dict
+        :func:`discovery_scores`, whose sentences say what the planes separate.
+    """
+    found = discovery_scores(run, truth=truth, match_radius_A=match_radius_A)
+    scores = {f"discovery_{ref}": flat_discovery(kinds) for ref, kinds in found.items()}
+    if truth is None:
+        return scores, found
+    shape = truth.movie.shape[1:]
+    scores = {"atoms": score_atoms(run["atoms"], truth.atoms, pixel_size_A=truth.pixel_size_A,
+                                   match_radius_A=match_radius_A, frames_table=truth.frames,
+                                   image_shape=shape),
+              "rings": score_rings(run["rings"], truth.rings, pixel_size_A=truth.pixel_size_A,
+                                   frame_shape=shape, match_radius_A=match_radius_A),
+              "chemical_space": score_chemical_space(run, truth.atoms, truth.rings,
+                                                     pixel_size_A=truth.pixel_size_A,
+                                                     match_radius_A=match_radius_A),
+              **scores}
+    settings = run["config"]["config"]
+    if len(run["tracks"]):
+        species = settings.get("track_species") or truth.atoms.species.unique()
+        scores["tracks"] = score_tracks(run["tracks"], truth.atoms,
+                                        pixel_size_A=truth.pixel_size_A, frame_shape=shape,
+                                        species=tuple(species), match_radius_A=match_radius_A,
+                                        border_A=settings["track_border_A"])
+    return scores, found

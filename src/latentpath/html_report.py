@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from latentpath import rundir
 from latentpath.io import write_text
 from latentpath.rundir import read_run_record
 
@@ -279,13 +280,13 @@ def write_report(out: str | Path, frames: np.ndarray, *,
         kinds = [("walls", "Wall windows")]
         window_px = settings["window_px"]
         colour = "switching"
-    latents = {kind: pd.read_parquet(out / kind / "latents.parquet") for kind, _ in kinds}
+    latents = {kind: pd.read_parquet(out / kind / rundir.LATENTS) for kind, _ in kinds}
     for kind, title in kinds:
         if not len(latents[kind]):
             continue
-        windows = np.load(out / kind / "windows.npy", mmap_mode="r")
+        windows = np.load(out / kind / rundir.WINDOWS, mmap_mode="r")
         explorers.append(explorer_data(kind, title, windows, latents[kind],
-                                       load_rvae(out / kind / "model"), window_px=window_px,
+                                       load_rvae(out / kind / rundir.MODEL), window_px=window_px,
                                        colour=colour, max_points=max_points,
                                        seed=settings.get("seed", 0)))
     sections = (_stem_sections if pipeline == "stem" else _pfm_sections)(out, latents, explorers)
@@ -294,7 +295,7 @@ def write_report(out: str | Path, frames: np.ndarray, *,
     rest = [f for f in figures if f.stem not in shown]
     if rest:
         sections.append(("More figures", "".join(_figure(f) for f in rest)))
-    scores = out / "scores.json"
+    scores = out / rundir.SCORES
     if scores.is_file():
         sections.append(("Accuracy against the synthetic truth", _scores_table(scores)))
     timings = pd.DataFrame({"step": list(record.get("timings_s", {})),
@@ -310,7 +311,7 @@ def write_report(out: str | Path, frames: np.ndarray, *,
         title=f"latentpath {pipeline.upper()} run: {out.name}",
         summary=_summary(out, record, pipeline), sections=sections, frames=frame_urls,
         frame_shape=stack.shape[1:], explorers=explorers)
-    path = out / "report.html"
+    path = out / rundir.REPORT
     return write_text(page, path, overwrite=overwrite)
 
 
@@ -336,7 +337,7 @@ def _grouped(out: Path, pipeline: str, explorers: list[dict]) -> dict[str, str]:
     by_name = {e["name"]: e for e in explorers}
     sections = {}
     for heading, kind, stems in _SECTIONS[pipeline]:
-        paths = [out / "figures" / f"{stem}.png" for stem in stems]
+        paths = [out / rundir.FIGURES / f"{stem}.png" for stem in stems]
         sections[heading] = "".join(_figure(p) for p in paths if p.is_file())
         if kind in by_name:
             sections[heading] += ("<h3>Explore the latent space</h3>"
@@ -367,14 +368,14 @@ def _discovered(out: Path, latents: dict[str, pd.DataFrame]) -> str:
         if kind in latents:
             parts.append(f"<h3>Latent space of the {what}</h3>" + _table(_structure_shares(
                 latents[kind].map_structure, kind, "class at the latent point"), max_rows=8))
-    tracks = out / "tracks.parquet"
+    tracks = out / rundir.TRACKS
     states = pd.read_parquet(tracks, columns=["state"]).state.dropna() if tracks.is_file() \
         else pd.Series(dtype=str)
     if len(states):
         sites = states.value_counts().rename("atom-frames").rename_axis("state").reset_index()
         sites.insert(1, "site", [site_name(state) for state in sites.state])
         parts.append("<h3>Sites of the tracked atoms</h3>" + _table(sites, max_rows=10))
-    atoms = pd.read_parquet(out / "atoms.parquet",
+    atoms = pd.read_parquet(out / rundir.ATOMS,
                             columns=[f"n{k}" for k in RING_SIZES]).to_numpy()
     graph = pd.Series([ring_label(counts) for counts in atoms])
     parts.append("<h3>Bond graph of all found atoms</h3>"
@@ -430,7 +431,7 @@ def _stem_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[
         grouped[heading] = ("<p>The structures the latent space discovered: the class of "
                             "the chemical-space map at each window's latent point.</p>"
                             + _table(table, max_rows=12) + grouped[heading])
-    counts = out / "transition_counts.csv"
+    counts = out / rundir.TRANSITION_COUNTS
     if counts.is_file():
         table = pd.read_csv(counts)
         grouped["Trajectories and transitions"] += (
@@ -442,9 +443,9 @@ def _stem_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[
 def _pfm_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[dict]
                   ) -> list[tuple[str, str]]:
     grouped = _grouped(out, "pfm", explorers)
-    frames = pd.read_csv(out / "frames.csv")
+    frames = pd.read_csv(out / rundir.FRAMES)
     grouped["Data and walls"] += "<h3>Frames</h3>" + _table(frames, max_rows=12)
-    history = out / "wall_history.csv"
+    history = out / rundir.WALL_HISTORY
     if history.is_file():
         grouped["The longest-lived wall"] += _table(pd.read_csv(history), max_rows=12)
     return list(grouped.items())
@@ -456,9 +457,9 @@ def _summary(out: Path, record: dict, pipeline: str) -> list[str]:
              f"Finished in {record.get('total_s', 0):.0f} s with latentpath "
              f"{record.get('version')} on {record['config'].get('device')}"]
     if pipeline == "stem":
-        atoms = pd.read_parquet(out / "atoms.parquet", columns=["frame"])
-        rings = pd.read_parquet(out / "rings.parquet", columns=["frame"])
-        tracks = pd.read_parquet(out / "tracks.parquet")
+        atoms = pd.read_parquet(out / rundir.ATOMS, columns=["frame"])
+        rings = pd.read_parquet(out / rundir.RINGS, columns=["frame"])
+        tracks = pd.read_parquet(out / rundir.TRACKS)
         lines.append(f"{len(atoms)} atoms and {len(rings)} rings in "
                      f"{atoms.frame.nunique()} frames")
         if len(tracks):
@@ -466,7 +467,7 @@ def _summary(out: Path, record: dict, pipeline: str) -> list[str]:
                          f"{len(pd.read_csv(out / 'transitions.csv'))} changes of state")
         lines += [score.sentence() for score in _discovery_scores(out)]
     else:
-        frames = pd.read_csv(out / "frames.csv")
+        frames = pd.read_csv(out / rundir.FRAMES)
         lines.append(f"{len(frames)} frames; switched "
                      f"{frames.switched_fraction.iloc[0]:.0%} -> "
                      f"{frames.switched_fraction.iloc[-1]:.0%}; "

@@ -1,14 +1,55 @@
-"""What a run directory holds, read by every module that reads a finished run."""
+"""The run directory's layout: the name of every file a run writes, spelled here only,
+and its record (docs/DESIGN.md, "Run directory")."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+#: the run's record: its settings, inputs, timings and figures
+RECORD = "config.json"
+REPORT = "report.html"
+#: ``latentpath evaluate RUN`` against synthetic truth
+SCORES = "scores.json"
+FIGURES = "figures"
+
+# STEM runs
+ATOMS = "atoms.parquet"
+RINGS = "rings.parquet"
+#: the images the windows are cut from (the smoothed atom probability)
+WINDOW_IMAGES = "window_images.npy"
+#: the self-trained segmentation model (``--self-train``)
+SEGMENTER = "segmenter"
+DRIFT = "drift.csv"
+TRACKS = "tracks.parquet"
+TRANSITIONS = "transitions.csv"
+TRANSITION_COUNTS = "transition_counts.csv"
+STATE_LIFETIMES = "state_lifetimes.csv"
+
+# in the folder of each window kind (STEM: one per kind, ``atom/`` and ``hollow/``;
+# PFM: ``walls/``)
+WINDOWS = "windows.npy"
+WINDOW_TABLE = "windows.parquet"
+MODEL = "model"
+LATENTS = "latents.parquet"
+MAPS = "maps.npz"
+DISCOVERY = "discovery.json"
+#: (STEM ``atom/``) the windows of the tracked atoms
+TRACK_WINDOWS = "track_windows.npz"
+
+# PFM runs
+WALLS = "walls"
+SIGNAL = "signal.npy"
+WALL_MASK = "wall_mask.npz"
+WALL_CURVES = "walls.parquet"
+FRAMES = "frames.csv"
+WALL_HISTORY = "wall_history.csv"
+WALL_LATENTS = "wall_latents.parquet"
+
 
 def read_run_record(out: str | Path) -> dict:
     """The ``config.json`` of a finished run directory (ValueError if there is none)."""
-    path = Path(out) / "config.json"
+    path = Path(out) / RECORD
     if not path.is_file():
         raise ValueError(f"{out} is not a finished run: no config.json")
     try:

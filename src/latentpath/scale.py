@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from latentpath import rundir
 from latentpath.io import (
     Movie,
     MovieError,
@@ -179,11 +180,11 @@ def _run_key(run: Path) -> str:
         raise ValueError(f"{run} is a {record.get('pipeline')!r} run; windows are encoded "
                          "with the models of a STEM run")
     files = [run / kind / name for kind in KIND_CENTRES
-             for name in ("model/weights.safetensors", "maps.npz")]
+             for name in (f"{rundir.MODEL}/weights.safetensors", rundir.MAPS)]
     missing = [str(f.relative_to(run)) for f in files if not f.is_file()]
     if missing:
         raise ValueError(f"{run} is not a finished STEM run: missing {', '.join(missing)}")
-    segmenter = run / "segmenter" / "weights.safetensors"
+    segmenter = run / rundir.SEGMENTER / "weights.safetensors"
     files += [segmenter] if segmenter.is_file() else []
     return content_key(record["config"],
                        *(np.frombuffer(f.read_bytes(), np.uint8) for f in files))
@@ -284,7 +285,7 @@ def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_siz
     if threads:
         torch.set_num_threads(threads)
     frames = np.asarray(open_zarr_frames(store, array)[0][start:stop], dtype=np.float32)
-    segmenter = None if run is None else Path(run) / "segmenter"
+    segmenter = None if run is None else Path(run) / rundir.SEGMENTER
     model = load_model(segmenter if segmenter and segmenter.is_dir() else None,
                        device=device)
     try:
@@ -332,9 +333,9 @@ def _encode_frames(run: Path, frames: np.ndarray, pixel_size_A: float,
         points = window_points(atoms, rings, kind, config)
         windows, table = cut_kind_windows(source, source_px_A, frames.shape, points, config,
                                           None)
-        latents = encode(load_rvae(run / kind / "model", device=device), windows,
+        latents = encode(load_rvae(run / kind / rundir.MODEL, device=device), windows,
                          table=table)
-        with np.load(run / kind / "maps.npz") as data:
+        with np.load(run / kind / rundir.MAPS) as data:
             space = ChemicalSpaceMap.from_arrays(data)
         tables[f"latents_{kind}"] = latents.join(labels_at(space, latents).add_prefix("map_"))
     return tables

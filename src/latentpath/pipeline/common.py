@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from latentpath import rundir
 from latentpath.rvae.model import SIZE_LIMITS
 
 #: skip-rVAE size and training length when not set, by device: the CPU default
@@ -15,6 +18,14 @@ from latentpath.rvae.model import SIZE_LIMITS
 RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
               "cuda": {"hidden": 256, "layers": 4, "epochs": 300}}
 
+
+#: the settings a skip-rVAE's training depends on, in every pipeline (part of its step's
+#: key; device and compile change only how fast it comes)
+MODEL_SETTINGS = ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
+                  "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
+                  "kl_weight", "precision", "seed")
+#: fewer windows than this cannot train a skip-rVAE
+MIN_WINDOWS = 20
 
 #: the sizes of the skip-rVAE and its training a run accepts, (lowest, highest): beyond
 #: them a setting is a typo (a petabyte model, training that never ends)
@@ -218,3 +229,40 @@ def _check_kind(name: str, annotation: str, value: Any) -> None:
     allowed = tuple(t for kind in kinds for t in _KINDS[kind])
     if (isinstance(value, bool) and "bool" not in kinds) or not isinstance(value, allowed):
         raise ValueError(f"{name} must be {' or '.join(kinds)}, got {value!r}")
+
+
+def check_enough_windows(n: int, what: str, why: str) -> None:
+    """Refuse a run with fewer than :data:`MIN_WINDOWS` windows of a kind, saying why
+    there are so few (ValueError)."""
+    if n < MIN_WINDOWS:
+        raise ValueError(f"only {n} {what} windows inside the frames; {why}")
+
+
+def model_step(steps: Any, name: str, key: str, settings: RunSettings, windows: Any,
+               folder: Path, *, progress: bool = True,
+               sample_weights: Callable[[], Any] | None = None) -> Any:
+    """The step that trains a window kind's skip-rVAE into ``folder/model``, in every
+    pipeline: nothing where ``steps`` (:class:`~latentpath.pipeline.steps.RunSteps`)
+    holds a finished one of this ``key``; a checkpoint of the same training continues,
+    anything else in its place is stale and goes.
+
+    Parameters
+    ----------
+    sample_weights : callable, optional
+        Gives the windows' training draws (:func:`latentpath.rvae.fit_rvae`), called only
+        when the model is trained.
+
+    Returns
+    -------
+    SkipRVAE or None
+        The model trained now; None where the finished one was kept.
+    """
+    if steps.reusable(name, key):
+        return None
+    if not steps.begin(name, key) and (folder / rundir.MODEL).exists():
+        shutil.rmtree(folder / rundir.MODEL)
+    model = settings.train_rvae(windows, folder / rundir.MODEL, resume=True, overwrite=True,
+                                progress=progress, sample_weights=sample_weights and
+                                sample_weights())
+    steps.finish(name, key, [folder / rundir.MODEL])
+    return model

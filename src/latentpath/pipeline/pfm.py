@@ -32,7 +32,6 @@ curvature over the latent plane -> the longest-lived wall through the movie -> f
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 import warnings
 from collections.abc import Mapping
@@ -43,7 +42,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from latentpath import __version__
+from latentpath import __version__, rundir
 from latentpath.io import (
     Movie,
     load_movie,
@@ -66,7 +65,13 @@ from latentpath.pfm import (
     wall_points,
     window_physics,
 )
-from latentpath.pipeline.common import RunSettings, check_sizes
+from latentpath.pipeline.common import (
+    MODEL_SETTINGS,
+    RunSettings,
+    check_enough_windows,
+    check_sizes,
+    model_step,
+)
 from latentpath.pipeline.steps import (
     RunSteps,
     content_key,
@@ -296,9 +301,9 @@ def wall_history(curves: pd.DataFrame, chain: pd.DataFrame) -> pd.DataFrame:
 
 
 #: the tables of a run, by the names :func:`read_pfm_run` gives them, and their files
-RUN_TABLES = {"drift": "drift.csv", "curves": "walls.parquet", "frames": "frames.csv",
-              "latents": "walls/latents.parquet", "wall_history": "wall_history.csv",
-              "wall_latents": "wall_latents.parquet"}
+RUN_TABLES = {"drift": rundir.DRIFT, "curves": rundir.WALL_CURVES, "frames": rundir.FRAMES,
+              "latents": f"{rundir.WALLS}/{rundir.LATENTS}",
+              "wall_history": rundir.WALL_HISTORY, "wall_latents": rundir.WALL_LATENTS}
 
 #: the settings each step's results depend on (besides the steps it reads); device
 #: and compile change only how fast they come
@@ -306,9 +311,7 @@ STEP_SETTINGS = {
     "walls": ("phase_channel", "amplitude_channel", "median_px", "canny_sigma_px",
               "min_wall_px", "curvature_sigma_px"),
     "windows": ("window_px", "window_samples", "walls_per_frame", "delay", "seed"),
-    "model": ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
-              "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
-              "kl_weight", "precision", "seed"),
+    "model": MODEL_SETTINGS,
     "maps": ("switching_sigma_px", "static_px", "map_points", "manifold_points"),
 }
 
@@ -375,7 +378,7 @@ def run_pfm(movie: str | Path | list, out: str | Path,
                                      f"movie {i + 1} of {len(movies)}": p
                                      for i, p in enumerate(movies)},
                                   "the truth": truth, **inputs},
-                          rereadable=[out / "config.json"], overwrite=overwrite,
+                          rereadable=[out / rundir.RECORD], overwrite=overwrite,
                           resume=resume, progress=progress)
     with steps:
         return _pfm_steps(steps, phase, amplitude, source, truth, movie_key, config,
@@ -384,9 +387,9 @@ def run_pfm(movie: str | Path | list, out: str | Path,
 
 def pfm_outputs(out: Path) -> tuple[list[Path], list[Path]]:
     """The files and the folders a PFM run writes in its directory ``out``."""
-    files = [out / name for name in ("config.json", "signal.npy", "wall_mask.npz",
-                                     "report.html", *RUN_TABLES.values())]
-    return files, [out / "walls", out / "figures"]
+    files = [out / name for name in (rundir.RECORD, rundir.SIGNAL, rundir.WALL_MASK,
+                                     rundir.REPORT, *RUN_TABLES.values())]
+    return files, [out / rundir.WALLS, out / rundir.FIGURES]
 
 
 def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
@@ -396,7 +399,7 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
     from latentpath.rvae import load_rvae
 
     out = steps.out
-    folder = out / "walls"
+    folder = out / rundir.WALLS
     folder.mkdir(exist_ok=True)
 
     key = step_key("walls", config, STEP_SETTINGS["walls"], movie_key)
@@ -412,17 +415,17 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
         frames = frame_table(signal, valid, walls, curves)
         for name, table in zip(tables, (drift, curves, frames), strict=True):
             write_table(table, out / name, overwrite=True)
-        save_npy(signal, out / "signal.npy", overwrite=True)
-        save_npz(out / "wall_mask.npz", {"walls": walls, "valid": valid}, overwrite=True)
-        steps.finish("walls", key, [*(out / name for name in tables), out / "signal.npy",
-                                    out / "wall_mask.npz"],
+        save_npy(signal, out / rundir.SIGNAL, overwrite=True)
+        save_npz(out / rundir.WALL_MASK, {"walls": walls, "valid": valid}, overwrite=True)
+        steps.finish("walls", key, [*(out / name for name in tables), out / rundir.SIGNAL,
+                                    out / rundir.WALL_MASK],
                      values={"warnings": drift.attrs["doubts"]},
                      note=f"{len(curves)} px, {len(curves.groupby(['frame', 'wall']))} "
                           f"curves; drift from the "
                           f"{'phase' if amplitude is None else 'amplitude'}")
     drift, curves, frames = (read_table(out / name) for name in tables)
-    signal = np.load(out / "signal.npy")
-    with np.load(out / "wall_mask.npz") as data:
+    signal = np.load(out / rundir.SIGNAL)
+    with np.load(out / rundir.WALL_MASK) as data:
         walls, valid = data["walls"], data["valid"]
     candidates, points = wall_centres(walls, valid, config)
 
@@ -431,37 +434,30 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
     if not steps.reusable("windows", key):
         steps.begin("windows", key)
         windows, table = cut_wall_windows(signal, points, config)
-        if len(table) < 20:
-            raise ValueError(f"only {len(table)} wall windows inside the frames; the movie "
-                             f"is too small or has too few walls for windows of "
-                             f"{config.window_px} px")
-        save_npy(windows, folder / "windows.npy", overwrite=True)
-        write_table(table, folder / "windows.parquet", overwrite=True)
-        steps.finish("windows", key, [folder / "windows.npy", folder / "windows.parquet"],
+        check_enough_windows(len(table), "wall", f"the movie is too small or has too few "
+                                                 f"walls for windows of {config.window_px} px")
+        save_npy(windows, folder / rundir.WINDOWS, overwrite=True)
+        write_table(table, folder / rundir.WINDOW_TABLE, overwrite=True)
+        steps.finish("windows", key, [folder / rundir.WINDOWS, folder / rundir.WINDOW_TABLE],
                      note=f"{len(table)} windows")
-    windows = np.load(folder / "windows.npy", mmap_mode="r")
-    table = read_table(folder / "windows.parquet")
+    windows = np.load(folder / rundir.WINDOWS, mmap_mode="r")
+    table = read_table(folder / rundir.WINDOW_TABLE)
 
     key = step_key("model", config, STEP_SETTINGS["model"], key)
     keys.append(key)
-    if not steps.reusable("model", key):
-        # a checkpoint of the same training continues; anything else there is stale
-        if not steps.begin("model", key) and (folder / "model").exists():
-            shutil.rmtree(folder / "model")
-        config.train_rvae(windows, folder / "model", resume=True, overwrite=True, progress=progress)
-        steps.finish("model", key, [folder / "model"])
+    model_step(steps, "model", key, config, windows, folder, progress=progress)
 
     key = step_key("maps", config, STEP_SETTINGS["maps"], key)
     keys.append(key)
     outputs = [out / RUN_TABLES[name] for name in ("latents", "wall_history", "wall_latents")]
-    outputs.append(folder / "maps.npz")
+    outputs.append(folder / rundir.MAPS)
     if not steps.reusable("maps", key):
         steps.begin("maps", key)
-        physics_maps(load_rvae(folder / "model"), windows, table, signal, curves, candidates,
+        physics_maps(load_rvae(folder / rundir.MODEL), windows, table, signal, curves, candidates,
                      config, out)
         steps.finish("maps", key, outputs)
     latents, history, wall_latents = (read_table(path) for path in outputs[:3])
-    with np.load(folder / "maps.npz") as data:
+    with np.load(folder / rundir.MAPS) as data:
         maps = {name: data[name] for name in ("z1", "z2", *PHYSICS)}
         manifold_ = (data["manifold_z1"], data["manifold_z2"], data["manifold"])
 
@@ -476,7 +472,7 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
         steps.finish("report", key, _pfm_record(out, result, steps, source=source,
                                                 truth=truth, phase=phase,
                                                 amplitude=amplitude is not None))
-    result["report"] = out / "report.html"
+    result["report"] = out / rundir.REPORT
     result["reused"] = steps.reused
     result["total_s"] = round(time.perf_counter() - started, 1)
     return result
@@ -512,7 +508,7 @@ def physics_maps(model, windows: np.ndarray, table: pd.DataFrame, signal: np.nda
     m1, m2 = latent_grid(latents, config.manifold_points)
     latents = latents.join(physics_at(maps, latents))
     write_table(latents, out / RUN_TABLES["latents"], overwrite=True)
-    save_npz(out / "walls" / "maps.npz", {**maps, "manifold": manifold(model, m1, m2),
+    save_npz(out / rundir.WALLS / rundir.MAPS, {**maps, "manifold": manifold(model, m1, m2),
                                           "manifold_z1": m1, "manifold_z2": m2},
              overwrite=True)
     chain = follow_wall(curves)
@@ -534,7 +530,7 @@ def _pfm_record(out: Path, result: dict, steps: RunSteps, *, source: str | list,
     from latentpath.html_report import write_report
     from latentpath.report import pfm_run_figures
 
-    figures = pfm_run_figures(result, out / "figures")
+    figures = pfm_run_figures(result, out / rundir.FIGURES)
     record = write_json({"pipeline": "pfm", "version": __version__, "movie": source,
                          "truth": truth, "pixel_size": phase.pixel_size,
                          "pixel_unit": phase.pixel_unit, "amplitude": amplitude,
@@ -542,7 +538,7 @@ def _pfm_record(out: Path, result: dict, steps: RunSteps, *, source: str | list,
                          "timings_s": steps.timings, "total_s": steps.total_s,
                          "warnings": result["warnings"],
                          "figures": [str(f.relative_to(out)) for f in figures]},
-                        out / "config.json", overwrite=True)
+                        out / rundir.RECORD, overwrite=True)
     return [*figures, record, write_report(out, result["signal"], overwrite=True)]
 
 
@@ -550,13 +546,13 @@ def pfm_run_frames(out: str | Path) -> np.ndarray:
     """The frames a finished PFM run's windows were cut from: the aligned polarisation
     signal it saved (``signal.npy``; for runs without one, that of its movie, read again
     from the paths its record names and aligned by its drift)."""
-    if (Path(out) / "signal.npy").is_file():
-        return np.load(Path(out) / "signal.npy")
+    if (Path(out) / rundir.SIGNAL).is_file():
+        return np.load(Path(out) / rundir.SIGNAL)
     record = read_run_record(out)
     phase, _ = load_pfm(record["movie"], PfmConfig.from_dict(record["config"]))
     signal = normalize_phase(phase.data)
     return align_frames(signal if signal.ndim == 3 else signal[None],
-                        read_table(Path(out) / "drift.csv"))[0]
+                        read_table(Path(out) / rundir.DRIFT))[0]
 
 
 def check_pfm_truth(out: str | Path, truth: str | Path) -> None:
@@ -579,6 +575,6 @@ def read_pfm_run(out: str | Path) -> dict:
         raise ValueError(f"{out} is a {record.get('pipeline')} run, not a PFM run")
     result = {"config": record, "out": out,
               **{name: read_table(out / file) for name, file in RUN_TABLES.items()}}
-    with np.load(out / "walls" / "maps.npz") as data:
+    with np.load(out / rundir.WALLS / rundir.MAPS) as data:
         result["maps"] = dict(data)
     return result

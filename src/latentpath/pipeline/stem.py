@@ -43,8 +43,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from latentpath import __version__
-from latentpath.discovery import DISCOVERY_FILE, graph_labels, read_discovery, score_discovery
+from latentpath import __version__, rundir
+from latentpath.discovery import graph_labels, read_discovery, score_discovery
 from latentpath.graph import (
     CC_BOND_A,
     KINDS,
@@ -71,7 +71,14 @@ from latentpath.latent import (
     latent_grid,
     manifold,
 )
-from latentpath.pipeline.common import RVAE_SIZES, RunSettings, check_sizes
+from latentpath.pipeline.common import (
+    MODEL_SETTINGS,
+    RVAE_SIZES,
+    RunSettings,
+    check_enough_windows,
+    check_sizes,
+    model_step,
+)
 from latentpath.pipeline.steps import (
     RunSteps,
     content_key,
@@ -488,9 +495,10 @@ def track_latents(tracks: pd.DataFrame, images: np.ndarray, image_pixel_A: float
 
 
 #: the tracking tables of a run and their files
-TRACK_TABLES = {"tracks": "tracks.parquet", "drift": "drift.csv",
-                "transitions": "transitions.csv", "transition_counts": "transition_counts.csv",
-                "state_lifetimes": "state_lifetimes.csv"}
+TRACK_TABLES = {"tracks": rundir.TRACKS, "drift": rundir.DRIFT,
+                "transitions": rundir.TRANSITIONS,
+                "transition_counts": rundir.TRANSITION_COUNTS,
+                "state_lifetimes": rundir.STATE_LIFETIMES}
 
 #: the settings each step's results depend on (besides the steps it reads); device
 #: and compile change only how fast they come
@@ -499,9 +507,7 @@ STEP_SETTINGS = {
               "smooth_A"),
     "windows": ("window_A", "window_px", "window_taper", "orient_windows",
                 "atoms_per_frame", "hollow_per_frame", "seed"),
-    "model": ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
-              "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
-              "kl_weight", "precision", "seed", "balance_power"),
+    "model": (*MODEL_SETTINGS, "balance_power"),
     "maps": ("map_points", "manifold_points", "map_decode_px", "map_coarse_step"),
     "tracks": ("track_species", "track_search_A", "track_memory", "track_border_A"),
 }
@@ -564,7 +570,7 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
     steps = RunSteps.open(out, run_identity("stem", movie_key, config, truth),
                           outputs=files, folders=folders,
                           inputs={"the movie": movie_path, "the truth": truth, **inputs},
-                          rereadable=[out / "config.json"], overwrite=overwrite,
+                          rereadable=[out / rundir.RECORD], overwrite=overwrite,
                           resume=resume, progress=progress)
     with steps:
         return _stem_steps(steps, movie, movie_path, truth, movie_key, config, started,
@@ -585,10 +591,10 @@ def _own_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 
 def stem_outputs(out: Path) -> tuple[list[Path], list[Path]]:
     """The files and the folders a STEM run writes in its directory ``out``."""
-    files = [out / name for name in ("config.json", "atoms.parquet", "rings.parquet",
-                                     "window_images.npy", "report.html",
+    files = [out / name for name in (rundir.RECORD, rundir.ATOMS, rundir.RINGS,
+                                     rundir.WINDOW_IMAGES, rundir.REPORT,
                                      *TRACK_TABLES.values())]
-    return files, [out / name for name in ("segmenter", *KINDS, "figures")]
+    return files, [out / name for name in (rundir.SEGMENTER, *KINDS, rundir.FIGURES)]
 
 
 def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: str | None,
@@ -603,9 +609,9 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
     keys = [key]
     if not steps.reusable("atoms", key):
         steps.begin("atoms", key)
-        segmenter = out / "segmenter" if config.self_train_frames else None
-        if segmenter is None and (out / "segmenter").is_dir():
-            shutil.rmtree(out / "segmenter")  # an earlier run's, which these atoms did not use
+        segmenter = out / rundir.SEGMENTER if config.self_train_frames else None
+        if segmenter is None and (out / rundir.SEGMENTER).is_dir():
+            shutil.rmtree(out / rundir.SEGMENTER)  # an earlier run's, which these atoms did not use
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             atoms, probability, map_px_A = atoms_and_probabilities(
@@ -620,21 +626,21 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
                              f"at the pixel size {px:.4g} A?")
         source, source_px_A = window_images(movie, probability, map_px_A, px, config)
         del probability
-        write_table(atoms, out / "atoms.parquet", overwrite=True)
+        write_table(atoms, out / rundir.ATOMS, overwrite=True)
         write_table(rings.assign(members=[list(m) for m in rings.members]),
-                    out / "rings.parquet", overwrite=True)
-        save_npy(source, out / "window_images.npy", overwrite=True)
-        steps.finish("atoms", key, [out / "atoms.parquet", out / "rings.parquet",
-                                    out / "window_images.npy",
+                    out / rundir.RINGS, overwrite=True)
+        save_npy(source, out / rundir.WINDOW_IMAGES, overwrite=True)
+        steps.finish("atoms", key, [out / rundir.ATOMS, out / rundir.RINGS,
+                                    out / rundir.WINDOW_IMAGES,
                                     *([segmenter] if segmenter else [])],
                      values={"pixel_size_A": px, "window_image_pixel_A": source_px_A,
                              "warnings": doubts},
                      note=f"{len(atoms)} atoms, {len(rings)} rings")
     px, source_px_A = (steps.values("atoms")[name] for name in ("pixel_size_A",
                                                                  "window_image_pixel_A"))
-    atoms = read_table(out / "atoms.parquet")
-    rings = _read_rings(out / "rings.parquet")
-    source = np.load(out / "window_images.npy", mmap_mode="r")
+    atoms = read_table(out / rundir.ATOMS)
+    rings = _read_rings(out / rundir.RINGS)
+    source = np.load(out / rundir.WINDOW_IMAGES, mmap_mode="r")
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
     result = {"atoms": atoms, "rings": rings, "out": out,
               "warnings": steps.values("atoms").get("warnings", [])}
@@ -654,18 +660,18 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
         if len(tracks):
             model = models["atom"]
             if model is None:
-                model = load_rvae(out / "atom" / "model")
+                model = load_rvae(out / "atom" / rundir.MODEL)
             tracks, track_windows = track_latents(tracks, source, source_px_A,
                                                   movie.data.shape, config, model,
                                                   result["map_atom"])
         write_tracks(out, tracks, drift, overwrite=True)
-        save_npz(out / "atom" / "track_windows.npz", {"windows": track_windows},
+        save_npz(out / "atom" / rundir.TRACK_WINDOWS, {"windows": track_windows},
                  overwrite=True)
         steps.finish("tracks", key, [*(out / name for name in TRACK_TABLES.values()),
-                                     out / "atom" / "track_windows.npz"],
+                                     out / "atom" / rundir.TRACK_WINDOWS],
                      note=f"{tracks['track'].nunique()} tracks, {len(tracks)} atom-frames")
     result.update(_read_tracks(out))
-    with np.load(out / "atom" / "track_windows.npz") as data:
+    with np.load(out / "atom" / rundir.TRACK_WINDOWS) as data:
         result["track_windows"] = data["windows"]
 
     key = content_key("report", __version__, *keys, movie_path, truth)
@@ -674,7 +680,7 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
         files = _stem_record(out, movie, result, steps, movie_path=movie_path, truth=truth,
                              pixel_size_A=px, bond_px=bond_px, config=config)
         steps.finish("report", key, files)
-    result["report"] = out / "report.html"
+    result["report"] = out / rundir.REPORT
     result["reused"] = steps.reused
     result["total_s"] = round(time.perf_counter() - started, 1)
     return result
@@ -696,34 +702,27 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         steps.begin(f"{kind} windows", key)
         points = window_points(atoms, rings, kind, config)
         windows, table = cut_kind_windows(source, source_px_A, movie_shape, points, config,
-                                          folder / "windows.npy", overwrite=True)
-        if len(table) < 20:
-            raise ValueError(f"only {len(table)} {kind} windows inside the frames; the movie "
-                             f"is too small for windows of {config.window_A} A")
-        write_table(table, folder / "windows.parquet", overwrite=True)
+                                          folder / rundir.WINDOWS, overwrite=True)
+        check_enough_windows(len(table), kind, f"the movie is too small for windows of "
+                                               f"{config.window_A} A")
+        write_table(table, folder / rundir.WINDOW_TABLE, overwrite=True)
         del windows
-        steps.finish(f"{kind} windows", key, [folder / "windows.npy",
-                                              folder / "windows.parquet"],
+        steps.finish(f"{kind} windows", key, [folder / rundir.WINDOWS,
+                                              folder / rundir.WINDOW_TABLE],
                      note=f"{len(table)} windows")
-    windows = np.load(folder / "windows.npy", mmap_mode="r")
-    table = read_table(folder / "windows.parquet")
+    windows = np.load(folder / rundir.WINDOWS, mmap_mode="r")
+    table = read_table(folder / rundir.WINDOW_TABLE)
 
     key = step_key(f"{kind} model", config, STEP_SETTINGS["model"], key)
-    model = None
-    if not steps.reusable(f"{kind} model", key):
-        # a checkpoint of the same training continues; anything else there is stale
-        if not steps.begin(f"{kind} model", key) and (folder / "model").exists():
-            shutil.rmtree(folder / "model")
-        model = config.train_rvae(windows, folder / "model", resume=True, overwrite=True,
-                                  progress=progress, sample_weights=structure_weights(
-                                      table, atoms, rings, kind, config.balance_power[kind]))
-        steps.finish(f"{kind} model", key, [folder / "model"])
+    model = model_step(steps, f"{kind} model", key, config, windows, folder,
+                       progress=progress, sample_weights=lambda: structure_weights(
+                           table, atoms, rings, kind, config.balance_power[kind]))
 
     key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], key)
     if not steps.reusable(f"{kind} maps", key):
         steps.begin(f"{kind} maps", key)
         if model is None:
-            model = load_rvae(folder / "model")
+            model = load_rvae(folder / rundir.MODEL)
         latents = encode(model, windows, table=table)
         z1, z2 = latent_grid(latents, config.map_points)
         space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=kind,
@@ -731,15 +730,15 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
                                    coarse_step=config.map_coarse_step, progress=progress)
         m1, m2 = latent_grid(latents, config.manifold_points)
         latents = latents.join(labels_at(space, latents).add_prefix("map_"))
-        write_table(latents, folder / "latents.parquet", overwrite=True)
-        save_npz(folder / "maps.npz", {**space.to_arrays(), "manifold": manifold(model, m1, m2),
+        write_table(latents, folder / rundir.LATENTS, overwrite=True)
+        save_npz(folder / rundir.MAPS, {**space.to_arrays(), "manifold": manifold(model, m1, m2),
                                        "manifold_z1": m1, "manifold_z2": m2},
                  overwrite=True)
         score = score_discovery(latents, windows, graph_labels(table, atoms, rings, kind),
                                 kind=kind, seed=config.seed)
-        write_json(score.to_dict(), folder / DISCOVERY_FILE, overwrite=True)
-        steps.finish(f"{kind} maps", key, [folder / "latents.parquet", folder / "maps.npz",
-                                           folder / DISCOVERY_FILE],
+        write_json(score.to_dict(), folder / rundir.DISCOVERY, overwrite=True)
+        steps.finish(f"{kind} maps", key, [folder / rundir.LATENTS, folder / rundir.MAPS,
+                                           folder / rundir.DISCOVERY],
                      note=score.sentence())
     result.update(_read_kind(folder, kind))
     return model, key
@@ -752,7 +751,7 @@ def _stem_record(out: Path, movie: Movie, result: dict, steps: RunSteps, *,
     from latentpath.html_report import write_report
     from latentpath.report import stem_run_figures
 
-    figures = stem_run_figures(movie.data, result, out / "figures", pixel_size_A=pixel_size_A)
+    figures = stem_run_figures(movie.data, result, out / rundir.FIGURES, pixel_size_A=pixel_size_A)
     record = write_json({"pipeline": "stem", "version": __version__, "movie": movie_path,
                          "truth": truth, "pixel_size_A": pixel_size_A,
                          "window_bond_length_px": bond_px,
@@ -760,7 +759,7 @@ def _stem_record(out: Path, movie: Movie, result: dict, steps: RunSteps, *,
                          "timings_s": steps.timings, "total_s": steps.total_s,
                          "warnings": result["warnings"],
                          "figures": [str(f.relative_to(out)) for f in figures]},
-                        out / "config.json", overwrite=True)
+                        out / rundir.RECORD, overwrite=True)
     return [*figures, record, write_report(out, movie.data, overwrite=True)]
 
 
@@ -768,8 +767,8 @@ def _read_kind(folder: Path, kind: str) -> dict:
     """``latents_<kind>``, ``map_<kind>``, ``manifold_<kind>`` (z1, z2, images) and
     ``discovery_<kind>`` (:class:`~latentpath.discovery.DiscoveryScore`, None for runs
     of earlier versions) of a run's window folder."""
-    with np.load(folder / "maps.npz") as data:
-        return {f"latents_{kind}": read_table(folder / "latents.parquet"),
+    with np.load(folder / rundir.MAPS) as data:
+        return {f"latents_{kind}": read_table(folder / rundir.LATENTS),
                 f"map_{kind}": ChemicalSpaceMap.from_arrays(dict(data)),
                 f"manifold_{kind}": (data["manifold_z1"], data["manifold_z2"],
                                      data["manifold"]),
@@ -836,8 +835,8 @@ def read_stem_run(out: str | Path) -> dict:
     :func:`run_stem` returned, with ``config`` (the run's record)."""
     out = Path(out)
     result = {"config": read_run_record(out), "out": out,
-              "atoms": read_table(out / "atoms.parquet"),
-              "rings": _read_rings(out / "rings.parquet"), **_read_tracks(out)}
+              "atoms": read_table(out / rundir.ATOMS),
+              "rings": _read_rings(out / rundir.RINGS), **_read_tracks(out)}
     for kind in KINDS:
         result.update(_read_kind(out / kind, kind))
     return result
