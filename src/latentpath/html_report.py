@@ -22,7 +22,6 @@ import pandas as pd
 
 from latentpath import rundir
 from latentpath.io import write_text
-from latentpath.rundir import read_run_record
 
 #: most windows shown in one explorer (a seeded sample): the page stays a few MB
 MAX_POINTS = 1000
@@ -260,7 +259,7 @@ def write_report(out: str | Path, frames: np.ndarray, *,
     from latentpath.rvae import load_rvae
 
     out = Path(out)
-    record = read_run_record(out)
+    record = rundir.read_run_record(out)
     stack = np.asarray(frames)
     if stack.ndim == 2:
         stack = stack[None]

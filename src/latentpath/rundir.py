@@ -51,7 +51,7 @@ def read_run_record(out: str | Path) -> dict:
     """The ``config.json`` of a finished run directory (ValueError if there is none)."""
     path = Path(out) / RECORD
     if not path.is_file():
-        raise ValueError(f"{out} is not a finished run: no config.json")
+        raise ValueError(f"{out} is not a finished run: no {RECORD}")
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:

@@ -173,9 +173,7 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
 def _run_key(run: Path) -> str:
     """A hash of what the windows' latents depend on in a STEM run: its settings, the
     skip-rVAEs' weights, the maps and the segmentation model it trained, if any."""
-    from latentpath.rundir import read_run_record
-
-    record = read_run_record(run)
+    record = rundir.read_run_record(run)
     if record.get("pipeline") != "stem":
         raise ValueError(f"{run} is a {record.get('pipeline')!r} run; windows are encoded "
                          "with the models of a STEM run")
@@ -320,11 +318,10 @@ def _encode_frames(run: Path, frames: np.ndarray, pixel_size_A: float,
         window_images,
         window_points,
     )
-    from latentpath.rundir import read_run_record
     from latentpath.rvae import encode, load_rvae
 
     # every atom and ring, not the run's sample of them
-    config = dataclasses.replace(StemConfig.from_dict(read_run_record(run)["config"]),
+    config = dataclasses.replace(StemConfig.from_dict(rundir.read_run_record(run)["config"]),
                                  atoms_per_frame=None, hollow_per_frame=None)
     source, source_px_A = window_images(Movie(frames), probability, map_pixel_A,
                                         pixel_size_A, config)

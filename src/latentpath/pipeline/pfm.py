@@ -80,7 +80,6 @@ from latentpath.pipeline.steps import (
     run_identity,
     step_key,
 )
-from latentpath.rundir import read_run_record
 from latentpath.windows import cut_windows, sample_points
 
 #: channel names tried, in order, when none is given: the synthetic movies' names, then
@@ -548,7 +547,7 @@ def pfm_run_frames(out: str | Path) -> np.ndarray:
     from the paths its record names and aligned by its drift)."""
     if (Path(out) / rundir.SIGNAL).is_file():
         return np.load(Path(out) / rundir.SIGNAL)
-    record = read_run_record(out)
+    record = rundir.read_run_record(out)
     phase, _ = load_pfm(record["movie"], PfmConfig.from_dict(record["config"]))
     signal = normalize_phase(phase.data)
     return align_frames(signal if signal.ndim == 3 else signal[None],
@@ -561,7 +560,7 @@ def check_pfm_truth(out: str | Path, truth: str | Path) -> None:
     recorded = (recorded_identity(out) or {}).get("movie_key")
     if recorded is None:
         return
-    phase, amplitude = load_pfm(truth, PfmConfig.from_dict(read_run_record(out)["config"]))
+    phase, amplitude = load_pfm(truth, PfmConfig.from_dict(rundir.read_run_record(out)["config"]))
     if movie_content_key(phase, amplitude) != recorded:
         raise ValueError(f"{truth} is the truth of another movie than the one the run in "
                          f"{out} analysed; give the truth of its movie")
@@ -570,7 +569,7 @@ def check_pfm_truth(out: str | Path, truth: str | Path) -> None:
 def read_pfm_run(out: str | Path) -> dict:
     """Tables, maps and settings of a finished PFM run directory."""
     out = Path(out)
-    record = read_run_record(out)
+    record = rundir.read_run_record(out)
     if record.get("pipeline") != "pfm":
         raise ValueError(f"{out} is a {record.get('pipeline')} run, not a PFM run")
     result = {"config": record, "out": out,

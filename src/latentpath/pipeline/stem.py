@@ -87,7 +87,6 @@ from latentpath.pipeline.steps import (
     run_identity,
     step_key,
 )
-from latentpath.rundir import read_run_record
 from latentpath.windows import cut_windows, sample_points
 
 #: the default balance of each window kind's training draws (StemConfig.balance_power)
@@ -807,7 +806,7 @@ def stem_run_frames(out: str | Path) -> np.ndarray:
     """The frames a finished STEM run's windows were cut from: its movie, read again from
     the path its record names (ValueError if it is gone, or if its content changed since
     the run: its frames would not match the run's atoms and windows)."""
-    record = read_run_record(out)
+    record = rundir.read_run_record(out)
     if not record.get("movie"):
         raise ValueError(f"{out}: the run was made from a movie in memory; pass its frames")
     movie = load_movie(record["movie"], channel=record["config"].get("channel"))
@@ -834,7 +833,7 @@ def read_stem_run(out: str | Path) -> dict:
     """Tables, maps, manifolds and settings of a finished STEM run directory: what
     :func:`run_stem` returned, with ``config`` (the run's record)."""
     out = Path(out)
-    result = {"config": read_run_record(out), "out": out,
+    result = {"config": rundir.read_run_record(out), "out": out,
               "atoms": read_table(out / rundir.ATOMS),
               "rings": _read_rings(out / rundir.RINGS), **_read_tracks(out)}
     for kind in KINDS:

@@ -288,7 +288,7 @@ class _BatchLoss(nn.Module):
         # (w * w,) loss weight of each pixel, mean 1; None: all alike
         self.pixel_weights = pixel_weights
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: torch.Tensor,
+    def forward(self, x: torch.Tensor, eps: torch.Tensor, kl_weight: float | torch.Tensor,
                 bfloat16: bool, pixels: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bfloat16):
@@ -522,11 +522,12 @@ def fit_rvae(
         raise ValueError(f"sample_weights are zero on all {len(train_idx)} training "
                          "windows (the non-zero ones fell in the validation share)")
     n_batches = -(-len(train_idx) // batch_size)
+    n_pixels = data.shape[-1] * data.shape[-2]
+    n_drawn = max(1, round(pixel_fraction * n_pixels)) if pixel_fraction < 1 else None
     if compile == "auto":
         planned = epochs * n_batches if max_steps is None else min(epochs * n_batches,
                                                                    max_steps)
-        compile = compile_pays(planned, batch_size, round(pixel_fraction * data.shape[-1]
-                                                          * data.shape[-2]) * channels,
+        compile = compile_pays(planned, batch_size, (n_drawn or n_pixels) * channels,
                                hidden, layers, device)
     elif not isinstance(compile, bool):
         raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
@@ -580,8 +581,6 @@ def fit_rvae(
     terms = torch.compile(plain, dynamic=True) if compile else plain
     n_latents = 3 + latent_dim
     bf16 = precision == "bfloat16"
-    n_pixels = data.shape[-1] * data.shape[-2]
-    n_drawn = max(1, round(pixel_fraction * n_pixels)) if pixel_fraction < 1 else None
     # a run that converged or hit its step ceiling would stop again at once
     first = epochs + 1 if state["stop"] in _FINAL_STOPS else state["epoch"] + 1
     if first <= epochs and "initial_val" not in state:
@@ -799,24 +798,21 @@ def _validation_loss(model: SkipRVAE, data: np.ndarray, idx: np.ndarray, batch_s
                      pixel_weights: torch.Tensor | None = None,
                      bfloat16: bool = False) -> float:
     """Loss on held-out windows with a fixed noise draw, so epochs compare fairly; each
-    process takes its share of every batch. ``bfloat16``: the forward pass under
-    bfloat16 autocast, as the training steps run it."""
+    process takes its share of every batch. The terms are the training steps'
+    (:class:`_BatchLoss`, under bfloat16 autocast where ``bfloat16``)."""
     group = group or Group()
     model.eval()
+    terms = _BatchLoss(model, pixel_weights)
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     total = 0.0
-    with torch.no_grad():
-        for b in range(0, len(idx), batch_size):
-            rows = np.sort(idx[b:b + batch_size])
-            eps = torch.randn((len(rows), 3 + model.config.latent_dim), generator=gen,
-                              device=device)
-            mine = group.shard(rows)
-            if len(mine) == 0:
-                continue
-            x = model.normalize(_batch(data, rows[mine], device))
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bfloat16):
-                recon, mu, logvar = model.reconstruct(x, eps[mine])
-            rec, kl = model.loss(x, recon.float(), mu.float(), logvar.float(), kl_weight,
-                                 pixel_weights)
-            total += float(rec + kl) * len(x)
+    for b in range(0, len(idx), batch_size):
+        rows = np.sort(idx[b:b + batch_size])
+        eps = torch.randn((len(rows), 3 + model.config.latent_dim), generator=gen,
+                          device=device)
+        mine = group.shard(rows)
+        if len(mine) == 0:
+            continue
+        x = model.normalize(_batch(data, rows[mine], device))
+        rec, kl = terms(x, eps[mine], kl_weight, bfloat16)
+        total += float(rec + kl) * len(x)
     return float(group.all_sum([total], device)[0]) / len(idx)
