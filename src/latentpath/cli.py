@@ -367,9 +367,14 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
     from latentpath.evaluate import check_targets
     from latentpath.io import write_json
-    from latentpath.pipeline import read_run_record
+    from latentpath.pipeline.steps import check_run_file, record_run_files
 
-    pipeline = read_run_record(run_dir).get("pipeline")
+    out = Path(args.out) if args.out else run_dir / rundir.SCORES
+    in_run = out == run_dir / rundir.SCORES
+    if in_run:  # before the scoring, which takes a minute on a large run
+        for name in (rundir.SCORES, rundir.REPORT):
+            check_run_file(run_dir, run_dir / name, overwrite=args.overwrite)
+    pipeline = rundir.read_run_record(run_dir).get("pipeline")
     scores, truth_path, settings = (_score_pfm_run if pipeline == "pfm" else _score_stem_run)(
         args, run_dir)
     for part, values in scores.items():
@@ -381,15 +386,8 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
         verdict = {True: "met", False: "NOT MET", None: "not measured"}[row.met]
         print(f"  {row.part}.{row.score} = {row.value:.4g} ({row.target}): {verdict}; "
               f"{row.meaning}")
-    from latentpath.pipeline.steps import check_run_file, record_run_files
-
-    out = Path(args.out) if args.out else run_dir / rundir.SCORES
     check_writable([out], overwrite=args.overwrite or not args.out,
                    inputs={"--truth": truth_path})
-    in_run = out == run_dir / rundir.SCORES
-    if in_run:
-        for name in (rundir.SCORES, rundir.REPORT):
-            check_run_file(run_dir, run_dir / name, overwrite=args.overwrite)
     write_json({"run": str(run_dir), "truth": truth_path and str(truth_path), **settings,
                 **scores,
                 "targets": {f"{r.part}.{r.score}": {"value": r.value, "target": r.target,
