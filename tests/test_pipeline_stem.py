@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from latentpath.cli import main
@@ -47,8 +48,11 @@ def run(movie, tmp_path_factory):
 def test_run_directory_holds_every_step(run):
     out, result = run
     assert result["out"] == out and len(result["atoms"]) > 100
-    for name in ("config.json", "atoms.parquet", "rings.parquet"):
+    for name in ("config.json", "atoms.parquet", "rings.parquet", "atom_quality.csv"):
         assert (out / name).is_file()
+    quality = pd.read_csv(out / "atom_quality.csv")
+    assert len(quality) == result["atoms"].frame.nunique() and (quality.bonded > 0.5).all()
+    assert "How far the atoms can be trusted" in (out / "report.html").read_text()
     for kind in ("atom", "hollow"):
         for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz",
                      "model/config.json", "model/weights.safetensors"):

@@ -290,15 +290,16 @@ def _atoms(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from latentpath.atoms import compare_tables, find_atoms, load_model, self_train
+    from latentpath.atoms.find import describe_found, found_metadata
     from latentpath.device import resolve_device
-    from latentpath.io import load_movie, write_table
+    from latentpath.io import load_movie, write_json, write_table
     from latentpath.report import figure_atoms
 
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"--out {out}: use a .csv or .parquet file name")
-    figure = out.with_suffix(".png")
-    check_writable([out, figure], overwrite=args.overwrite,
+    figure, metadata = out.with_suffix(".png"), out.with_suffix(".json")
+    check_writable([out, figure, metadata], overwrite=args.overwrite,
                    inputs={"the movie": args.movie, "--model": args.model})
     movie = load_movie(args.movie, channel=args.channel)
     device = resolve_device(args.device)
@@ -308,7 +309,6 @@ def _atoms(args: argparse.Namespace) -> None:
               "keep_border": args.keep_border}
     atoms = find_atoms(movie, model=model, progress=True, **kwargs)
     px = atoms.attrs["pixel_size_A"]
-    print(f"pixel size {px:.4f} A ({atoms.attrs['pixel_size_source']})")
     if args.self_train:
         model, _ = self_train(movie, n_frames=args.self_train, pixel_size_A=px, model=model,
                               device=device, progress=True)
@@ -319,12 +319,16 @@ def _atoms(args: argparse.Namespace) -> None:
               f"{change.added.mean():.1f} atoms added, {change.removed.mean():.1f} removed, "
               f"{change.species_changed.mean():.1f} changed species (mean over "
               f"{len(change)} frames)")
+    for line in describe_found(atoms):
+        print(line)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_table(pd.DataFrame(atoms), out, overwrite=args.overwrite)
+    write_json(found_metadata(atoms), metadata, overwrite=args.overwrite)
     figure_atoms(movie.data[0], atoms[atoms.frame == 0], figure,
                  title=f"{Path(args.movie).name}, frame 0: {int((atoms.frame == 0).sum())} atoms")
     counts = atoms.species.value_counts().to_dict()
-    print(f"{len(atoms)} atoms in {movie.n_frames} frames ({counts}) -> {out}, {figure} "
+    print(f"{len(atoms)} atoms in {movie.n_frames} frames ({counts}) -> {out}, {figure}, "
+          f"{metadata} "
           f"in {time.perf_counter() - start:.1f} s")
 
 

@@ -430,6 +430,9 @@ def _stem_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[
         grouped[heading] = ("<p>The structures the latent space discovered: the class of "
                             "the chemical-space map at each window's latent point.</p>"
                             + _table(table, max_rows=12) + grouped[heading])
+    quality = out / rundir.ATOM_QUALITY
+    if quality.is_file():
+        grouped["Data and atoms"] += _atom_quality_section(pd.read_csv(quality))
     counts = out / rundir.TRANSITION_COUNTS
     if counts.is_file():
         table = pd.read_csv(counts)
@@ -437,6 +440,18 @@ def _stem_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[
             "<h3>Changes of chemical state</h3>" + (_table(table) if len(table) else
                                                      "<p>No change of state was seen.</p>"))
     return list(grouped.items())
+
+
+def _atom_quality_section(quality: pd.DataFrame) -> str:
+    """The atom finder's measures of each frame, which need no truth."""
+    from latentpath.atoms.quality import QUALITY_COLUMNS
+
+    legend = "".join(f"<li><code>{html.escape(c)}</code>: {html.escape(text)}</li>"
+                     for c, text in QUALITY_COLUMNS.items() if c in quality and c != "frame")
+    return ("<h3>How far the atoms can be trusted, frame by frame</h3>"
+            "<p>Measured on the found atoms alone; frames unlike the rest of the movie "
+            "are named among the warnings above.</p><ul>" + legend + "</ul>"
+            + _table(quality.round(3), max_rows=30))
 
 
 def _pfm_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[dict]

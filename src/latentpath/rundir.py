@@ -15,6 +15,8 @@ FIGURES = "figures"
 
 # STEM runs
 ATOMS = "atoms.parquet"
+#: per frame: the atom finder's measures that need no truth (atoms.quality)
+ATOM_QUALITY = "atom_quality.csv"
 RINGS = "rings.parquet"
 #: the images the windows are cut from (the smoothed atom probability)
 WINDOW_IMAGES = "window_images.npy"

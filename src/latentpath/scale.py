@@ -251,14 +251,14 @@ def _movie_folders(movies: list[Path], out: Path) -> dict[Path, Path]:
 
 def _pixel_size(store: Path, array: str | None, pixel_size_A: float | None) -> float:
     """The movie's pixel size (angstrom): given, from the store, or from its lattice."""
-    from latentpath.atoms.find import movie_pixel_size_A
+    from latentpath.atoms.find import movie_pixel_size
 
     frames, attrs = open_zarr_frames(store, array)
     if frames.ndim != 3 or frames.shape[0] == 0:
         raise MovieError(f"{store}: expected frames (T, H, W), got shape {frames.shape}")
     first = Movie(np.asarray(frames[: min(5, frames.shape[0])]),
                   pixel_size=attrs.get("pixel_size"), pixel_unit=attrs.get("pixel_unit"))
-    return movie_pixel_size_A(first, pixel_size_A)[0]
+    return movie_pixel_size(first, pixel_size_A).pixel_size_A
 
 
 def _part(folder: Path, start: int, table: str) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentpath.atoms.find import find_atoms, movie_pixel_size_A, movie_stack
+from latentpath.atoms.find import find_atoms, movie_pixel_size, movie_stack
 from latentpath.atoms.match import match_atoms
 from latentpath.atoms.model import AtomUNet, load_model
 from latentpath.atoms.segment import normalize_frame, resample, to_model_pixels
@@ -63,8 +63,8 @@ def self_train(
     if n_frames < 1:
         raise ValueError(f"n_frames must be at least 1, got {n_frames}")
     device = resolve_device(device)
-    px, _ = movie_pixel_size_A(movie, pixel_size_A)
     base = load_model(device=device) if model is None else model
+    px = movie_pixel_size(movie, pixel_size_A, model=base, device=device).pixel_size_A
     first = data[: min(n_frames, len(data))]
     labels_table = find_atoms(first, pixel_size_A=px, model=base, device=device,
                               keep_border=True)

@@ -9,7 +9,9 @@ Every step is a plain function of arrays and tables; :func:`run_stem` chains the
 writes::
 
     RUN/config.json            the settings, the movie and the library version
-    RUN/atoms.parquet          frame, y, x, species, score, n5..n8, coordination
+    RUN/atoms.parquet          frame, y, x, species, score, intensity, n5..n8, coordination
+    RUN/atom_quality.csv       per frame: the finder's measures without truth (doubles,
+                               isolated atoms, empty area, bond length, ...)
     RUN/rings.parquet          frame, ring, size, y, x (pixels), members (atom rows)
     RUN/window_images.npy      (T, h, w) float32: the images windows are cut from
     RUN/<kind>/windows.npy     kind = atom | hollow: the windows (N, w, w), float32
@@ -591,7 +593,7 @@ def _own_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 def stem_outputs(out: Path) -> tuple[list[Path], list[Path]]:
     """The files and the folders a STEM run writes in its directory ``out``."""
     files = [out / name for name in (rundir.RECORD, rundir.ATOMS, rundir.RINGS,
-                                     rundir.WINDOW_IMAGES, rundir.REPORT,
+                                     rundir.ATOM_QUALITY, rundir.WINDOW_IMAGES, rundir.REPORT,
                                      *TRACK_TABLES.values())]
     return files, [out / name for name in (rundir.SEGMENTER, *KINDS, rundir.FIGURES)]
 
@@ -616,7 +618,8 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
             atoms, probability, map_px_A = atoms_and_probabilities(
                 movie, config, segmenter_out=segmenter, progress=progress)
         doubts = _own_warnings(caught)
-        px = atoms.attrs["pixel_size_A"]
+        px, size = atoms.attrs["pixel_size_A"], atoms.attrs["pixel_size"]
+        quality = pd.DataFrame(atoms.attrs["quality"])
         if len(atoms) == 0:
             raise ValueError("no atoms found in the movie: nothing to analyse")
         atoms, rings = frame_graphs(atoms, px)
@@ -626,14 +629,15 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
         source, source_px_A = window_images(movie, probability, map_px_A, px, config)
         del probability
         write_table(atoms, out / rundir.ATOMS, overwrite=True)
+        write_table(quality, out / rundir.ATOM_QUALITY, overwrite=True)
         write_table(rings.assign(members=[list(m) for m in rings.members]),
                     out / rundir.RINGS, overwrite=True)
         save_npy(source, out / rundir.WINDOW_IMAGES, overwrite=True)
         steps.finish("atoms", key, [out / rundir.ATOMS, out / rundir.RINGS,
-                                    out / rundir.WINDOW_IMAGES,
+                                    out / rundir.ATOM_QUALITY, out / rundir.WINDOW_IMAGES,
                                     *([segmenter] if segmenter else [])],
                      values={"pixel_size_A": px, "window_image_pixel_A": source_px_A,
-                             "warnings": doubts},
+                             "pixel_size": size, "warnings": doubts},
                      note=f"{len(atoms)} atoms, {len(rings)} rings")
     px, source_px_A = (steps.values("atoms")[name] for name in ("pixel_size_A",
                                                                  "window_image_pixel_A"))
