@@ -45,7 +45,7 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             found = find_atoms(sim.movie, pixel_size_A=px, model=model, device="cpu")
-        s = score_atoms(found, sim.atoms, pixel_size_A=px)
+        s = score_atoms(found, sim.atoms, pixel_size_A=px, image_shape=sim.movie.shape[1:])
         rows.append({"dose": dose, "render": render, "z": z, "px": px, "seed": seed,
                      "f1": s["f1"], "species_accuracy": s["species_accuracy"],
                      "si_recall": s["si_recall"]})
