@@ -4,6 +4,7 @@ encoding and decoding."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -117,6 +118,20 @@ def test_content_latents_are_rotation_invariant(rings, trained):
     period = 2 * np.pi / truth.ring_size.to_numpy()
     error = (after.angle - before.angle + turn + period / 2) % period - period / 2
     assert (np.abs(error) < 0.2).mean() >= 0.95
+
+
+def test_model_files_of_earlier_versions_still_load(rings, trained, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(trained[0], old)
+    record = json.loads((old / "config.json").read_text())
+    assert "extra" not in record["architecture"]
+    record["architecture"]["extra"] = {}  # what earlier versions wrote
+    (old / "config.json").write_text(json.dumps(record))
+    windows, _ = rings
+    assert np.array_equal(encode(load_rvae(old), windows[:20])[["z1", "z2"]].to_numpy(),
+                          encode(load_rvae(trained[0]), windows[:20])[["z1", "z2"]].to_numpy())
 
 
 def test_save_load_encode_identical(rings, trained, tmp_path):
@@ -260,8 +275,13 @@ def test_compile_auto_compiles_only_long_trainings(tmp_path, monkeypatch):
     assert not compile_pays(24, 100, 1024, 256, 4, "cpu")  # 1,200 windows, 2 epochs
     assert compile_pays(4000, 32, 576, 128, 3, "cpu")  # a STEM model
     monkeypatch.setattr(latentpath.rvae.train, "COMPILE_MIN_FLOP", {"cpu": 1.0, "cuda": 1.0})
+    # compiled kernels go to the user's cache directory, not the temporary folder
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     fit_rvae(windows, tmp_path / "long", **settings)
     assert len(calls) == 1
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "latentpath"
+                                                        / "torch-compile")
     # the checkpoint of a compiled run resumes without compiling: only the speed differs
     fit_rvae(windows, tmp_path / "long", resume=True, **{**settings, "compile": False,
                                                          "epochs": 2})

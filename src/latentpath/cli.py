@@ -308,13 +308,13 @@ def _atoms(args: argparse.Namespace) -> None:
     kwargs = {"pixel_size_A": args.pixel_size, "device": device, "threshold": args.threshold,
               "keep_border": args.keep_border}
     atoms = find_atoms(movie, model=model, progress=True, **kwargs)
-    px = atoms.attrs["pixel_size_A"]
+    pixel_A = atoms.attrs["pixel_size_A"]
     if args.self_train:
-        model, _ = self_train(movie, n_frames=args.self_train, pixel_size_A=px, model=model,
+        model, _ = self_train(movie, n_frames=args.self_train, pixel_size_A=pixel_A, model=model,
                               device=device, progress=True)
         before = atoms
-        atoms = find_atoms(movie, model=model, progress=True, **{**kwargs, "pixel_size_A": px})
-        change = compare_tables(before, atoms, radius_px=0.5 / px)
+        atoms = find_atoms(movie, model=model, progress=True, **{**kwargs, "pixel_size_A": pixel_A})
+        change = compare_tables(before, atoms, radius_px=0.5 / pixel_A)
         print(f"self-training on {args.self_train} frames: per frame "
               f"{change.added.mean():.1f} atoms added, {change.removed.mean():.1f} removed, "
               f"{change.species_changed.mean():.1f} changed species (mean over "

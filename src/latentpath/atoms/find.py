@@ -199,22 +199,22 @@ def _estimate(data: np.ndarray, model: AtomUNet, device: torch.device, spacing_A
     lattice, prominence = _lattice_estimate(data, spacing_A)
     settled: list[tuple[float, float]] = []
     for guess in SCALE_GUESSES:
-        px = lattice * guess
+        pixel_A = lattice * guess
         for _ in range(MAX_ROUNDS):
-            if not MIN_PIXEL_A <= px <= MAX_PIXEL_A:
+            if not MIN_PIXEL_A <= pixel_A <= MAX_PIXEL_A:
                 break
-            bond_px, bonded = _spacing_at(data[0], px, model, device)
+            bond_px, bonded = _spacing_at(data[0], pixel_A, model, device)
             if not (np.isfinite(bond_px) and np.isfinite(bonded)):
                 break
             new = CC_BOND_A / bond_px
-            if abs(new / px - 1) < SETTLED:
+            if abs(new / pixel_A - 1) < SETTLED:
                 settled.append((new, bonded))
                 break
-            px = new
+            pixel_A = new
     distinct: list[tuple[float, float]] = []
-    for px, bonded in sorted(settled, key=lambda c: -c[1]):
-        if bonded >= MIN_BONDED and all(abs(px / d[0] - 1) > 0.1 for d in distinct):
-            distinct.append((px, bonded))
+    for pixel_A, bonded in sorted(settled, key=lambda c: -c[1]):
+        if bonded >= MIN_BONDED and all(abs(pixel_A / d[0] - 1) > 0.1 for d in distinct):
+            distinct.append((pixel_A, bonded))
     ask = "pass the pixel size (--pixel-size, or pixel_size_A=)"
     if not distinct:
         raise ValueError(
@@ -228,22 +228,22 @@ def _estimate(data: np.ndarray, model: AtomUNet, device: torch.device, spacing_A
         # pixel size, the atoms found on a sharp lattice can form a honeycomb too
         agree = [d for d in tied if abs(d[0] / lattice - 1) <= 0.1]
         if prominence < CLEAR_REFLECTION or len(agree) != 1:
-            options = " or ".join(f"{px:.4g} A/px ({b:.0%} of the atoms in a honeycomb)"
-                                  for px, b in tied[:2])
+            options = " or ".join(f"{pixel_A:.4g} A/px ({b:.0%} of the atoms in a honeycomb)"
+                                  for pixel_A, b in tied[:2])
             raise ValueError(f"the pixel size is ambiguous: the atoms form a graphene "
                              f"lattice at {options}, and the lattice reflection "
                              f"({lattice:.4g} A/px, prominence {prominence:.2f}) does not "
                              f"settle it; {ask}")
         tied = agree
-    px, bonded = tied[0]
-    clear = (prominence >= CLEAR_REFLECTION and abs(px / lattice - 1) <= AGREE
+    pixel_A, bonded = tied[0]
+    clear = (prominence >= CLEAR_REFLECTION and abs(pixel_A / lattice - 1) <= AGREE
              and bonded >= 0.8)
-    size = PixelSize(px, "lattice", "high" if clear else "low", lattice_A=lattice,
-                     prominence=prominence, atoms_A=px, bonded=bonded)
+    size = PixelSize(pixel_A, "lattice", "high" if clear else "low", lattice_A=lattice,
+                     prominence=prominence, atoms_A=pixel_A, bonded=bonded)
     if not clear:
-        warnings.warn(f"estimated pixel size {px:.4g} A with low confidence: the lattice "
+        warnings.warn(f"estimated pixel size {pixel_A:.4g} A with low confidence: the lattice "
                       f"reflection gave {lattice:.4g} A (prominence {prominence:.2f}), the "
-                      f"atoms' C-C spacing {px:.4g} A with {bonded:.0%} of them in a "
+                      f"atoms' C-C spacing {pixel_A:.4g} A with {bonded:.0%} of them in a "
                       f"honeycomb; check it, or {ask}", stacklevel=4)
     return size
 
@@ -294,10 +294,10 @@ def movie_pixel_size(movie: Movie | np.ndarray, pixel_size_A: float | None, *,
 
 def _resolvable(size: PixelSize) -> PixelSize:
     """``size``, if atoms can be told apart at it."""
-    px = size.pixel_size_A
-    if px > MAX_PIXEL_A:
-        raise ValueError(f"at {px:.4g} A/px ({size.source}) a C-C bond of {CC_BOND_A} A "
-                         f"spans {CC_BOND_A / px:.2g} px: no atom can be resolved; is the "
+    pixel_A = size.pixel_size_A
+    if pixel_A > MAX_PIXEL_A:
+        raise ValueError(f"at {pixel_A:.4g} A/px ({size.source}) a C-C bond of {CC_BOND_A} A "
+                         f"spans {CC_BOND_A / pixel_A:.2g} px: no atom can be resolved; is the "
                          "pixel size in angstrom?")
     return size
 
@@ -374,32 +374,32 @@ def find_atoms(
     model = load_model(device=device) if model is None else model
     size = movie_pixel_size(movie if isinstance(movie, Movie) else data, pixel_size_A,
                             model=model, device=device)
-    px, source = size.pixel_size_A, size.source
+    pixel_A, source = size.pixel_size_A, size.source
     height, width = data.shape[1:]
-    if min(height, width) * px < MIN_FIELD_A:
-        raise ValueError(f"frames of {height}x{width} px at {px:.3g} A/px ({source}) span "
-                         f"{min(height, width) * px:.3g} A, less than {MIN_FIELD_A} A (about "
+    if min(height, width) * pixel_A < MIN_FIELD_A:
+        raise ValueError(f"frames of {height}x{width} px at {pixel_A:.3g} A/px ({source}) span "
+                         f"{min(height, width) * pixel_A:.3g} A, less than {MIN_FIELD_A} A (about "
                          "two rings): too small to find atoms in")
     if batch_size is None:
         batch_size = 32 if device.type == "cuda" else 4
-    work, (top, left) = pad_field(data, px)
-    atoms, probs = _locate(work, px, model, device, threshold=threshold,
+    work, (top, left) = pad_field(data, pixel_A)
+    atoms, probs = _locate(work, pixel_A, model, device, threshold=threshold,
                            batch_size=batch_size, progress=progress)
     if refine and len(atoms):
-        half = max(2, round(0.3 * CC_BOND_A / px))
+        half = max(2, round(0.3 * CC_BOND_A / pixel_A))
         atoms = refine_gaussian(work, atoms, half_width_px=half,
-                                sigma_px=PROBE_SIGMA_A / px).drop(columns="refined")
-    atoms["intensity"] = peak_heights(work, atoms, bond_px=CC_BOND_A / px)
+                                sigma_px=PROBE_SIGMA_A / pixel_A).drop(columns="refined")
+    atoms["intensity"] = peak_heights(work, atoms, bond_px=CC_BOND_A / pixel_A)
     if work.shape != data.shape:
         atoms = drop_border(atoms.assign(y=atoms.y - top, x=atoms.x - left),
                             (height, width), -0.5)
         probs = _crop_probabilities(probs, work.shape[1:], (top, left), (height, width))
     if not keep_border:
-        atoms = drop_border(atoms, (height, width), border_A / px)
+        atoms = drop_border(atoms, (height, width), border_A / pixel_A)
     if len(atoms) == 0:
         warnings.warn("no atoms found in the movie", stacklevel=2)
     atoms = label_heavy(atoms.reset_index(drop=True))
-    quality = frame_quality(atoms, (height, width), px, n_frames=len(data))
+    quality = frame_quality(atoms, (height, width), pixel_A, n_frames=len(data))
     atoms = atoms.drop(columns="fit_residual", errors="ignore")
     unusual = unusual_frames(quality)
     outside = domain_problems(atoms, quality, pixel_size_known=source != "lattice")
@@ -410,7 +410,7 @@ def find_atoms(
         warnings.warn(f"{len(unusual)} frame(s) unlike the rest of the movie: "
                       + "; ".join(unusual[:10]), stacklevel=2)
     atoms.attrs.update({
-        "pixel_size_A": px, "pixel_size_source": source, "pixel_size": size.as_dict(),
+        "pixel_size_A": pixel_A, "pixel_size_source": source, "pixel_size": size.as_dict(),
         "padded_to_px": list(work.shape[1:]) if work.shape != data.shape else None,
         "quality": _json_columns(quality), "unusual_frames": unusual,
         "outside_domain": outside,

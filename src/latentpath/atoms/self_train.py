@@ -64,12 +64,12 @@ def self_train(
         raise ValueError(f"n_frames must be at least 1, got {n_frames}")
     device = resolve_device(device)
     base = load_model(device=device) if model is None else model
-    px = movie_pixel_size(movie, pixel_size_A, model=base, device=device).pixel_size_A
+    pixel_A = movie_pixel_size(movie, pixel_size_A, model=base, device=device).pixel_size_A
     first = data[: min(n_frames, len(data))]
-    labels_table = find_atoms(first, pixel_size_A=px, model=base, device=device,
+    labels_table = find_atoms(first, pixel_size_A=pixel_A, model=base, device=device,
                               keep_border=True)
     tuned = copy.deepcopy(base)
-    factor = px / tuned.config.pixel_size_A
+    factor = pixel_A / tuned.config.pixel_size_A
     index = {name: k + 1 for k, name in enumerate(tuned.config.species)}
     images, labels = [], []
     for t in range(len(first)):

@@ -286,15 +286,15 @@ def atoms_and_probabilities(movie: Movie, config: StemConfig, *,
     model = load_model(device=device)
     atoms, probs = find_atoms(movie, pixel_size_A=config.pixel_size_A, model=model,
                               device=device, return_probabilities=True, progress=progress)
-    px = atoms.attrs["pixel_size_A"]
+    pixel_A = atoms.attrs["pixel_size_A"]
     if config.self_train_frames:
-        model, _ = self_train(movie, n_frames=config.self_train_frames, pixel_size_A=px,
+        model, _ = self_train(movie, n_frames=config.self_train_frames, pixel_size_A=pixel_A,
                               model=model, device=device, seed=config.seed, progress=progress)
         if segmenter_out is not None:
             save_model(model, segmenter_out, overwrite=True)
-        atoms, probs = find_atoms(movie, pixel_size_A=px, model=model, device=device,
+        atoms, probs = find_atoms(movie, pixel_size_A=pixel_A, model=model, device=device,
                                   return_probabilities=True, progress=progress)
-    map_pixel_A = px * movie.data.shape[2] / probs.shape[3]
+    map_pixel_A = pixel_A * movie.data.shape[2] / probs.shape[3]
     return atoms, 1.0 - probs[:, 0], map_pixel_A
 
 
@@ -618,15 +618,15 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
             atoms, probability, map_px_A = atoms_and_probabilities(
                 movie, config, segmenter_out=segmenter, progress=progress)
         doubts = _own_warnings(caught)
-        px, size = atoms.attrs["pixel_size_A"], atoms.attrs["pixel_size"]
+        pixel_A, size = atoms.attrs["pixel_size_A"], atoms.attrs["pixel_size"]
         quality = pd.DataFrame(atoms.attrs["quality"])
         if len(atoms) == 0:
             raise ValueError("no atoms found in the movie: nothing to analyse")
-        atoms, rings = frame_graphs(atoms, px)
+        atoms, rings = frame_graphs(atoms, pixel_A)
         if len(rings) == 0:
             raise ValueError("no rings found among the atoms: is this a 2-D atomic lattice "
-                             f"at the pixel size {px:.4g} A?")
-        source, source_px_A = window_images(movie, probability, map_px_A, px, config)
+                             f"at the pixel size {pixel_A:.4g} A?")
+        source, source_px_A = window_images(movie, probability, map_px_A, pixel_A, config)
         del probability
         write_table(atoms, out / rundir.ATOMS, overwrite=True)
         write_table(quality, out / rundir.ATOM_QUALITY, overwrite=True)
@@ -636,10 +636,10 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
         steps.finish("atoms", key, [out / rundir.ATOMS, out / rundir.RINGS,
                                     out / rundir.ATOM_QUALITY, out / rundir.WINDOW_IMAGES,
                                     *([segmenter] if segmenter else [])],
-                     values={"pixel_size_A": px, "window_image_pixel_A": source_px_A,
+                     values={"pixel_size_A": pixel_A, "window_image_pixel_A": source_px_A,
                              "pixel_size": size, "warnings": doubts},
                      note=f"{len(atoms)} atoms, {len(rings)} rings")
-    px, source_px_A = (steps.values("atoms")[name] for name in ("pixel_size_A",
+    pixel_A, source_px_A = (steps.values("atoms")[name] for name in ("pixel_size_A",
                                                                  "window_image_pixel_A"))
     atoms = read_table(out / rundir.ATOMS)
     rings = _read_rings(out / rundir.RINGS)
@@ -658,7 +658,7 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
     keys.append(key)
     if not steps.reusable("tracks", key):
         steps.begin("tracks", key)
-        tracks, drift = track_atoms(atoms, movie.data.shape[1:], px, config)
+        tracks, drift = track_atoms(atoms, movie.data.shape[1:], pixel_A, config)
         track_windows = np.zeros((0, config.window_px, config.window_px), np.float32)
         if len(tracks):
             model = models["atom"]
@@ -681,7 +681,7 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
     if not steps.reusable("report", key):
         steps.begin("report", key)
         files = _stem_record(out, movie, result, steps, movie_path=movie_path, truth=truth,
-                             pixel_size_A=px, bond_px=bond_px, config=config)
+                             pixel_size_A=pixel_A, bond_px=bond_px, config=config)
         steps.finish("report", key, files)
     result["report"] = out / rundir.REPORT
     result["reused"] = steps.reused

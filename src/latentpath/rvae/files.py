@@ -62,7 +62,9 @@ def load_rvae(directory: str | Path, *, device: str | torch.device = "cpu") -> S
     directory = Path(directory)
     record = read_record(directory / "config.json", MODEL_KIND, "skip-rVAE")
     try:
-        model = SkipRVAE(RVAEConfig(**record["architecture"]))
+        # files written by earlier versions carry an "extra" entry that nothing read
+        architecture = {k: v for k, v in record["architecture"].items() if k != "extra"}
+        model = SkipRVAE(RVAEConfig(**architecture))
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{directory / 'config.json'}: bad architecture ({err})") from err
     weights = directory / "weights.safetensors"

@@ -12,7 +12,7 @@ per window and broadcast over its pixels, which is what makes the decoder afford
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -74,7 +74,6 @@ class RVAEConfig:
     skip: str = "latent"
     offset: float = 0.0
     scale: float = 1.0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.loss not in ("mse", "bce"):
