@@ -707,7 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
     pfm.set_defaults(func=_synth_pfm)
     atoms = sub.add_parser("atoms", help="find atoms in a STEM movie")
     atoms.add_argument("movie", help="movie file (npy, npz, tif, h5, dm3/dm4, emd)")
-    atoms.add_argument("--out", required=True, help="atom table, .csv or .parquet")
+    atoms.add_argument("--out", required=True,
+                       help="atom table, .csv or .parquet; beside it a figure of frame 0 "
+                            "(.png) and the pixel size and per-frame quality (.json)")
     atoms.add_argument("--channel", help="dataset or channel name inside the file")
     atoms.add_argument("--pixel-size", type=float,
                        help="angstrom per pixel (default: from the file, else estimated "
