@@ -99,6 +99,13 @@ def encode(model: SkipRVAE, windows: np.ndarray, *, batch_size: int = 1024,
     return latents
 
 
+CPU_PASS_ACTIVATIONS = 2**21
+"""Activations of one decoder layer per pass on a CPU (4 MB in bfloat16). The decoder's
+element-wise work (tanh above all) runs at memory speed: 4,096 images of 24 x 24 through
+3 x 128 took 4.1 s in one pass and 2.0 s in passes of 32 images (dev CPU, 2 threads),
+with the same images to the bit."""
+
+
 @torch.no_grad()
 def decode(model: SkipRVAE, z: np.ndarray, *, angle: float | np.ndarray = 0.0,
            shift: tuple[float, float] | np.ndarray = (0.0, 0.0), size: int | None = None,
@@ -120,6 +127,10 @@ def decode(model: SkipRVAE, z: np.ndarray, *, angle: float | np.ndarray = 0.0,
         "bfloat16" runs the decoder under bfloat16 autocast (about 3 significant
         digits, 2-3x faster where the device has native bfloat16); "auto" takes it
         there, for bulk work such as latent maps.
+    batch_size : int
+        Images per pass through the decoder on a GPU. On a CPU a pass holds at most
+        :data:`CPU_PASS_ACTIVATIONS` activations of a layer (pixels x units x images),
+        so that it stays in the cache; the images are the same either way.
 
     Returns
     -------
@@ -140,6 +151,10 @@ def decode(model: SkipRVAE, z: np.ndarray, *, angle: float | np.ndarray = 0.0,
     device = next(model.parameters()).device
     bfloat16 = precision == "bfloat16" or (precision == "auto" and has_fast_bfloat16(device))
     model.eval()
+    if device.type == "cpu":
+        pixels = (size or model.config.window_px) ** 2
+        batch_size = max(1, min(batch_size,
+                                CPU_PASS_ACTIVATIONS // (pixels * model.config.hidden)))
     out = []
     for start in range(0, m, batch_size):
         sl = slice(start, start + batch_size)
