@@ -21,6 +21,7 @@ from latentpath.latent import (
     mosaic,
     read_structures,
     refined_grid,
+    resample_images,
 )
 from latentpath.rvae import encode, load_rvae
 
@@ -205,6 +206,34 @@ def test_coarser_decoding_gives_the_same_map(encoded):
     coarse = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow",
                                 size=14, batch_size=50)
     assert (fine.counts == coarse.counts).all(-1).mean() >= 0.9
+
+
+def test_a_map_read_on_resampled_images_is_the_map_read_as_decoded(encoded):
+    model, latents = encoded
+    z1, z2 = latent_grid(latents, 16)
+    native = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow")
+    finer = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow",
+                               read_px=24)
+    # the bond length follows the images to their new pixels
+    assert (native.counts == finer.counts).all(-1).mean() >= 0.9
+    with pytest.raises(ValueError, match="read_px"):
+        chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, read_px=2)
+
+
+def test_lattices_too_coarse_to_read_are_read_once_resampled():
+    size, fine = 16, 24
+    bond = CC_BOND_A / (8.0 / (size - 1))  # 8 A windows of 16 samples: 2.7 px a bond
+    sigma_px = 0.35 / (8.0 / (size - 1))
+    images = np.stack([_render(_graphene("atom", size, bond, angle), size, sigma_px)
+                       for angle in np.linspace(0.1, 0.9, 5)])
+    images /= images.max(axis=(1, 2), keepdims=True)
+    coarse = [ring_label(c) for c in read_structures(images, bond)]
+    assert coarse.count("6-6-6") < len(coarse)  # 2.7 px a bond: atoms run together
+    finer = read_structures(resample_images(images, fine), bond * (fine - 1) / (size - 1))
+    assert [ring_label(c) for c in finer] == ["6-6-6"] * len(images)
+    assert np.array_equal(resample_images(images, size), images)
+    with pytest.raises(ValueError, match="images"):
+        resample_images(images[0], fine)
 
 
 def test_a_refined_grid_reads_few_points_and_keeps_every_boundary():
