@@ -25,6 +25,7 @@ from latentpath.synth import synth_stem_movie, write_synth_stem
 TINY = {"epochs": 2, "hidden": 32, "layers": 2, "map_points": 24, "manifold_points": 4,
         "compile": False, "precision": "float32", "device": "cpu",
         "atoms_per_frame": {"C": 40, "Si": None}, "hollow_per_frame": 30}
+WINDOW_PX = StemConfig().window_px
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_run_directory_holds_every_step(run):
     for figure in record["figures"]:
         assert (out / figure).stat().st_size > 10_000
     windows = np.load(out / "atom" / "windows.npy", mmap_mode="r")
-    assert windows.dtype == np.float32 and windows.shape[1:] == (24, 24)
+    assert windows.dtype == np.float32 and windows.shape[1:] == (WINDOW_PX, WINDOW_PX)
 
 
 def test_tables_link_windows_to_atoms_and_rings(run):
@@ -152,7 +153,7 @@ def test_atoms_are_tracked_with_states_and_latents(movie, run):
             "map_structure"} <= set(tracks.columns)
     with np.load(out / "atom" / "track_windows.npz") as data:
         windows = data["windows"]
-    assert windows.shape == (len(tracks), 24, 24)
+    assert windows.shape == (len(tracks), WINDOW_PX, WINDOW_PX)
     # every row has a window to look at; latents only where it lies inside the frame
     assert np.isfinite(windows).all()
     assert (tracks.window_inside == tracks.z1.notna()).all()

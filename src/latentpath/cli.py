@@ -619,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="fine-tune the atom finder on the first N frames (5)")
     stem_run.add_argument("--window", dest="window_A", type=float,
                           help="window side, angstrom (default 8)")
-    stem_run.add_argument("--window-px", type=int, help="samples per window side (24)")
+    stem_run.add_argument("--window-px", type=int, help="samples per window side (16)")
     stem_run.add_argument("--no-orient", dest="orient_windows", action="store_const",
                           const=False, help="cut atom windows as the image lies, not in "
                                             "their bonds' frame")
