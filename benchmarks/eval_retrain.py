@@ -5,7 +5,7 @@ discovery yardstick against the bond graph and the synthetic truth.
         [--balance POWER] [--epochs N --patience N --max-steps N --cooldown S] [--seed N]
         [--pixel-fraction F]
         [--batch-size N --lr LR --kl-weight W --latent-dim K --hidden N --no-compile]
-        [--window A --window-px N --map-px N]
+        [--window A --window-px N --map-px N --read-px N]
         [--taper-flat 0.8] [--no-orient] [--blobs] [--regraph] [--map-points 200]
         [--render-atoms SIGMA_A] [--centre-weight SIGMA]
 
@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--map-px", type=int,
                         help="decode the map's images on this many samples a side "
                              "(default: the windows')")
+    parser.add_argument("--read-px", dest="map_read_px", type=int,
+                        help="resample the map's images to this many samples a side "
+                             "before reading them (default: the run's map_read_px)")
     parser.add_argument("--map-points", type=int, default=200)
     args = parser.parse_args()
     print(machine_line())
@@ -108,7 +111,7 @@ def main() -> None:
     changes = {name: getattr(args, name) for name in
                ("seed", "epochs", "patience", "max_steps", "cooldown", "pixel_fraction",
                 "batch_size", "lr", "kl_weight", "latent_dim", "hidden", "compile",
-                "window_A", "window_px", "balance_power", "orient_windows")
+                "window_A", "window_px", "map_read_px", "balance_power", "orient_windows")
                if getattr(args, name) is not None}
     if args.per_frame is not None:
         chosen = None if args.per_frame < 0 else args.per_frame
@@ -154,7 +157,7 @@ def main() -> None:
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
     reading = {"method": "blobs", "value_range": (0.0, 1.0)} if args.blobs else {}
     space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=args.kind,
-                               size=args.map_px, **reading)
+                               size=args.map_px, read_px=config.map_read_px, **reading)
     latents = latents.join(labels_at(space, latents).add_prefix("map_"))
     saved[f"latents_{args.kind}"] = latents
     truth_labels = true_window_labels(saved, truth.atoms, truth.rings, args.kind,
