@@ -184,3 +184,26 @@ def test_balance_flag_sets_one_or_each_window_kind(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
         assert not (tmp_path / "r").exists()
+
+
+def test_the_defaults_the_help_names_are_the_settings_defaults():
+    import argparse
+    import dataclasses
+    import re
+
+    from latentpath.cli import build_parser
+    from latentpath.pipeline import PfmConfig, StemConfig
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    checked = []
+    for command, settings in (("stem", StemConfig()), ("pfm", PfmConfig())):
+        fields = {f.name for f in dataclasses.fields(settings)}
+        for action in sub.choices[command]._actions:
+            # "(16)", "(default 8)", "(80; -1 for all)": one number, the default
+            named = re.search(r"\((?:default )?(-?\d+(?:\.\d+)?)[;)]", action.help or "")
+            if action.dest not in fields or named is None or action.nargs == "?":
+                continue
+            checked.append(action.dest)
+            assert float(named.group(1)) == getattr(settings, action.dest), \
+                f"latentpath {command} {action.option_strings[0]}: help says {named.group(1)}"
+    assert {"window_px", "window_samples", "map_points", "track_memory"} <= set(checked)
