@@ -277,6 +277,10 @@ def test_manifold_and_mosaic(trained):
     z1, z2 = np.linspace(-2, 2, 5), np.linspace(-1, 1, 3)
     images = manifold(model, z1, z2)
     assert images.shape == (3, 5, 16, 16) and images.dtype == np.float32
+    smooth = manifold(model, z1, z2, read_px=31)
+    assert smooth.shape == (3, 5, 31, 31)
+    # the splines pass through the decoded samples
+    assert np.allclose(smooth[..., ::2, ::2], images, atol=1e-4)
     tiles = mosaic(images, gap_px=1)
     assert tiles.shape == (3 * 17 - 1, 5 * 17 - 1)
     # z2 grows upwards: the top-left tile is the last row of the grid.

@@ -111,7 +111,7 @@ def _check_model(model: SkipRVAE) -> None:
 
 
 def manifold(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *, size: int | None = None,
-             batch_size: int = 1024) -> np.ndarray:
+             read_px: int | None = None, batch_size: int = 1024) -> np.ndarray:
     """Decoded images of a grid of content latents, upright and centred.
 
     Parameters
@@ -121,15 +121,20 @@ def manifold(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *, size: int | Non
         Values of the first two content latents (others are 0).
     size : int, optional
         Side of each decoded image, pixels (default: the window size).
+    read_px : int, optional
+        Resample single-channel images to this side (:func:`resample_images`), as
+        :func:`chemical_space_map` does before reading them. None: as decoded.
 
     Returns
     -------
-    ndarray (n2, n1, s, s), float32
+    ndarray (n2, n1, s, s), or (n2, n1, c, s, s) for c > 1 channels, float32
         ``[i, j]`` is the image at ``(z1[j], z2[i])``.
     """
     _check_model(model)
     z = _plane(z1, z2, model.config.latent_dim)
     images = decode(model, z, size=size, batch_size=batch_size)
+    if read_px is not None:
+        images = resample_images(images, read_px)
     return images.reshape(len(z2), len(z1), *images.shape[1:])
 
 

@@ -749,7 +749,9 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         m1, m2 = latent_grid(latents, config.manifold_points)
         latents = latents.join(labels_at(space, latents).add_prefix("map_"))
         write_table(latents, folder / rundir.LATENTS, overwrite=True)
-        save_npz(folder / rundir.MAPS, {**space.to_arrays(), "manifold": manifold(model, m1, m2),
+        save_npz(folder / rundir.MAPS, {**space.to_arrays(),
+                                       "manifold": manifold(model, m1, m2,
+                                                            read_px=config.map_read_px),
                                        "manifold_z1": m1, "manifold_z2": m2},
                  overwrite=True)
         score = score_discovery(latents, windows, graph_labels(table, atoms, rings, kind),
