@@ -234,6 +234,8 @@ def test_lattices_too_coarse_to_read_are_read_once_resampled():
     assert np.array_equal(resample_images(images, size), images)
     with pytest.raises(ValueError, match="images"):
         resample_images(images[0], fine)
+    with pytest.raises(ValueError, match="size must be an integer of at least 4"):
+        resample_images(images, 2)
 
 
 def test_a_refined_grid_reads_few_points_and_keeps_every_boundary():

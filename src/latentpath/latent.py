@@ -104,6 +104,12 @@ def _points(z1: np.ndarray, z2: np.ndarray, latent_dim: int) -> np.ndarray:
     return z
 
 
+def _check_side(name: str, value: int | None) -> None:
+    """An image side a caller asked for: None or an integer of at least 4 pixels."""
+    if value is not None and (int(value) != value or value < 4):
+        raise ValueError(f"{name} must be an integer of at least 4, got {value}")
+
+
 def _check_model(model: SkipRVAE) -> None:
     if model.config.latent_dim < 2:
         raise ValueError("latent maps need a model with at least 2 content latents, this "
@@ -479,8 +485,7 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
     -------
     ChemicalSpaceMap
     """
-    if read_px is not None and (int(read_px) != read_px or read_px < 4):
-        raise ValueError(f"read_px must be an integer of at least 4, got {read_px}")
+    _check_side("read_px", read_px)
     w = model.config.window_px
     s = w if size is None else int(size)
     # The decoder's grid spans the window's field of view edge pixel to edge pixel.
@@ -622,8 +627,7 @@ def decoded_grid(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
     if value_range is not None and not value_range[1] > value_range[0]:
         raise ValueError(f"value_range must be (background, atom) with atom > background, "
                          f"got {value_range}")
-    if size is not None and (int(size) != size or size < 4):
-        raise ValueError(f"size must be an integer of at least 4, got {size}")
+    _check_side("size", size)
     s = model.config.window_px if size is None else int(size)
     z = _plane(z1, z2, model.config.latent_dim)
     return _decoded_batches(model, z, value_range, s, batch_size, progress=progress)
@@ -665,6 +669,7 @@ def resample_images(images: np.ndarray, size: int) -> np.ndarray:
     >>> bool(np.allclose(fine[:, ::2, ::2], image, atol=1e-5))
     True
     """
+    _check_side("size", size)
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must be (N, s, s), got shape {images.shape}")
