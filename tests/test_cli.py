@@ -173,6 +173,7 @@ def test_balance_flag_sets_one_or_each_window_kind(tmp_path, capsys):
     assert (config().cooldown, config("--cooldown", "0").cooldown) == (0.3, 0.0)
     assert config("--balance", "0").balance_power == {"atom": 0.0, "hollow": 0.0}
     assert config("--balance", "hollow=0.25").balance_power == {"atom": 0.5, "hollow": 0.25}
+    assert config("--hollow-max-steps", "2500").hollow_max_steps == 2500
     args = build_parser().parse_args(["stem", "m.npy", "--out", "r", "--balance", "atom=1"])
     assert _stem_config(args, {"balance_power": 0.3}).balance_power == \
         {"atom": 1.0, "hollow": 0.3}

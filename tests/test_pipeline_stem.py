@@ -379,6 +379,14 @@ def test_rvae_size_follows_the_device_unless_set():
     cpu = StemConfig().for_device("cpu")
     # STEM runs train to convergence, at most 4,000 steps on a CPU (PFM keeps 40 epochs)
     assert (cpu.hidden, cpu.layers, cpu.max_steps, cpu.patience) == (128, 3, 4000, 10)
+    # the hollow sites' four structures train in fewer steps than the atoms' fifteen
+    assert (cpu.for_kind("atom").max_steps, cpu.for_kind("hollow").max_steps) == (4000, 3000)
+    assert StemConfig(max_steps=2000).for_device("cpu").for_kind("hollow").max_steps == 2000
+    assert StemConfig().for_kind("hollow").max_steps is None
+    with pytest.raises(ValueError, match="no window kind"):
+        cpu.for_kind("edge")
+    with pytest.raises(ValueError, match="hollow_max_steps"):
+        StemConfig(hollow_max_steps=0)
     assert (cpu.cooldown, PfmConfig().cooldown) == (0.3, 0.0)
     gpu = StemConfig().for_device("cpu").__class__.rvae_sizes["cuda"]
     assert (gpu["hidden"], gpu["layers"], gpu["epochs"], gpu["patience"]) == (256, 4, 300, 10)

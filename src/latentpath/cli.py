@@ -228,7 +228,7 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
 
     values = _flag_settings(args, base, ("pixel_size_A", "channel", "self_train_frames",
                                          "window_A", "window_px", "orient_windows",
-                                         "track_search_A",
+                                         "track_search_A", "hollow_max_steps",
                                          "track_memory", "track_border_A"))
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
         if getattr(args, name, None) is not None:
@@ -637,6 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "hollow=1 (atom 0.5, hollow 1)")
     _add_run_options(stem_run, map_help="chemical-space map points per axis (200)",
                      cpu_epochs=1000)
+    stem_run.add_argument("--hollow-max-steps", type=int,
+                          help="ceiling on the hollow-site skip-rVAE's optimiser steps, "
+                               "where lower than --max-steps (on a CPU: 3000)")
     stem_run.add_argument("--track", nargs="+", metavar="SPECIES",
                           help="species to follow through the movie (default Si; 'all' for "
                                "every atom)")
