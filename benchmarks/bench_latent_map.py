@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from common import machine_line  # benchmarks/common.py, beside this script
 
+from latentpath import rundir
 from latentpath.graph import CC_BOND_A, KINDS
 from latentpath.latent import (
     _plane,
@@ -37,7 +38,7 @@ from latentpath.latent import (
     labels_at,
     latent_grid,
 )
-from latentpath.pipeline import read_stem_run
+from latentpath.pipeline import StemRun
 from latentpath.rvae import decode, encode, fit_rvae, load_rvae
 from latentpath.synth.motifs import synth_motif_windows
 
@@ -107,10 +108,10 @@ def main() -> None:
 
 def time_run_maps(run_dir: Path, points: int) -> None:
     """Each window kind's map of a finished run, in full and coarse to fine."""
-    run = read_stem_run(run_dir)
-    bond_px = run["config"]["window_bond_length_px"]
+    run = StemRun.read(run_dir)
+    bond_px = rundir.read_run_record(run_dir)["window_bond_length_px"]
     for kind in KINDS:
-        model, latents = load_rvae(run_dir / kind / "model"), run[f"latents_{kind}"]
+        model, latents = load_rvae(run_dir / kind / "model"), run.kinds[kind].latents
         z1, z2 = latent_grid(latents, points)
         full = None
         for step in (None, 2, 4, 8, 16):

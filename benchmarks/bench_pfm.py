@@ -20,7 +20,7 @@ from pathlib import Path
 from common import machine_line  # benchmarks/common.py, beside this script
 
 from latentpath.evaluate import score_pfm
-from latentpath.pipeline import PfmConfig, read_pfm_run, run_pfm
+from latentpath.pipeline import PfmConfig, PfmRun, run_pfm
 from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
 
 
@@ -45,7 +45,7 @@ def main() -> None:
         result = run_pfm(movie, Path(tmp) / "run", config, truth=movie)
         total = time.perf_counter() - start
         print(f"end to end: {total:.1f} s ({len(result['latents'])} windows)")
-        for name, value in score_pfm(read_pfm_run(Path(tmp) / "run"), sim).items():
+        for name, value in score_pfm(PfmRun.read(Path(tmp) / "run"), sim).items():
             print(f"{name:>28}: {value:.3f}" if isinstance(value, float)
                   else f"{name:>28}: {value}")
 

@@ -22,7 +22,7 @@ import pandas as pd
 from common import machine_line  # benchmarks/common.py, beside this script
 
 from latentpath.graph import CC_BOND_A, bond_frames, find_bonds, find_rings
-from latentpath.pipeline import read_stem_run
+from latentpath.pipeline import StemRun
 
 
 def standard_order(pos: np.ndarray, rings: pd.DataFrame, turn: np.ndarray,
@@ -55,8 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line())
     for run_dir in args.runs:
-        run = read_stem_run(run_dir)
-        atoms, px = run["atoms"], run["config"]["pixel_size_A"]
+        run = StemRun.read(run_dir)
+        atoms, px = run.atoms, run.pixel_size_A
         tables = {"angles": [], "rings": []}
         for _, frame in atoms.groupby("frame"):
             pos = frame[["y", "x"]].to_numpy() * px

@@ -41,7 +41,7 @@ from common import machine_line  # benchmarks/common.py, beside this script
 
 from latentpath.discovery import graph_labels, score_discovery
 from latentpath.evaluate import discovery_scores, score_chemical_space, true_window_labels
-from latentpath.pipeline import read_stem_run, run_stem
+from latentpath.pipeline import StemRun, run_stem
 from latentpath.rvae import training_record
 from latentpath.synth import read_synth_stem, synth_stem_movie, write_synth_stem
 
@@ -79,15 +79,15 @@ ISSUE_STRUCTURES = ("6-6-6", "5-6-6", "6-6-7", "5-6-7", "5-7-7")
 
 def score_run(run_dir: Path, truth) -> dict:
     """The benchmark's figures of one finished run."""
-    run = read_stem_run(run_dir)
+    run = StemRun.read(run_dir)
     found = discovery_scores(run, truth=truth)["truth"]
     chem = score_chemical_space(run, truth.atoms, truth.rings, pixel_size_A=truth.pixel_size_A)
     atom, hollow = found["atom"], found["hollow"]
     labels = true_window_labels(run, truth.atoms, truth.rings, "atom",
                                 pixel_size_A=truth.pixel_size_A)
-    five = score_discovery(run["latents_atom"], np.load(run_dir / "atom" / "windows.npy"),
+    five = score_discovery(run.kinds["atom"].latents, np.load(run_dir / "atom" / "windows.npy"),
                            labels.where(labels.isin(ISSUE_STRUCTURES)), kind="atom",
-                           reference="truth", seed=run["config"]["config"].get("seed", 0))
+                           reference="truth", seed=run.settings.seed)
     row = {"atom_latent_five": five.latent, "atom_pca2_five": five.pca2,
            "atom_latent": atom.latent, "atom_pca2": atom.pca2, "atom_pca10": atom.pca10,
            "hollow_latent": hollow.latent, "hollow_pca2": hollow.pca2,
@@ -103,8 +103,8 @@ def score_run(run_dir: Path, truth) -> dict:
     row["atom_map_inside_top3_min"] = min(atom.map_agreement[name] for name in inside)
     # the same, apart for windows whose found atoms close the centre atom's three rings
     # and windows whose do not (an atom missed or misplaced nearby)
-    latents = run["latents_atom"]
-    closed = graph_labels(latents, run["atoms"], run["rings"], "atom").notna().to_numpy()
+    latents = run.kinds["atom"].latents
+    closed = graph_labels(latents, run.atoms, run.rings, "atom").notna().to_numpy()
     right = (latents["map_structure"] == labels).to_numpy()
     common = labels.isin(inside).to_numpy()
     row["atom_inside_top3_closed_share"] = float(closed[common].mean())
@@ -121,7 +121,7 @@ def score_run(run_dir: Path, truth) -> dict:
             row[f"{kind}_steps"], row[f"{kind}_stop"] = stop.steps, stop.reason
         except ValueError:
             row[f"{kind}_steps"], row[f"{kind}_stop"] = None, "unrecorded"
-    timings = run["config"].get("timings_s", {})
+    timings = run.timings_s
     row["model_s"] = sum(v for k, v in timings.items() if k.endswith("model"))
     return row
 

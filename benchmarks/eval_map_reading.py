@@ -36,7 +36,7 @@ from latentpath.latent import (
     latent_grid,
     read_structures,
 )
-from latentpath.pipeline import read_stem_run
+from latentpath.pipeline import StemRun
 from latentpath.rvae import load_rvae
 from latentpath.synth import read_synth_stem
 
@@ -64,11 +64,11 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line())
     for run_dir in args.runs:
-        run = read_stem_run(run_dir)
-        truth = read_synth_stem(run["config"]["truth"])
-        window_A = run["config"]["config"]["window_A"]
+        run = StemRun.read(run_dir)
+        truth = read_synth_stem(run.truth)
+        window_A = run.settings.window_A
         for kind in args.kind:
-            latents = run[f"latents_{kind}"]
+            latents = run.kinds[kind].latents
             model = load_rvae(run_dir / kind / "model")
             w = model.config.window_px
             bond_px = CC_BOND_A / (window_A / (w - 1))

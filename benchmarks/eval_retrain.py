@@ -45,7 +45,7 @@ from latentpath.discovery import (
 from latentpath.evaluate import score_chemical_space, true_window_labels
 from latentpath.graph import CC_BOND_A
 from latentpath.latent import chemical_space_map, labels_at, latent_grid
-from latentpath.pipeline import StemConfig, read_stem_run
+from latentpath.pipeline import StemRun
 from latentpath.pipeline.stem import (
     cut_kind_windows,
     frame_graphs,
@@ -104,10 +104,9 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line())
 
-    saved = read_stem_run(args.run)
-    record = saved["config"]
-    truth = read_synth_stem(record["truth"])
-    config = StemConfig.from_dict(record["config"])
+    saved = StemRun.read(args.run)
+    truth = read_synth_stem(saved.truth)
+    config = saved.settings
     changes = {name: getattr(args, name) for name in
                ("seed", "epochs", "patience", "max_steps", "cooldown", "pixel_fraction",
                 "batch_size", "lr", "kl_weight", "latent_dim", "hidden", "compile",
@@ -133,12 +132,12 @@ def main() -> None:
 
     source = np.load(args.run / "window_images.npy", mmap_mode="r")
     movie_shape = truth.movie.shape
-    image_px_A = record["pixel_size_A"] * movie_shape[2] / source.shape[2]
-    atoms, rings = saved["atoms"], saved["rings"]
+    image_px_A = saved.pixel_size_A * movie_shape[2] / source.shape[2]
+    atoms, rings = saved.atoms, saved.rings
     if args.regraph:
         atoms, rings = frame_graphs(atoms[["frame", "y", "x", "species", "score"]],
-                                    record["pixel_size_A"])
-        saved["atoms"], saved["rings"] = atoms, rings
+                                    saved.pixel_size_A)
+        saved = dataclasses.replace(saved, atoms=atoms, rings=rings)
     if args.render_atoms:
         source = render_atoms(atoms, source.shape, movie_shape, image_px_A, args.render_atoms)
     points = window_points(atoms, rings, args.kind, config)

@@ -26,6 +26,6 @@ def test_real_data_notebook_runs(tmp_path, monkeypatch):
     # the runs it promises are there, with their reports
     assert (tmp_path / "runs" / "grain-boundary" / "report.html").is_file()
     assert (tmp_path / "runs" / "pzt" / "report.html").is_file()
-    hollow = namespace["stem"]["latents_hollow"]
+    hollow = namespace["stem"].kinds["hollow"].latents
     assert {5, 6, 7} <= set(hollow["size"])  # the grain boundary's rings were found
-    assert len(namespace["pfm"]["frames"]) == 3
+    assert len(namespace["pfm"].frames) == 3

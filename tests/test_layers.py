@@ -1,5 +1,8 @@
 """The package's import graph: no cycles, and no import up the module map of
-docs/DESIGN.md. Imports inside functions count: they run as surely as the others."""
+docs/DESIGN.md. Imports inside functions count: they run as surely as the others.
+Imports under ``if TYPE_CHECKING:`` never run: they name, for annotations, the types a
+function takes from a layer above (a run object the pipeline builds and the figures
+draw), and are not counted."""
 
 from __future__ import annotations
 
@@ -32,12 +35,18 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every latentpath module ``path`` imports, at any depth of its code."""
+def _imports(path: Path, source: str | None = None) -> set[str]:
+    """Every latentpath module ``path`` (or ``source``, as if it were ``path``) imports,
+    at any depth of its code, except for annotations only (``if TYPE_CHECKING:``)."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text() if source is None else source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                and node.test.id == "TYPE_CHECKING":
+            node.body = []
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -120,3 +129,11 @@ def test_no_import_runs_up_the_module_map():
 ])
 def test_the_cycle_finder_finds_cycles(edges, cyclic):
     assert (_cycle(edges) is not None) == cyclic
+
+
+def test_imports_for_annotations_only_are_not_counted_and_the_others_are():
+    source = ("from typing import TYPE_CHECKING\n"
+              "if TYPE_CHECKING:\n    from latentpath.pipeline import StemRun\n"
+              "def f():\n    from latentpath.cli import main\n"
+              "if True:\n    import latentpath.scale\n")
+    assert _imports(PACKAGE / "report.py", source) == {"latentpath.cli", "latentpath.scale"}

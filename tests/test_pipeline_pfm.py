@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from latentpath.evaluate import score_pfm
-from latentpath.pipeline import PfmConfig, read_pfm_run, run_pfm
+from latentpath.pipeline import PfmConfig, PfmRun, run_pfm
 from latentpath.synth import synth_pfm_movie
 from latentpath.synth.pfm import write_synth_pfm
 
@@ -32,30 +32,31 @@ def field_run(tmp_path_factory):
 
 def test_run_directory_and_tables(field_run):
     run = field_run[1]
-    out = run["out"]
+    out = run.out
     for name in ("config.json", "drift.csv", "walls.parquet", "frames.csv", "wall_history.csv",
                  "wall_latents.parquet", "walls/windows.npy", "walls/latents.parquet",
                  "walls/maps.npz", "walls/model/weights.safetensors",
                  "figures/physics_maps.png", "figures/wall_history.png"):
         assert (out / name).is_file(), name
-    saved = read_pfm_run(out)
+    saved = PfmRun.read(out)
     windows = np.load(out / "walls" / "windows.npy")
     assert windows.shape[1:] == (2, 20, 20)  # frames t and t + 2, 40 px in 20 samples
-    latents = saved["latents"]
+    latents = saved.latents
     assert len(latents) == len(windows) and (latents.frame <= 7).all()
     for column in ("z1", "z2", "angle", "switching", "walls", "curvature", "map_switching",
                    "map_walls", "map_curvature"):
         assert column in latents.columns
-    assert saved["maps"]["switching"].shape == (12, 12)
-    assert len(saved["wall_history"]) >= 5 and saved["config"]["amplitude"]
+    assert saved.maps["switching"].shape == (12, 12)
+    assert len(saved.wall_history) >= 5
+    assert json.loads((out / "config.json").read_text())["amplitude"]
     # the field switches more of the film frame by frame
-    switched = saved["frames"].switched_fraction.to_numpy()
+    switched = saved.frames.switched_fraction.to_numpy()
     assert switched[-1] > switched[0]
 
 
 def test_scores_against_the_truth(field_run):
     sim, run = field_run
-    scores = score_pfm(read_pfm_run(run["out"]), sim)
+    scores = score_pfm(PfmRun.read(run.out), sim)
     assert scores["drift_error_px"] < 0.5
     assert scores["wall_precision"] > 0.97 and scores["wall_recall"] > 0.9
     assert scores["wall_count_agreement"] > 0.85
@@ -122,24 +123,25 @@ def test_refuses_what_it_cannot_analyse(tmp_path):
 def test_real_pzt_sequence(tmp_path):
     files = sorted(PZT.glob("PZT_final000*.h5"))
     run = run_pfm(files, tmp_path / "run", PfmConfig(**{**TINY, "delay": 1}), progress=False)
-    saved = read_pfm_run(tmp_path / "run")
-    assert saved["config"]["amplitude"]  # registered on the amplitude channel
-    drift = saved["drift"][["dy", "dx"]].to_numpy()
+    saved = PfmRun.read(tmp_path / "run")
+    # registered on the amplitude channel
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["amplitude"]
+    drift = saved.drift[["dy", "dx"]].to_numpy()
     assert np.hypot(*drift[2]) > 4 and np.abs(drift).max() < 10
     # the switched share reported (aligned frames, valid pixels) is the phase maps' own
     from latentpath.io import load_movie
     from latentpath.pfm import normalize_phase
 
     raw = (normalize_phase(load_movie(files, channel="PhaseRetrace").data) > 0).mean((1, 2))
-    assert np.abs(saved["frames"].switched_fraction.to_numpy() - raw).max() < 0.03
+    assert np.abs(saved.frames.switched_fraction.to_numpy() - raw).max() < 0.03
     assert raw[2] - raw[0] > 0.1
-    assert len(run["latents"]) >= 40
+    assert len(run.latents) >= 40
 
 
 def test_command_line_runs_and_scores(field_run, tmp_path, capsys):
     from latentpath.cli import main
 
-    movie = field_run[1]["out"].parent / "movie.npz"
+    movie = field_run[1].out.parent / "movie.npz"
     out = tmp_path / "run"
     args = ["pfm", str(movie), "--out", str(out), "--epochs", "1", "--hidden", "16",
             "--layers", "2", "--map-points", "8", "--walls-per-frame", "20", "--no-compile",
@@ -166,11 +168,11 @@ def test_command_line_runs_and_scores(field_run, tmp_path, capsys):
     # the run's record repeats it: same movie, truth and settings, the same windows
     again = tmp_path / "again"
     assert main(["pfm", "--config", str(out / "config.json"), "--out", str(again)]) == 0
-    first, second = read_pfm_run(out), read_pfm_run(again)
-    assert second["config"]["config"] == first["config"]["config"]
-    assert second["config"]["truth"] == first["config"]["truth"]
-    pd.testing.assert_frame_equal(second["latents"], first["latents"])
+    first, second = PfmRun.read(out), PfmRun.read(again)
+    assert second.settings == first.settings
+    assert second.truth == first.truth
+    pd.testing.assert_frame_equal(second.latents, first.latents)
     # a flag overrides the file
     assert main(["pfm", "--config", str(out / "config.json"), "--out", str(tmp_path / "d1"),
                  "--delay", "1"]) == 0
-    assert read_pfm_run(tmp_path / "d1")["config"]["config"]["delay"] == 1
+    assert PfmRun.read(tmp_path / "d1").settings.delay == 1

@@ -15,8 +15,8 @@ from latentpath.pipeline import (
     RVAE_SIZES,
     PfmConfig,
     StemConfig,
+    StemRun,
     frame_graphs,
-    read_stem_run,
     run_stem,
     track_atoms,
 )
@@ -48,11 +48,11 @@ def run(movie, tmp_path_factory):
 
 def test_run_directory_holds_every_step(run):
     out, result = run
-    assert result["out"] == out and len(result["atoms"]) > 100
+    assert result.out == out and len(result.atoms) > 100
     for name in ("config.json", "atoms.parquet", "rings.parquet", "atom_quality.csv"):
         assert (out / name).is_file()
     quality = pd.read_csv(out / "atom_quality.csv")
-    assert len(quality) == result["atoms"].frame.nunique() and (quality.bonded > 0.5).all()
+    assert len(quality) == result.atoms.frame.nunique() and (quality.bonded > 0.5).all()
     assert "How far the atoms can be trusted" in (out / "report.html").read_text()
     for kind in ("atom", "hollow"):
         for name in ("windows.npy", "windows.parquet", "latents.parquet", "maps.npz",
@@ -69,11 +69,11 @@ def test_run_directory_holds_every_step(run):
 
 def test_tables_link_windows_to_atoms_and_rings(run):
     out, _ = run
-    saved = read_stem_run(out)
-    atoms, rings = saved["atoms"], saved["rings"]
+    saved = StemRun.read(out)
+    atoms, rings = saved.atoms, saved.rings
     assert {"frame", "y", "x", "species", "score", "coordination", "n5", "n6", "n7",
             "n8"} <= set(atoms.columns)
-    atom = saved["latents_atom"]
+    atom = saved.kinds["atom"].latents
     assert {"atom", "kind", "angle", "z1", "z2", "map_n6", "map_structure"} <= set(atom.columns)
     assert (atom.kind == "atom").all()
     # Each window sits on its atom.
@@ -82,10 +82,10 @@ def test_tables_link_windows_to_atoms_and_rings(run):
     si = atoms[atoms.species == "Si"]
     assert set(atom[atom.species == "Si"].atom) <= set(si.index)
     assert (atom[atom.species == "C"].groupby("frame").size() <= 40).all()
-    hollow = saved["latents_hollow"]
+    hollow = saved.kinds["hollow"].latents
     assert np.allclose(hollow[["y", "x"]].to_numpy(), rings.loc[hollow.ring, ["y", "x"]].to_numpy())
     assert (hollow["size"].to_numpy() == rings.loc[hollow.ring, "size"].to_numpy()).all()
-    space = saved["map_atom"]
+    space = saved.kinds["atom"].map
     assert space.counts.shape == (24, 24, 4) and space.kind == "atom"
 
 
@@ -95,18 +95,18 @@ def test_bond_frames_make_the_windows_of_one_structure_alike(run):
     from latentpath.pipeline.stem import cut_kind_windows, window_points
 
     out, _ = run
-    saved = read_stem_run(out)
-    atoms = saved["atoms"]
+    saved = StemRun.read(out)
+    atoms = saved.atoms
     assert {"bond_turn_rad", "bond_mirror"} <= set(atoms.columns)
     source = np.load(out / "window_images.npy")
     every = {**TINY, "atoms_per_frame": None}
-    points = window_points(atoms, saved["rings"], "atom", StemConfig(**every))
+    points = window_points(atoms, saved.rings, "atom", StemConfig(**every))
     points = points[(atoms.loc[points.atom, ["n5", "n6", "n7", "n8"]].to_numpy()
                      == [0, 3, 0, 0]).all(1)]
     spread = {}
     for orient in (True, False):
         windows, table = cut_kind_windows(
-            source, saved["config"]["pixel_size_A"] * 192 / source.shape[2], (3, 192, 192),
+            source, saved.pixel_size_A * 192 / source.shape[2], (3, 192, 192),
             points, StemConfig(**every, orient_windows=orient), None)
         assert len(table) >= 10
         spread[orient] = float(((windows - windows.mean(0)) ** 2).mean())
@@ -116,9 +116,9 @@ def test_bond_frames_make_the_windows_of_one_structure_alike(run):
 def test_graph_counts_match_the_truth_inside_the_frame(movie, run):
     _, sim = movie
     out, _ = run
-    atoms = read_stem_run(out)["atoms"]
+    atoms = StemRun.read(out).atoms
     assert set(atoms.frame) == {0, 1, 2}
-    scores = score_chemical_space(read_stem_run(out), sim.atoms, sim.rings,
+    scores = score_chemical_space(StemRun.read(out), sim.atoms, sim.rings,
                                   pixel_size_A=sim.pixel_size_A)
     # The found atoms' graph gives the true rings around the windows' atoms.
     assert scores["atom_top1_structure"] == "6-6-6"
@@ -131,7 +131,7 @@ def test_graph_counts_match_the_truth_inside_the_frame(movie, run):
 def test_true_labels_name_the_atoms_at_a_rim_only_when_asked(movie, run):
     _, sim = movie
     out, _ = run
-    saved = read_stem_run(out)
+    saved = StemRun.read(out)
     inside = true_window_labels(saved, sim.atoms, sim.rings, "atom",
                                 pixel_size_A=sim.pixel_size_A)
     every = true_window_labels(saved, sim.atoms, sim.rings, "atom",
@@ -145,8 +145,8 @@ def test_true_labels_name_the_atoms_at_a_rim_only_when_asked(movie, run):
 def test_atoms_are_tracked_with_states_and_latents(movie, run):
     _, sim = movie
     out, _ = run
-    saved = read_stem_run(out)
-    tracks, atoms = saved["tracks"], saved["atoms"]
+    saved = StemRun.read(out)
+    tracks, atoms = saved.tracks, saved.atoms
     assert set(tracks.atom) == set(atoms.index)
     assert np.allclose(tracks[["y", "x"]].to_numpy(), atoms.loc[tracks.atom, ["y", "x"]].to_numpy())
     assert {"track", "gap_before", "state", "window_inside", "z1", "z2", "angle",
@@ -158,9 +158,9 @@ def test_atoms_are_tracked_with_states_and_latents(movie, run):
     assert np.isfinite(windows).all()
     assert (tracks.window_inside == tracks.z1.notna()).all()
     assert tracks.window_inside.any() and not tracks.window_inside.all()
-    assert list(saved["transitions"].columns) == ["track", "frame", "from_state", "to_state",
+    assert list(saved.transitions.columns) == ["track", "frame", "from_state", "to_state",
                                                   "frames_since", "y", "x"]
-    assert list(saved["drift"].frame) == [0, 1, 2]
+    assert list(saved.drift.frame) == [0, 1, 2]
     scores = score_tracks(tracks, sim.atoms, pixel_size_A=sim.pixel_size_A,
                           frame_shape=sim.movie.shape[1:], species=("C", "Si"))
     # the atom finder misses atoms near this small movie's edges; what the tracking
@@ -174,7 +174,7 @@ def test_atoms_are_tracked_with_states_and_latents(movie, run):
 
 def test_a_movie_without_the_tracked_species_has_no_tracks(run):
     out, _ = run
-    atoms = read_stem_run(out)["atoms"]
+    atoms = StemRun.read(out).atoms
     tracks, drift = track_atoms(atoms, (192, 192), 0.1, StemConfig())
     assert len(tracks) == 0 and {"track", "state", "gap_before"} <= set(tracks.columns)
     assert len(drift) == 3
@@ -267,15 +267,15 @@ def test_a_run_records_what_it_doubts(movie, tmp_path, monkeypatch, capsys):
     with pytest.warns(UserWarning, match="disagrees with the lattice"):
         result = run_stem(path, tmp_path / "run", StemConfig(**TINY, track_species=None),
                           progress=False)
-    assert result["warnings"] == ["the pixel size given disagrees with the lattice"]
+    assert result.warnings == ["the pixel size given disagrees with the lattice"]
     record = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert record["warnings"] == result["warnings"]
+    assert record["warnings"] == result.warnings
     assert "Warning: the pixel size given" in (tmp_path / "run" / "report.html").read_text()
     # a resumed run keeps the doubts of the steps it reuses
     monkeypatch.setattr(stem_pipeline, "atoms_and_probabilities", found)
     again = run_stem(path, tmp_path / "run", StemConfig(**TINY, track_species=None),
                      progress=False)
-    assert "atoms" in again["reused"] and again["warnings"] == result["warnings"]
+    assert "atoms" in again.reused and again.warnings == result.warnings
 
 
 def test_evaluate_and_report_replace_only_what_latentpath_wrote(run, capsys):
@@ -298,14 +298,14 @@ def test_evaluate_and_report_replace_only_what_latentpath_wrote(run, capsys):
 def test_every_run_scores_its_latent_spaces_against_its_bond_graph(run):
     out, result = run
     for kind in ("atom", "hollow"):
-        score = result[f"discovery_{kind}"]
+        score = result.kinds[kind].discovery
         assert score.kind == kind and score.reference == "graph"
         assert (out / kind / "discovery.json").is_file()
         # the tiny movie has too few windows of each structure to score the plane
         assert score.n_windows > 20 and ("6" if kind == "hollow" else "6-6-6") in \
             score.label_counts
         assert set(score.map_agreement) == set(score.label_counts)
-        assert read_stem_run(out)[f"discovery_{kind}"] == score
+        assert StemRun.read(out).kinds[kind].discovery == score
     page = (out / "report.html").read_text()
     assert "Does the latent space separate the structures?" in page
     assert "2-D PCA of the same windows" in page
@@ -364,24 +364,29 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
     # the record repeats the run, the Python API taking it as well as the command line
     assert main(["stem", "--config", str(run_dir / "config.json"),
                  "--out", str(tmp_path / "again")]) == 0
-    again = read_stem_run(tmp_path / "again")
-    first = read_stem_run(run_dir)
-    assert again["config"]["config"] == first["config"]["config"]
-    assert again["atoms"].equals(first["atoms"])
-    assert np.allclose(again["latents_atom"][["z1", "z2"]], first["latents_atom"][["z1", "z2"]])
+    again = StemRun.read(tmp_path / "again")
+    first = StemRun.read(run_dir)
+    assert again.settings == first.settings
+    assert again.atoms.equals(first.atoms)
+    assert np.allclose(again.kinds["atom"].latents[["z1", "z2"]],
+                       first.kinds["atom"].latents[["z1", "z2"]])
     import latentpath
 
     api = latentpath.run_stem(path, tmp_path / "api", run_dir / "config.json", progress=False)
-    assert np.allclose(api["latents_hollow"][["z1", "z2"]], first["latents_hollow"][["z1", "z2"]])
+    assert np.allclose(api.kinds["hollow"].latents[["z1", "z2"]],
+                       first.kinds["hollow"].latents[["z1", "z2"]])
 
 
 def test_rvae_size_follows_the_device_unless_set():
     cpu = StemConfig().for_device("cpu")
     # STEM runs train to convergence, at most 4,000 steps on a CPU (PFM keeps 40 epochs)
     assert (cpu.hidden, cpu.layers, cpu.max_steps, cpu.patience) == (128, 3, 4000, 10)
-    # the hollow sites' four structures train in fewer steps than the atoms' fifteen
-    assert (cpu.for_kind("atom").max_steps, cpu.for_kind("hollow").max_steps) == (4000, 3000)
-    assert StemConfig(max_steps=2000).for_device("cpu").for_kind("hollow").max_steps == 2000
+    # a hollow-site ceiling of its own, below max_steps only
+    assert (cpu.for_kind("atom").max_steps, cpu.for_kind("hollow").max_steps) == (4000, 4000)
+    fast = StemConfig(hollow_max_steps=3000).for_device("cpu")
+    assert (fast.for_kind("atom").max_steps, fast.for_kind("hollow").max_steps) == (4000, 3000)
+    assert StemConfig(max_steps=2000, hollow_max_steps=3000).for_kind("hollow").max_steps \
+        == 2000
     assert StemConfig().for_kind("hollow").max_steps is None
     with pytest.raises(ValueError, match="no window kind"):
         cpu.for_kind("edge")

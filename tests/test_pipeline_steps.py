@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latentpath.pipeline import PfmConfig, StemConfig, read_pfm_run, read_stem_run
+from latentpath.pipeline import PfmConfig, PfmRun, StemConfig, StemRun
 from latentpath.pipeline import pfm as pfm_pipeline
 from latentpath.pipeline import stem as stem_pipeline
 from latentpath.pipeline.steps import SPEED_SETTINGS, RunSteps, content_key, run_identity
@@ -220,11 +220,12 @@ def _count_writes(monkeypatch, kill_at: int | None = None) -> list[int]:
 
 
 def _same_stem_runs(a, b) -> None:
-    first, second = read_stem_run(a), read_stem_run(b)
-    for name in ("atoms", "rings", "latents_atom", "latents_hollow", "tracks", "transitions"):
-        pd.testing.assert_frame_equal(first[name], second[name], obj=name)
+    first, second = StemRun.read(a), StemRun.read(b)
+    for name in ("atoms", "rings", "tracks", "transitions"):
+        pd.testing.assert_frame_equal(getattr(first, name), getattr(second, name), obj=name)
     for kind in ("atom", "hollow"):
-        assert np.array_equal(first[f"map_{kind}"].counts, second[f"map_{kind}"].counts)
+        pd.testing.assert_frame_equal(first.kinds[kind].latents, second.kinds[kind].latents)
+        assert np.array_equal(first.kinds[kind].map.counts, second.kinds[kind].map.counts)
 
 
 def _reference(run, movie, config, out):
@@ -242,7 +243,7 @@ def _killed_then_finished(run, movie, config, out, writes, moment, monkeypatch) 
         run(movie, out, config, progress=False)
     monkeypatch.undo()
     result = run(movie, out, config, progress=False)
-    assert result["reused"] or moment <= 0.1
+    assert result.reused or moment <= 0.1
     return result
 
 
@@ -274,9 +275,9 @@ def test_a_changed_setting_recomputes_only_the_steps_that_use_it(stem_movie, ste
     with pytest.raises(FileExistsError, match="map_points: 16 -> 12"):
         stem_pipeline.run_stem(stem_movie, out, changed, progress=False)
     result = stem_pipeline.run_stem(stem_movie, out, changed, overwrite=True, progress=False)
-    assert result["reused"] == ["atoms", "atom windows", "atom model", "hollow windows",
-                                "hollow model"]
-    assert result["map_atom"].counts.shape[:2] == (12, 12)
+    assert result.reused == ("atoms", "atom windows", "atom model", "hollow windows",
+                             "hollow model")
+    assert result.kinds["atom"].map.counts.shape[:2] == (12, 12)
     # the unchanged steps' outputs are the earlier ones, byte for byte
     for name in ("atoms.parquet", "atom/model/weights.safetensors"):
         assert (out / name).read_bytes() == (reference / name).read_bytes()
@@ -285,7 +286,7 @@ def test_a_changed_setting_recomputes_only_the_steps_that_use_it(stem_movie, ste
     # not resuming computes everything again, to the same results
     again = stem_pipeline.run_stem(stem_movie, out, STEM_TINY, overwrite=True, resume=False,
                                    progress=False)
-    assert again["reused"] == []
+    assert again.reused == ()
     _same_stem_runs(reference, out)
 
 
@@ -302,9 +303,9 @@ def test_a_killed_pfm_run_completes_with_the_same_results(pfm_movie, pfm_referen
     out = tmp_path / "run"
     _killed_then_finished(pfm_pipeline.run_pfm, pfm_movie, PFM_TINY, out, writes, moment,
                           monkeypatch)
-    first, second = read_pfm_run(reference), read_pfm_run(out)
+    first, second = PfmRun.read(reference), PfmRun.read(out)
     for name in ("drift", "curves", "latents", "wall_history", "wall_latents"):
-        pd.testing.assert_frame_equal(first[name], second[name], obj=name)
+        pd.testing.assert_frame_equal(getattr(first, name), getattr(second, name), obj=name)
 
 
 def test_the_command_killed_mid_training_completes_on_the_next_call(stem_movie, tmp_path):

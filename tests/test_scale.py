@@ -92,13 +92,13 @@ def test_windows_encoded_on_the_cluster_are_the_runs_own(tmp_path, capsys):
         latents = pd.read_parquet(folder / f"latents_{kind}.parquet")
         assert summary[f"windows_{kind}"].iloc[0] == len(latents)
         # the run drew 40 C a frame; hollow sites were all drawn (30 a frame is more)
-        assert len(latents) > (3 * len(run[f"latents_{kind}"]) // 2 if kind == "atom" else
-                               len(run[f"latents_{kind}"]) - 1)
+        assert len(latents) > (3 * len(run.kinds[kind].latents) // 2 if kind == "atom" else
+                               len(run.kinds[kind].latents) - 1)
         assert latents[column].is_unique
         centre = pd.read_parquet(folder / f"{centres}.parquet")
         np.testing.assert_allclose(latents[["y", "x"]], centre.loc[latents[column], ["y", "x"]])
         # the run's sampled windows are among them, with the same latents and classes
-        own = run[f"latents_{kind}"]
+        own = run.kinds[kind].latents
         both = own.merge(latents, on=column, suffixes=("", "_many"))
         assert len(both) == len(own)
         for name in ("angle", "z1", "z2"):

@@ -11,7 +11,7 @@ from latentpath.io import Movie, MovieError, load_movie
 
 #: names served from latentpath.pipeline on first use, so that ``import latentpath``
 #: stays light (the pipelines import torch)
-_PIPELINE = ("PfmConfig", "StemConfig", "read_pfm_run", "read_stem_run", "run_pfm", "run_stem")
+_PIPELINE = ("PfmConfig", "PfmRun", "StemConfig", "StemRun", "run_pfm", "run_stem")
 
 __all__ = ["Movie", "MovieError", "__version__", "load_movie", *_PIPELINE]
 

@@ -113,7 +113,7 @@ def _demo(args: argparse.Namespace) -> None:
     _run_pfm_and_summarise([str(pfm_npz)], pfm_run, _pfm_config(args), truth=pfm_npz,
                            overwrite=args.overwrite, resume=args.resume)
     print(f"demo written to {out}/ (truth figures stem.png, pfm.png); open the reports "
-          f"{run / 'report.html'} and {pfm_run / 'report.html'} in a browser; score the runs "
+          f"{run / rundir.REPORT} and {pfm_run / rundir.REPORT} in a browser; score the runs "
           f"with: latentpath evaluate {run} and latentpath evaluate {pfm_run}")
 
 
@@ -197,9 +197,9 @@ def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path |
 
     from latentpath.pipeline import run_pfm
 
-    result = run_pfm(movie if len(movie) > 1 else movie[0], out, config, truth=truth,
-                     overwrite=overwrite, resume=resume, inputs={"--config": config_file})
-    frames, drift, latents = result["frames"], result["drift"], result["latents"]
+    run = run_pfm(movie if len(movie) > 1 else movie[0], out, config, truth=truth,
+                  overwrite=overwrite, resume=resume, inputs={"--config": config_file})
+    frames, drift, latents = run.frames, run.drift, run.latents
     shift = float(np.hypot(drift.dy, drift.dx).max())
     print(f"{len(frames)} frames registered (largest drift {shift:.1f} px); switched "
           f"{frames.switched_fraction.iloc[0]:.0%} -> {frames.switched_fraction.iloc[-1]:.0%}; "
@@ -207,13 +207,13 @@ def _run_pfm_and_summarise(movie: list[str], out: Path, config, *, truth: Path |
     one = latents[latents.walls == 1]
     print(f"{len(latents)} wall windows: switching degree {latents.switching.mean():+.3f} on "
           f"average; {len(one)} hold one wall, mean curvature {one.curvature.mean():+.4f} /px")
-    history = result["history"]
+    history = run.wall_history
     if len(history):
         print(f"longest-lived wall: frames {history.frame.min()}-{history.frame.max()}, "
               f"curvature dispersion {history.curvature_std.iloc[0]:.4f} -> "
               f"{history.curvature_std.iloc[-1]:.4f} /px")
-    _print_warnings(result["warnings"])
-    print(f"run -> {out}/ in {result['total_s']:.0f} s; open the report: {result['report']}")
+    _print_warnings(run.warnings)
+    print(f"run -> {out}/ in {run.total_s:.0f} s; open the report: {run.report}")
 
 
 def _pfm(args: argparse.Namespace) -> None:
@@ -251,29 +251,29 @@ def _run_stem_and_summarise(movie: str, out: Path, config, *, truth: Path | None
                             ) -> None:
     from latentpath.pipeline import run_stem
 
-    result = run_stem(movie, out, config, truth=truth, overwrite=overwrite, resume=resume,
-                      inputs={"--config": config_file})
-    atoms = result["atoms"]
-    print(f"{len(atoms)} atoms in {atoms.frame.nunique()} frames, {len(result['rings'])} rings")
-    for kind in ("atom", "hollow"):
-        latents, space = result[f"latents_{kind}"], result[f"map_{kind}"]
+    run = run_stem(movie, out, config, truth=truth, overwrite=overwrite, resume=resume,
+                   inputs={"--config": config_file})
+    atoms = run.atoms
+    print(f"{len(atoms)} atoms in {atoms.frame.nunique()} frames, {len(run.rings)} rings")
+    for kind, found in run.kinds.items():
+        latents, space = found.latents, found.map
         top = space.classes()
         top = top[top.structure != "unphysical"].head(5)
         print(f"{kind}-centred: {len(latents)} windows; chemical-space map: "
               f"{space.physical.mean():.0%} physical; structures "
               + ", ".join(f"{r.structure} {r.share:.0%}" for r in top.itertuples()))
-        if result.get(f"discovery_{kind}") is not None:
-            print(f"  {result[f'discovery_{kind}'].sentence()}")
-    tracks, counts = result["tracks"], result["transition_counts"]
+        if found.discovery is not None:
+            print(f"  {found.discovery.sentence()}")
+    tracks, counts = run.tracks, run.transition_counts
     if len(tracks):
         print(f"tracks: {tracks['track'].nunique()} tracks over {len(tracks)} atom-frames, "
-              f"{len(result['transitions'])} changes of chemical state; most common: "
+              f"{len(run.transitions)} changes of chemical state; most common: "
               + ", ".join(f"{r.from_state} -> {r.to_state} ({r.count})"
                           for r in counts.head(3).itertuples()))
     else:
         print("tracks: no atom of the tracked species in the movie")
-    _print_warnings(result["warnings"])
-    print(f"run -> {out}/ in {result['total_s']:.0f} s; open the report: {result['report']}")
+    _print_warnings(run.warnings)
+    print(f"run -> {out}/ in {run.total_s:.0f} s; open the report: {run.report}")
 
 
 def _stem(args: argparse.Namespace) -> None:
@@ -410,20 +410,15 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
         print(f"report with the scores -> {page}")
 
 
-def _truth_path(args: argparse.Namespace, run: dict, run_dir: Path) -> str:
-    truth_path = args.truth or run["config"].get("truth")
-    if not truth_path:
-        raise ValueError(f"{run_dir}: the run records no synthetic truth; pass --truth")
-    return truth_path
-
-
 def _score_pfm_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, dict]:
     from latentpath.evaluate import score_pfm
-    from latentpath.pipeline import check_pfm_truth, read_pfm_run
+    from latentpath.pipeline import PfmRun, check_pfm_truth
     from latentpath.synth.pfm import read_synth_pfm
 
-    run = read_pfm_run(run_dir)
-    truth_path = _truth_path(args, run, run_dir)
+    run = PfmRun.read(run_dir)
+    truth_path = args.truth or run.truth
+    if not truth_path:
+        raise ValueError(f"{run_dir}: the run records no synthetic truth; pass --truth")
     check_pfm_truth(run_dir, truth_path)
     return {"pfm": score_pfm(run, read_synth_pfm(truth_path))}, truth_path, {}
 
@@ -436,11 +431,11 @@ def _print_discovery(found: dict) -> None:
 
 def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str, dict]:
     from latentpath.evaluate import score_stem_run
-    from latentpath.pipeline import check_stem_truth, read_stem_run
+    from latentpath.pipeline import StemRun, check_stem_truth
     from latentpath.synth import read_synth_stem
 
-    run = read_stem_run(run_dir)
-    truth_path = args.truth or run["config"].get("truth")
+    run = StemRun.read(run_dir)
+    truth_path = args.truth or run.truth
     if truth_path:
         check_stem_truth(run_dir, truth_path)
     else:
@@ -580,20 +575,8 @@ class _SubParsers:
         return self.actions.add_parser(name, parents=[self.parent], **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="latentpath",
-        description="Discover structural units and transformation pathways in STEM and PFM "
-                    "movies.")
-    parser.add_argument("--version", action="version", version=f"latentpath {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-    # --debug after the command too; SUPPRESS keeps a subcommand from resetting it
-    debug = argparse.ArgumentParser(add_help=False)
-    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show the traceback of an error")
-    sub = _SubParsers(sub, debug)
-
+def _add_demo_command(sub: _SubParsers) -> None:
+    """The ``latentpath demo`` command and its options."""
     demo = sub.add_parser("demo", help="run on built-in synthetic data")
     demo.add_argument("--out", default="latentpath-demo",
                       help="output folder (default %(default)s)")
@@ -606,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "finished with the same settings")
     demo.set_defaults(func=_demo)
 
+
+def _add_stem_command(sub: _SubParsers) -> None:
+    """The ``latentpath stem`` command and its options."""
     stem_run = sub.add_parser("stem", help="the full STEM pipeline on a movie")
     stem_run.add_argument("movie", nargs="?",
                           help="movie file (npy, npz, tif, h5, dm3/dm4, emd); default: the "
@@ -639,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
                      cpu_epochs=1000)
     stem_run.add_argument("--hollow-max-steps", type=int,
                           help="ceiling on the hollow-site skip-rVAE's optimiser steps, "
-                               "where lower than --max-steps (on a CPU: 3000)")
+                               "where lower than --max-steps (default: --max-steps)")
     stem_run.add_argument("--track", nargs="+", metavar="SPECIES",
                           help="species to follow through the movie (default Si; 'all' for "
                                "every atom)")
@@ -653,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "(4)")
     stem_run.set_defaults(func=_stem)
 
+
+def _add_pfm_command(sub: _SubParsers) -> None:
+    """The ``latentpath pfm`` command and its options."""
     pfm_run = sub.add_parser("pfm", help="the full PFM pipeline on a phase movie")
     pfm_run.add_argument("movie", nargs="*",
                          help="movie file(s) (npy, npz, tif, h5); several are stacked in "
@@ -673,8 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(pfm_run, map_help="physics map points per axis (40)", cpu_epochs=40)
     pfm_run.set_defaults(func=_pfm)
 
+
+def _add_synth_command(sub: _SubParsers) -> None:
+    """The ``latentpath synth stem|pfm`` command and its options."""
     synth = sub.add_parser("synth", help="write a synthetic movie with its ground truth")
-    kinds = _SubParsers(synth.add_subparsers(dest="kind", required=True), debug)
+    kinds = _SubParsers(synth.add_subparsers(dest="kind", required=True), sub.parent)
     stem = kinds.add_parser("stem", help="Si-doped graphene under the beam, ADF-STEM")
     stem.add_argument("out", help="output .npz (tables go beside it as parquet)")
     _add_common(stem, frames=50, size=512)
@@ -708,6 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
     pfm.add_argument("--mode", choices=["tip", "field"], default="tip",
                      help="switching by a biased tip or a uniform field (default %(default)s)")
     pfm.set_defaults(func=_synth_pfm)
+
+
+def _add_atoms_command(sub: _SubParsers) -> None:
+    """The ``latentpath atoms`` command and its options."""
     atoms = sub.add_parser("atoms", help="find atoms in a STEM movie")
     atoms.add_argument("movie", help="movie file (npy, npz, tif, h5, dm3/dm4, emd)")
     atoms.add_argument("--out", required=True,
@@ -728,6 +724,9 @@ def build_parser() -> argparse.ArgumentParser:
     atoms.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     atoms.set_defaults(func=_atoms)
 
+
+def _add_atoms_many_command(sub: _SubParsers) -> None:
+    """The ``latentpath atoms-many`` command and its options."""
     many = sub.add_parser("atoms-many", help="atoms and rings of many movies (with --run, "
                                              "the latents of every atom and ring), frame "
                                              "tasks in parallel on a Dask cluster")
@@ -750,6 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run every task again instead of reusing finished ones")
     many.set_defaults(func=_atoms_many)
 
+
+def _add_rvae_command(sub: _SubParsers) -> None:
+    """The ``latentpath rvae`` command and its options."""
     rvae = sub.add_parser("rvae", help="train a skip-rVAE on a stack of windows (N, w, w)")
     rvae.add_argument("windows", help=".npy stack of windows (memory-mapped)")
     rvae.add_argument("--out", required=True, help="model directory")
@@ -789,6 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "it (not reproducible)")
     rvae.set_defaults(func=_rvae)
 
+
+def _add_encode_command(sub: _SubParsers) -> None:
+    """The ``latentpath encode`` command and its options."""
     enc = sub.add_parser("encode", help="encode windows with a trained skip-rVAE")
     enc.add_argument("model", help="model directory")
     enc.add_argument("windows", help=".npy stack of windows")
@@ -798,6 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--overwrite", action="store_true")
     enc.set_defaults(func=_encode)
 
+
+def _add_report_command(sub: _SubParsers) -> None:
+    """The ``latentpath report`` command and its options."""
     report = sub.add_parser("report", help="write RUN/report.html again (from the run's "
                                            "files and the movie its record names)")
     report.add_argument("run", help="run directory")
@@ -808,6 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="windows shown at most in each latent explorer (%(default)s)")
     report.set_defaults(func=_report)
 
+
+def _add_evaluate_command(sub: _SubParsers) -> None:
+    """The ``latentpath evaluate`` command and its options."""
     evaluate = sub.add_parser("evaluate", help="score results on synthetic data against truth")
     evaluate.add_argument("target", help="a run directory, or an atom table from "
                                          "'latentpath atoms' (.csv/.parquet)")
@@ -821,6 +832,32 @@ def build_parser() -> argparse.ArgumentParser:
                           help="replace an existing --out, or a scores.json or report.html in "
                                "the run that latentpath did not write as it stands")
     evaluate.set_defaults(func=_evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``latentpath`` command line: one builder per subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="latentpath",
+        description="Discover structural units and transformation pathways in STEM and PFM "
+                    "movies.")
+    parser.add_argument("--version", action="version", version=f"latentpath {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    # --debug after the command too; SUPPRESS keeps a subcommand from resetting it
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
+    sub = _SubParsers(sub, debug)
+    _add_demo_command(sub)
+    _add_stem_command(sub)
+    _add_pfm_command(sub)
+    _add_synth_command(sub)
+    _add_atoms_command(sub)
+    _add_atoms_many_command(sub)
+    _add_rvae_command(sub)
+    _add_encode_command(sub)
+    _add_report_command(sub)
+    _add_evaluate_command(sub)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,9 @@ from scipy.spatial import cKDTree
 from latentpath import rundir
 from latentpath.atoms.match import match_atoms
 from latentpath.discovery import DiscoveryScore
+
+if TYPE_CHECKING:
+    from latentpath.pipeline import PfmRun, StemRun
 
 HOLE_DISTANCE_A = 2.2
 """A point farther than this from every true atom lies in a hole."""
@@ -171,7 +175,7 @@ def knn_per_class(features: np.ndarray, labels: np.ndarray, *, k: int = 5,
     return {str(c): float(right[coded == i].mean()) for i, c in enumerate(classes)}
 
 
-def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.DataFrame, *,
+def score_chemical_space(run: StemRun, truth_atoms: pd.DataFrame, truth_rings: pd.DataFrame, *,
                          pixel_size_A: float, match_radius_A: float = 0.5, k: int = 5
                          ) -> dict[str, float | str]:
     """Accuracy of a STEM run's latent space against synthetic truth.
@@ -186,8 +190,8 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
 
     Parameters
     ----------
-    run : dict
-        From :func:`latentpath.pipeline.read_stem_run`.
+    run : StemRun
+        A STEM run (:class:`latentpath.pipeline.StemRun`).
     truth_atoms, truth_rings : DataFrame
         The synthetic truth's atoms (``n5..n8``) and rings (``size``), pixels.
     """
@@ -195,7 +199,7 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
 
     cols = [f"n{s}" for s in RING_SIZES]
     scores: dict[str, float | str] = {}
-    atoms, latents = run["atoms"], run["latents_atom"]
+    atoms, latents = run.atoms, run.kinds["atom"].latents
     true_rows = _true_atom_rows(atoms, truth_atoms, latents, match_radius_A / pixel_size_A)
     matched = latents.loc[true_rows.index]
     truth = truth_atoms.loc[true_rows.to_numpy(), cols].to_numpy()
@@ -214,7 +218,7 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
     scores["atom_common3_map_accuracy"] = float((mapped[pooled] == truth[pooled]).all(1).mean())
     scores["atom_common3_graph_accuracy"] = float((graph[pooled] == truth[pooled]).all(1).mean())
 
-    hollow = run["latents_hollow"]
+    hollow = run.kinds["hollow"].latents
     sizes = _true_ring_sizes(hollow, truth_rings, match_radius_A / pixel_size_A)
     ok = sizes > 0
     z = hollow.loc[ok, ["z1", "z2"]].to_numpy()
@@ -230,7 +234,7 @@ def score_chemical_space(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.D
     return scores
 
 
-def true_window_labels(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.DataFrame,
+def true_window_labels(run: StemRun, truth_atoms: pd.DataFrame, truth_rings: pd.DataFrame,
                        kind: str, *, pixel_size_A: float, match_radius_A: float = 0.5,
                        edges: bool = False) -> pd.Series:
     """Each window's true structure, named as :func:`latentpath.discovery.graph_labels`
@@ -241,25 +245,25 @@ def true_window_labels(run: dict, truth_atoms: pd.DataFrame, truth_rings: pd.Dat
 
     Parameters
     ----------
-    run : dict
-        From :func:`latentpath.pipeline.read_stem_run`.
+    run : StemRun
+        A STEM run (:class:`latentpath.pipeline.StemRun`).
     truth_atoms, truth_rings : DataFrame
         The synthetic truth's atoms (``n5..n8``) and rings (``size``), pixels.
     kind : {"atom", "hollow"}
     """
     from latentpath.graph import RING_SIZES, ring_label
 
-    latents = run[f"latents_{kind}"]
+    if kind not in run.kinds:
+        raise ValueError(f"kind must be 'atom' or 'hollow', got {kind!r}")
+    latents = run.kinds[kind].latents
     labels = pd.Series(None, index=latents.index, dtype=object)
     radius = match_radius_A / pixel_size_A
     if kind == "atom":
-        true_rows = _true_atom_rows(run["atoms"], truth_atoms, latents, radius)
+        true_rows = _true_atom_rows(run.atoms, truth_atoms, latents, radius)
         counts = truth_atoms.loc[true_rows.to_numpy(), [f"n{s}" for s in RING_SIZES]].to_numpy()
         labels[true_rows.index] = [ring_label(c) if c.sum() == 3 or (edges and c.sum() > 0)
                                    else None for c in counts]
         return labels
-    if kind != "hollow":
-        raise ValueError(f"kind must be 'atom' or 'hollow', got {kind!r}")
     sizes = _true_ring_sizes(latents, truth_rings, radius)
     hit = np.isin(sizes, RING_SIZES)
     labels[hit] = [str(int(v)) for v in sizes[hit]]
@@ -291,7 +295,7 @@ def _true_ring_sizes(windows: pd.DataFrame, truth_rings: pd.DataFrame, radius_px
     return sizes
 
 
-def discovery_scores(run: dict, *, truth=None, match_radius_A: float = 0.5
+def discovery_scores(run: StemRun, *, truth=None, match_radius_A: float = 0.5
                      ) -> dict[str, dict[str, DiscoveryScore]]:
     """The discovery yardstick (:mod:`latentpath.discovery`) of a STEM run's atom and
     hollow windows, against the run's own bond graph and, given synthetic truth
@@ -304,17 +308,17 @@ def discovery_scores(run: dict, *, truth=None, match_radius_A: float = 0.5
     """
     from latentpath.discovery import graph_labels, score_discovery
 
-    seed = run["config"]["config"].get("seed", 0)
+    seed = run.settings.seed
     out: dict[str, dict[str, DiscoveryScore]] = {"graph": {}}
     if truth is not None:
         out["truth"] = {}
-    for kind in ("atom", "hollow"):
-        latents = run[f"latents_{kind}"]
-        windows = np.load(run["out"] / kind / rundir.WINDOWS, mmap_mode="r")
+    for kind, found in run.kinds.items():
+        latents = found.latents
+        windows = np.load(run.out / kind / rundir.WINDOWS, mmap_mode="r")
         table = latents[[c for c in ("atom", "ring") if c in latents.columns]]
         # the run's own, from its maps step; runs of earlier versions have none
-        out["graph"][kind] = run.get(f"discovery_{kind}") or score_discovery(
-            latents, windows, graph_labels(table, run["atoms"], run["rings"], kind),
+        out["graph"][kind] = found.discovery or score_discovery(
+            latents, windows, graph_labels(table, run.atoms, run.rings, kind),
             kind=kind, seed=seed)
         if truth is not None:
             labels = true_window_labels(run, truth.atoms, truth.rings, kind,
@@ -620,14 +624,14 @@ def true_wall_velocity(table: pd.DataFrame, truth, *, radius_px: float = 3.0) ->
     return out
 
 
-def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
+def score_pfm(run: PfmRun, truth, *, velocity_radius_px: float = 3.0,
               wall_tolerance_px: float = 2.0) -> dict:
     """Score a PFM run against the truth of its synthetic movie.
 
     Parameters
     ----------
-    run : dict
-        From :func:`latentpath.pipeline.read_pfm_run`.
+    run : PfmRun
+        A PFM run (:class:`latentpath.pipeline.PfmRun`).
     truth : SynthPFM
     velocity_radius_px : float
         A window's true wall velocity is the median over the true wall pixels this
@@ -653,13 +657,13 @@ def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
     from latentpath.pfm import window_physics
     from latentpath.windows import cut_windows
 
-    settings = run["config"]["config"]
-    latents, frames = run["latents"], truth.frames
-    step = settings["window_px"] / settings["window_samples"]
-    drift = run["drift"][["dy", "dx"]].to_numpy()
+    settings = run.settings
+    latents, frames = run.latents, truth.frames
+    step = settings.window_px / settings.window_samples
+    drift = run.drift[["dy", "dx"]].to_numpy()
     drift_error = float(np.abs(drift - frames[["drift_y", "drift_x"]].to_numpy()).max())
 
-    curves = run["curves"]
+    curves = run.curves
     moved = _truth_window_points(curves, frames)
     iy = np.clip(np.rint(moved["y"]).astype(int), 0, truth.walls.shape[1] - 1)
     ix = np.clip(np.rint(moved["x"]).astype(int), 0, truth.walls.shape[2] - 1)
@@ -669,7 +673,7 @@ def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
 
     here = _truth_window_points(latents, frames)
     polarization = truth.polarization.astype(np.float32)
-    first, _ = cut_windows(polarization, here, settings["window_samples"], step_px=step,
+    first, _ = cut_windows(polarization, here, settings.window_samples, step_px=step,
                            edge="nearest")
     true_now = window_physics(first, threshold=0.0, step_px=step)
     velocity = true_wall_velocity(latents, truth, radius_px=velocity_radius_px)
@@ -682,7 +686,7 @@ def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
         return float(spearmanr(values.to_numpy()[mask], velocity[mask])[0])
 
     single = (true_now.walls == 1).to_numpy()
-    curved = single & (true_now.curvature.abs() > 1 / (4 * settings["window_px"])).to_numpy()
+    curved = single & (true_now.curvature.abs() > 1 / (4 * settings.window_px)).to_numpy()
 
     def sign_agreement(column: str, mask: np.ndarray) -> float:
         mask = mask & np.isfinite(latents[column].to_numpy(float))
@@ -707,14 +711,14 @@ def score_pfm(run: dict, truth, *, velocity_radius_px: float = 3.0,
             "map_curvature_sign": sign_agreement("map_curvature", single)}
 
 
-def score_stem_run(run: dict, truth=None, *, match_radius_A: float = 0.5
+def score_stem_run(run: StemRun, truth=None, *, match_radius_A: float = 0.5
                    ) -> tuple[dict, dict[str, dict[str, DiscoveryScore]]]:
     """Everything ``latentpath evaluate`` scores of a STEM run.
 
     Parameters
     ----------
-    run : dict
-        A finished run, as :func:`latentpath.pipeline.read_stem_run` reads it.
+    run : StemRun
+        A STEM run (:class:`latentpath.pipeline.StemRun`), run now or read back.
     truth : SynthStem, optional
         Synthetic truth of the run's movie (:func:`latentpath.synth.read_synth_stem`).
         Without it only the latent spaces are scored, against the run's own bond graph.
@@ -735,20 +739,19 @@ def score_stem_run(run: dict, truth=None, *, match_radius_A: float = 0.5
     if truth is None:
         return scores, found
     shape = truth.movie.shape[1:]
-    scores = {"atoms": score_atoms(run["atoms"], truth.atoms, pixel_size_A=truth.pixel_size_A,
+    scores = {"atoms": score_atoms(run.atoms, truth.atoms, pixel_size_A=truth.pixel_size_A,
                                    match_radius_A=match_radius_A, frames_table=truth.frames,
                                    image_shape=shape),
-              "rings": score_rings(run["rings"], truth.rings, pixel_size_A=truth.pixel_size_A,
+              "rings": score_rings(run.rings, truth.rings, pixel_size_A=truth.pixel_size_A,
                                    frame_shape=shape, match_radius_A=match_radius_A),
               "chemical_space": score_chemical_space(run, truth.atoms, truth.rings,
                                                      pixel_size_A=truth.pixel_size_A,
                                                      match_radius_A=match_radius_A),
               **scores}
-    settings = run["config"]["config"]
-    if len(run["tracks"]):
-        species = settings.get("track_species") or truth.atoms.species.unique()
-        scores["tracks"] = score_tracks(run["tracks"], truth.atoms,
+    if len(run.tracks):
+        species = run.settings.track_species or truth.atoms.species.unique()
+        scores["tracks"] = score_tracks(run.tracks, truth.atoms,
                                         pixel_size_A=truth.pixel_size_A, frame_shape=shape,
                                         species=tuple(species), match_radius_A=match_radius_A,
-                                        border_A=settings["track_border_A"])
+                                        border_A=run.settings.track_border_A)
     return scores, found

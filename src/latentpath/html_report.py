@@ -303,7 +303,7 @@ def write_report(out: str | Path, frames: np.ndarray, *,
                      + f"<p>Movie: <code>{html.escape(json.dumps(record.get('movie')))}"
                      f"</code>; latentpath {html.escape(str(record.get('version')))}; "
                      f"repeat with <code>latentpath {pipeline} --config "
-                     f"{html.escape(str(out / 'config.json'))}</code>.</p>"
+                     f"{html.escape(str(out / rundir.RECORD))}</code>.</p>"
                      + _table(timings)))
     frame_urls = [_frame_jpeg(f, FRAME_PX) for f in stack]
     page = render_report(
@@ -478,7 +478,7 @@ def _summary(out: Path, record: dict, pipeline: str) -> list[str]:
                      f"{atoms.frame.nunique()} frames")
         if len(tracks):
             lines.append(f"{tracks['track'].nunique()} tracked atoms, "
-                         f"{len(pd.read_csv(out / 'transitions.csv'))} changes of state")
+                         f"{len(pd.read_csv(out / rundir.TRANSITIONS))} changes of state")
         lines += [score.sentence() for score in _discovery_scores(out)]
     else:
         frames = pd.read_csv(out / rundir.FRAMES)

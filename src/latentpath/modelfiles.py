@@ -16,6 +16,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+#: a model directory's settings (JSON) and weights (safetensors)
+MODEL_CONFIG = "config.json"
+WEIGHTS = "weights.safetensors"
+
 
 class ModelFileError(ValueError):
     """A model file that is missing, corrupt, of another kind or of another shape."""

@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
+    from latentpath.pipeline import PfmRun, StemRun
     from latentpath.synth.pfm import SynthPFM
     from latentpath.synth.stem import SynthSTEM
 
@@ -356,17 +357,17 @@ def figure_transition_gallery(tracks, windows: np.ndarray, transitions, path: st
     return _save(fig, path)
 
 
-def stem_run_figures(frames: np.ndarray, result: dict, folder: str | Path, *,
-                     pixel_size_A: float) -> list[Path]:
-    """All figures of a STEM run (see :func:`latentpath.pipeline.run_stem`)."""
+def stem_run_figures(frames: np.ndarray, run: StemRun, folder: str | Path) -> list[Path]:
+    """All figures of a STEM run (:class:`~latentpath.pipeline.StemRun`) over its
+    movie's ``frames``, into ``folder``."""
     from latentpath.graph import ring_label
 
     folder = Path(folder)
-    atoms, rings = result["atoms"], result["rings"]
+    atoms, rings = run.atoms, run.rings
     paths = [figure_run_graph(frames, atoms, rings, folder / "graph.png")]
-    for kind in ("atom", "hollow"):
-        latents, space = result[f"latents_{kind}"], result[f"map_{kind}"]
-        m1, m2, images = result[f"manifold_{kind}"]
+    for kind, found in run.kinds.items():
+        latents, space = found.latents, found.map
+        m1, m2, images = found.manifold
         what = "atom-centred" if kind == "atom" else "hollow-site-centred"
         paths.append(figure_manifold(images, m1, m2, folder / f"{kind}_manifold.png",
                                      title=f"{what} windows: decoded latent manifold"))
@@ -382,14 +383,14 @@ def stem_run_figures(frames: np.ndarray, result: dict, folder: str | Path, *,
         t = int(latents.frame.iloc[0])
         paths.append(figure_encoded(frames[t], latents[latents.frame == t],
                                     folder / f"{kind}_encoded.png",
-                                    radius_px=0.7 / pixel_size_A,
+                                    radius_px=0.7 / run.pixel_size_A,
                                     title=f"{what} windows of frame {t}, encoded"))
-    tracks, transitions = result["tracks"], result["transitions"]
+    tracks, transitions = run.tracks, run.transitions
     if len(tracks):
-        paths.append(figure_track_paths(result["map_atom"], tracks, transitions,
+        paths.append(figure_track_paths(run.kinds["atom"].map, tracks, transitions,
                                         folder / "track_paths.png"))
         paths.append(figure_track_latents(tracks, transitions, folder / "track_latents.png"))
-        paths.append(figure_transition_gallery(tracks, result["track_windows"], transitions,
+        paths.append(figure_transition_gallery(tracks, run.track_windows, transitions,
                                                folder / "transitions.png"))
     return paths
 
@@ -483,13 +484,14 @@ def figure_pfm_latents(latents: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def pfm_run_figures(result: dict, folder: str | Path) -> list[Path]:
-    """All figures of a PFM run (see :func:`latentpath.pipeline.run_pfm`)."""
+def pfm_run_figures(run: PfmRun, folder: str | Path) -> list[Path]:
+    """All figures of a PFM run (:class:`~latentpath.pipeline.PfmRun`, run now or read
+    back), into ``folder``."""
     folder = Path(folder)
-    m1, m2, images = result["manifold"]
-    return [figure_pfm_walls(result["signal"], result["curves"], folder / "walls.png"),
+    m1, m2, images = run.manifold
+    return [figure_pfm_walls(run.signal, run.curves, folder / "walls.png"),
             figure_pfm_manifold(images, m1, m2, folder / "manifold.png"),
-            figure_pfm_physics(result["maps"], result["latents"], folder / "physics_maps.png"),
-            figure_pfm_latents(result["latents"], folder / "latents.png"),
-            figure_pfm_history(result["history"], result["wall_latents"],
+            figure_pfm_physics(run.maps, run.latents, folder / "physics_maps.png"),
+            figure_pfm_latents(run.latents, folder / "latents.png"),
+            figure_pfm_history(run.wall_history, run.wall_latents,
                                folder / "wall_history.png")]

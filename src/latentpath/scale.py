@@ -45,6 +45,7 @@ from latentpath.io import (
     save_zarr,
     write_table,
 )
+from latentpath.modelfiles import WEIGHTS
 from latentpath.pipeline.steps import RunSteps, content_key, movie_content_key
 
 #: the window kinds a run's models encode: the table each kind is centred on, and the
@@ -182,7 +183,7 @@ def _run_key(run: Path) -> str:
     missing = [str(f.relative_to(run)) for f in files if not f.is_file()]
     if missing:
         raise ValueError(f"{run} is not a finished STEM run: missing {', '.join(missing)}")
-    segmenter = run / rundir.SEGMENTER / "weights.safetensors"
+    segmenter = run / rundir.SEGMENTER / WEIGHTS
     files += [segmenter] if segmenter.is_file() else []
     return content_key(record["config"],
                        *(np.frombuffer(f.read_bytes(), np.uint8) for f in files))

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from latentpath.modelfiles import (
+    MODEL_CONFIG,
+    WEIGHTS,
     ModelFileError,
     load_state,
     read_record,
@@ -133,7 +135,7 @@ def save_model(model: AtomUNet, directory: str | Path, *, extra: dict | None = N
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config_path, weights_path = directory / "config.json", directory / "weights.safetensors"
+    config_path, weights_path = directory / MODEL_CONFIG, directory / WEIGHTS
     check_writable([config_path, weights_path], overwrite=overwrite)
     write_tensors(model.state_dict(), weights_path)
     write_record({"kind": MODEL_KIND, "latentpath_version": __version__,
@@ -152,7 +154,7 @@ def load_model(directory: str | Path | None = None, *, device: str | torch.devic
         latentpath segmentation model, or the weights do not fit the architecture.
     """
     directory = SHIPPED_MODEL_DIR if directory is None else Path(directory)
-    config_path, weights_path = directory / "config.json", directory / "weights.safetensors"
+    config_path, weights_path = directory / MODEL_CONFIG, directory / WEIGHTS
     record = read_record(config_path, MODEL_KIND, "atom-segmentation model")
     try:
         model = AtomUNet(AtomNetConfig(**record["architecture"]))

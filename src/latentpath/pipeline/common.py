@@ -170,6 +170,24 @@ class RunSettings:
                          f"{type(config).__name__}")
 
 
+def recorded_settings(cls: type, record: dict, out: Path) -> Any:
+    """The settings (of class ``cls``) in the record of the run in ``out``. Settings of
+    another version that this one does not know are left out with a warning naming
+    them: the run is read as it was made, but they no longer mean anything."""
+    import warnings
+
+    values = record.get("config")
+    if not isinstance(values, dict):
+        raise ValueError(f"{out / rundir.RECORD} holds no settings (\"config\")")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        warnings.warn(f"{out} was made by latentpath {record.get('version', '?')} with "
+                      f"settings this version does not know, left out: {unknown}",
+                      stacklevel=3)
+    return cls.from_dict({k: v for k, v in values.items() if k in known})
+
+
 def read_config_file(path: str | Path, pipeline: str) -> dict:
     """A run's settings, and the movie, truth and run directory it names, from a JSON file.
 

@@ -71,6 +71,7 @@ from latentpath.pipeline.common import (
     check_enough_windows,
     check_sizes,
     model_step,
+    recorded_settings,
 )
 from latentpath.pipeline.steps import (
     RunSteps,
@@ -299,7 +300,7 @@ def wall_history(curves: pd.DataFrame, chain: pd.DataFrame) -> pd.DataFrame:
     return history.reset_index()
 
 
-#: the tables of a run, by the names :func:`read_pfm_run` gives them, and their files
+#: the tables of a run, by the names :class:`PfmRun` gives them, and their files
 RUN_TABLES = {"drift": rundir.DRIFT, "curves": rundir.WALL_CURVES, "frames": rundir.FRAMES,
               "latents": f"{rundir.WALLS}/{rundir.LATENTS}",
               "wall_history": rundir.WALL_HISTORY, "wall_latents": rundir.WALL_LATENTS}
@@ -315,10 +316,102 @@ STEP_SETTINGS = {
 }
 
 
+@dataclass(frozen=True)
+class PfmRun:
+    """A PFM run: what :func:`run_pfm` returns, and :meth:`read` reads back from its
+    directory, in the same shape.
+
+    Attributes
+    ----------
+    out : Path
+        The run directory.
+    settings : PfmConfig
+        The settings it ran with, the skip-rVAE's size filled in for its device.
+    movie : str or list of str
+        The movie's path, or the paths of its files in order.
+    truth : str or None
+        The synthetic truth's path.
+    signal : ndarray (T, H, W), float32
+        The polarisation signal (switched +1), aligned on the first frame.
+    valid, walls : ndarray (T, H, W), bool
+        The pixels inside every frame after alignment; the found wall pixels.
+    drift, curves, frames, latents, wall_history, wall_latents : DataFrame
+        The tables of :data:`RUN_TABLES` (the module's docstring gives their columns).
+    maps : dict of str to ndarray
+        ``z1`` (m,), ``z2`` (n,) and each of :data:`PHYSICS` over them, (n, m).
+    manifold : tuple of ndarray
+        ``(z1, z2, images)``: the manifold figure's grid and its decoded windows.
+    warnings : list of str
+        What the run doubted (the drift's registration).
+    timings_s : dict of str to float
+        Seconds each step took when it was computed.
+    reused : tuple of str
+        Steps :func:`run_pfm` took from an earlier run into ``out`` (() when read).
+    total_s : float or None
+        Seconds the :func:`run_pfm` call took (None when read).
+    """
+
+    out: Path
+    settings: PfmConfig
+    movie: str | list[str]
+    truth: str | None
+    signal: np.ndarray
+    valid: np.ndarray
+    walls: np.ndarray
+    drift: pd.DataFrame
+    curves: pd.DataFrame
+    frames: pd.DataFrame
+    latents: pd.DataFrame
+    wall_history: pd.DataFrame
+    wall_latents: pd.DataFrame
+    maps: dict[str, np.ndarray]
+    manifold: tuple[np.ndarray, np.ndarray, np.ndarray]
+    warnings: list[str]
+    timings_s: dict[str, float]
+    reused: tuple[str, ...] = ()
+    total_s: float | None = None
+
+    @property
+    def report(self) -> Path:
+        """The run's page (``report.html``)."""
+        return self.out / rundir.REPORT
+
+    @classmethod
+    def read(cls, out: str | Path) -> PfmRun:
+        """A finished PFM run, from its directory ``out`` (ValueError if it holds
+        none)."""
+        out = Path(out)
+        record = rundir.read_run_record(out)
+        if record.get("pipeline") != "pfm":
+            raise ValueError(f"{out} is a {record.get('pipeline')} run, not a PFM run")
+        return cls.of_directory(out, recorded_settings(PfmConfig, record, out),
+                                movie=record.get("movie"), truth=record.get("truth"),
+                                warnings=record.get("warnings", []),
+                                timings_s=record.get("timings_s", {}))
+
+    @classmethod
+    def of_directory(cls, out: Path, settings: PfmConfig, **recorded) -> PfmRun:
+        """The run whose tables and maps are in ``out``, with its settings and the
+        facts its record keeps (``movie``, ``truth``, ``warnings``, ``timings_s``)."""
+        if not (out / rundir.WALL_MASK).is_file():
+            raise ValueError(f"{out} has no {rundir.WALL_MASK}: a run of an earlier "
+                             "version; run it again")
+        with np.load(out / rundir.WALL_MASK) as data:
+            walls, valid = data["walls"], data["valid"]
+        with np.load(out / rundir.WALLS / rundir.MAPS) as data:
+            maps = {name: data[name] for name in ("z1", "z2", *PHYSICS)}
+            manifold_ = (data["manifold_z1"], data["manifold_z2"], data["manifold"])
+        return cls(out=out, settings=settings, signal=pfm_run_frames(out), valid=valid,
+                   walls=walls, maps=maps, manifold=manifold_,
+                   **{name: read_table(out / file) for name, file in RUN_TABLES.items()},
+                   **recorded)
+
+
 def run_pfm(movie: str | Path | list, out: str | Path,
             config: PfmConfig | dict | str | Path | None = None, *,
             truth: str | Path | None = None, overwrite: bool = False, resume: bool = True,
-            progress: bool = True, inputs: Mapping[str, str | Path] | None = None) -> dict:
+            progress: bool = True, inputs: Mapping[str, str | Path] | None = None
+            ) -> PfmRun:
     """The whole PFM pipeline on a phase movie, into the run directory ``out``.
 
     Each step (walls, windows, skip-rVAE, maps and the followed wall, figures and
@@ -348,11 +441,10 @@ def run_pfm(movie: str | Path | list, out: str | Path,
 
     Returns
     -------
-    dict
-        ``signal`` (aligned, switched +1), ``valid``, ``walls``, tables ``drift``,
-        ``curves``, ``frames``, ``latents``, ``history``, ``wall_latents``, the physics
-        ``maps``, ``manifold``, ``out``, ``report`` (the page's path), ``reused`` (steps
-        taken from an earlier run) and ``total_s`` (seconds this call took).
+    PfmRun
+        The run's signal, walls, tables, maps and settings, as :meth:`PfmRun.read`
+        reads them back, with the steps taken from an earlier run (``reused``) and the
+        seconds this call took (``total_s``).
     """
     started = time.perf_counter()
     inputs = {**(inputs or {}),
@@ -393,7 +485,7 @@ def pfm_outputs(out: Path) -> tuple[list[Path], list[Path]]:
 
 def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
                truth: str | None, movie_key: str, config: PfmConfig, started: float, *,
-               progress: bool) -> dict:
+               progress: bool) -> PfmRun:
     """The steps of :func:`run_pfm` in its claimed directory."""
     from latentpath.rvae import load_rvae
 
@@ -455,26 +547,16 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
         physics_maps(load_rvae(folder / rundir.MODEL), windows, table, signal, curves, candidates,
                      config, out)
         steps.finish("maps", key, outputs)
-    latents, history, wall_latents = (read_table(path) for path in outputs[:3])
-    with np.load(folder / rundir.MAPS) as data:
-        maps = {name: data[name] for name in ("z1", "z2", *PHYSICS)}
-        manifold_ = (data["manifold_z1"], data["manifold_z2"], data["manifold"])
-
-    result = {"signal": signal, "valid": valid, "walls": walls, "drift": drift,
-              "curves": curves, "frames": frames, "latents": latents, "maps": maps,
-              "manifold": manifold_, "history": history, "wall_latents": wall_latents,
-              "config": config, "out": out,
-              "warnings": steps.values("walls").get("warnings", [])}
+    run = PfmRun.of_directory(out, config, movie=source, truth=truth,
+                              warnings=steps.values("walls").get("warnings", []),
+                              timings_s=steps.timings)
     key = content_key("report", __version__, *keys, source, truth)
     if not steps.reusable("report", key):
         steps.begin("report", key)
-        steps.finish("report", key, _pfm_record(out, result, steps, source=source,
-                                                truth=truth, phase=phase,
+        steps.finish("report", key, _pfm_record(run, steps, phase=phase,
                                                 amplitude=amplitude is not None))
-    result["report"] = out / rundir.REPORT
-    result["reused"] = steps.reused
-    result["total_s"] = round(time.perf_counter() - started, 1)
-    return result
+    return dataclasses.replace(run, timings_s=steps.timings, reused=tuple(steps.reused),
+                               total_s=round(time.perf_counter() - started, 1))
 
 
 def frame_table(signal: np.ndarray, valid: np.ndarray, walls: np.ndarray,
@@ -523,22 +605,22 @@ def physics_maps(model, windows: np.ndarray, table: pd.DataFrame, signal: np.nda
     write_table(wall_latents, out / RUN_TABLES["wall_latents"], overwrite=True)
 
 
-def _pfm_record(out: Path, result: dict, steps: RunSteps, *, source: str | list,
-                truth: str | None, phase: Movie, amplitude: bool) -> list[Path]:
+def _pfm_record(run: PfmRun, steps: RunSteps, *, phase: Movie, amplitude: bool
+                ) -> list[Path]:
     """The figures, ``config.json`` and ``report.html`` of a run; returns their paths."""
     from latentpath.html_report import write_report
     from latentpath.report import pfm_run_figures
 
-    figures = pfm_run_figures(result, out / rundir.FIGURES)
-    record = write_json({"pipeline": "pfm", "version": __version__, "movie": source,
-                         "truth": truth, "pixel_size": phase.pixel_size,
+    figures = pfm_run_figures(run, run.out / rundir.FIGURES)
+    record = write_json({"pipeline": "pfm", "version": __version__, "movie": run.movie,
+                         "truth": run.truth, "pixel_size": phase.pixel_size,
                          "pixel_unit": phase.pixel_unit, "amplitude": amplitude,
-                         "config": dataclasses.asdict(result["config"]),
+                         "config": dataclasses.asdict(run.settings),
                          "timings_s": steps.timings, "total_s": steps.total_s,
-                         "warnings": result["warnings"],
-                         "figures": [str(f.relative_to(out)) for f in figures]},
-                        out / rundir.RECORD, overwrite=True)
-    return [*figures, record, write_report(out, result["signal"], overwrite=True)]
+                         "warnings": run.warnings,
+                         "figures": [str(f.relative_to(run.out)) for f in figures]},
+                        run.out / rundir.RECORD, overwrite=True)
+    return [*figures, record, write_report(run.out, run.signal, overwrite=True)]
 
 
 def pfm_run_frames(out: str | Path) -> np.ndarray:
@@ -564,16 +646,3 @@ def check_pfm_truth(out: str | Path, truth: str | Path) -> None:
     if movie_content_key(phase, amplitude) != recorded:
         raise ValueError(f"{truth} is the truth of another movie than the one the run in "
                          f"{out} analysed; give the truth of its movie")
-
-
-def read_pfm_run(out: str | Path) -> dict:
-    """Tables, maps and settings of a finished PFM run directory."""
-    out = Path(out)
-    record = rundir.read_run_record(out)
-    if record.get("pipeline") != "pfm":
-        raise ValueError(f"{out} is a {record.get('pipeline')} run, not a PFM run")
-    result = {"config": record, "out": out,
-              **{name: read_table(out / file) for name, file in RUN_TABLES.items()}}
-    with np.load(out / rundir.WALLS / rundir.MAPS) as data:
-        result["maps"] = dict(data)
-    return result

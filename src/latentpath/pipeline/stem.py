@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from latentpath import __version__, rundir
-from latentpath.discovery import graph_labels, read_discovery, score_discovery
+from latentpath.discovery import DiscoveryScore, graph_labels, read_discovery, score_discovery
 from latentpath.graph import (
     CC_BOND_A,
     KINDS,
@@ -81,6 +81,7 @@ from latentpath.pipeline.common import (
     check_enough_windows,
     check_sizes,
     model_step,
+    recorded_settings,
 )
 from latentpath.pipeline.steps import (
     RunSteps,
@@ -96,12 +97,12 @@ from latentpath.windows import cut_windows, sample_points
 BALANCE_POWER = MappingProxyType({"atom": 0.5, "hollow": 1.0})
 
 #: STEM runs train to convergence: until the validation loss has not improved for 10
-#: epochs, at most 4,000 steps on a CPU (the paper's 300 epochs on a GPU), 3,000 for the
-#: hollow-site model. A fixed number of epochs gave a 12-frame movie a quarter of the
-#: steps of a 50-frame one; with every window drawn balanced by its structure, the
-#: decoder needs the steps to draw the rare rings (docs/chemical-space.md).
+#: epochs, at most 4,000 steps on a CPU (the paper's 300 epochs on a GPU). A fixed number
+#: of epochs gave a 12-frame movie a quarter of the steps of a 50-frame one; with every
+#: window drawn balanced by its structure, the decoder needs the steps to draw the rare
+#: rings (docs/chemical-space.md).
 STEM_RVAE_SIZES = {"cpu": {**RVAE_SIZES["cpu"], "epochs": 1000, "max_steps": 4000,
-                           "hollow_max_steps": 3000, "patience": 10},
+                           "patience": 10},
                    "cuda": {**RVAE_SIZES["cuda"], "patience": 10}}
 
 
@@ -182,10 +183,11 @@ class StemConfig(RunSettings):
         structures fell by 0.04-0.07. No truth is needed (docs/chemical-space.md).
     hollow_max_steps : int, optional
         Step ceiling of the hollow-site model where it is lower than ``max_steps``
-        (None: ``max_steps``; 3,000 on a CPU unless set, :data:`STEM_RVAE_SIZES`). Its
-        four structures train faster than the atoms' fifteen: retrained at 3,000 steps
-        instead of 4,000, four held-out runs' hollow planes and maps moved by 0.03 or
-        less, for a quarter of the model's time (docs/chemical-space.md).
+        (None, the default: ``max_steps``). 3,000 instead of 4,000 saves a quarter of the
+        hollow model's time and held the hollow plane and map within 0.03 on eleven of
+        twelve held-out runs; on the twelfth, the largest (7,700 hollow windows), the map
+        named 8-rings for 0.75 of their windows instead of 0.82: not the default
+        (docs/chemical-space.md).
     map_points, manifold_points : int
         Grid points per axis of the chemical-space map and of the manifold figure.
     map_decode_px : int, optional
@@ -287,13 +289,15 @@ class StemConfig(RunSettings):
 
 
     def for_kind(self, kind: str) -> StemConfig:
-        """The settings of ``kind``'s skip-rVAE: ``max_steps`` lowered to
-        ``hollow_max_steps`` for hollow-site windows."""
+        """The settings of ``kind``'s skip-rVAE, its own step ceiling as ``max_steps``
+        (lowered to ``hollow_max_steps`` for hollow-site windows, which is then None):
+        what the model step is keyed on."""
         if kind not in KINDS:
             raise ValueError(f"no window kind {kind!r}; kinds: {KINDS}")
         ceilings = [c for c in (self.max_steps, kind == "hollow" and self.hollow_max_steps)
                     if c]
-        return dataclasses.replace(self, max_steps=min(ceilings) if ceilings else None)
+        return dataclasses.replace(self, max_steps=min(ceilings) if ceilings else None,
+                                   hollow_max_steps=None)
 
 
 def atoms_and_probabilities(movie: Movie, config: StemConfig, *,
@@ -541,17 +545,143 @@ STEP_SETTINGS = {
               "smooth_A"),
     "windows": ("window_A", "window_px", "window_taper", "orient_windows",
                 "atoms_per_frame", "hollow_per_frame", "seed"),
-    "model": (*MODEL_SETTINGS, "balance_power"),
+    "model": (*MODEL_SETTINGS, "balance_power", "hollow_max_steps"),
     "maps": ("map_points", "manifold_points", "map_decode_px", "map_read_px",
              "map_coarse_step"),
     "tracks": ("track_species", "track_search_A", "track_memory", "track_border_A"),
 }
 
 
+@dataclass(frozen=True)
+class KindResult:
+    """What a STEM run found with one kind of window (``"atom"`` or ``"hollow"``).
+
+    Attributes
+    ----------
+    latents : DataFrame
+        One row per window: what it is centred on (``frame, y, x`` in pixels of the
+        movie; ``atom`` or ``ring``, ``size``), its latents (``z1, z2``, ``angle``,
+        ``dy, dx``) and the map's reading at them (``map_class``, ``map_rings``, ...).
+    map : ChemicalSpaceMap
+        The chemical-space map over the latent plane.
+    manifold : tuple of ndarray
+        ``(z1, z2, images)``: the manifold figure's grid, (m,) and (n,), and its
+        decoded images, (n, m, s, s).
+    discovery : DiscoveryScore or None
+        The run's own yardstick of its latent plane and map (None for runs of earlier
+        versions).
+    """
+
+    latents: pd.DataFrame
+    map: ChemicalSpaceMap
+    manifold: tuple[np.ndarray, np.ndarray, np.ndarray]
+    discovery: DiscoveryScore | None
+
+    @classmethod
+    def read(cls, folder: str | Path) -> KindResult:
+        """The results in a STEM run's folder of one window kind (``RUN/atom``)."""
+        folder = Path(folder)
+        with np.load(folder / rundir.MAPS) as data:
+            return cls(latents=read_table(folder / rundir.LATENTS),
+                       map=ChemicalSpaceMap.from_arrays(dict(data)),
+                       manifold=(data["manifold_z1"], data["manifold_z2"], data["manifold"]),
+                       discovery=read_discovery(folder))
+
+
+@dataclass(frozen=True)
+class StemRun:
+    """A STEM run: what :func:`run_stem` returns, and :meth:`read` reads back from its
+    directory, in the same shape.
+
+    Attributes
+    ----------
+    out : Path
+        The run directory.
+    settings : StemConfig
+        The settings it ran with, the skip-rVAE's size filled in for its device.
+    movie, truth : str or None
+        The movie's path (None: frames given in memory) and its synthetic truth's.
+    pixel_size_A : float
+        Angstrom per pixel of the movie (given, from its file, or estimated).
+    atoms : DataFrame
+        The found atoms: ``frame, y, x`` (pixels), ``species``, ``score``,
+        ``intensity``, ring counts ``n5 .. n8``, ``coordination``.
+    rings : DataFrame
+        The bond graph's rings: ``frame, ring, size, y, x`` (pixels), ``members`` (a
+        tuple of rows of ``atoms``).
+    kinds : dict of str to KindResult
+        The atom-centred (``"atom"``) and hollow-site (``"hollow"``) windows' results.
+    tracks, drift, transitions, transition_counts, state_lifetimes : DataFrame
+        The followed atoms (:func:`write_tracks`, docs/tracks.md).
+    track_windows : ndarray (n, s, s), float32
+        The windows of the tracked atoms, row i for row i of ``tracks``.
+    warnings : list of str
+        What the run doubted (the atom finder's warnings: pixel size, quality).
+    timings_s : dict of str to float
+        Seconds each step took when it was computed.
+    reused : tuple of str
+        Steps :func:`run_stem` took from an earlier run into ``out`` (() when read).
+    total_s : float or None
+        Seconds the :func:`run_stem` call took (None when read).
+    """
+
+    out: Path
+    settings: StemConfig
+    movie: str | None
+    truth: str | None
+    pixel_size_A: float
+    atoms: pd.DataFrame
+    rings: pd.DataFrame
+    kinds: dict[str, KindResult]
+    tracks: pd.DataFrame
+    drift: pd.DataFrame
+    transitions: pd.DataFrame
+    transition_counts: pd.DataFrame
+    state_lifetimes: pd.DataFrame
+    track_windows: np.ndarray
+    warnings: list[str]
+    timings_s: dict[str, float]
+    reused: tuple[str, ...] = ()
+    total_s: float | None = None
+
+    @property
+    def report(self) -> Path:
+        """The run's page (``report.html``)."""
+        return self.out / rundir.REPORT
+
+    @classmethod
+    def read(cls, out: str | Path) -> StemRun:
+        """A finished STEM run, from its directory ``out`` (ValueError if it holds
+        none)."""
+        out = Path(out)
+        record = rundir.read_run_record(out)
+        if record.get("pipeline", "stem") != "stem":
+            raise ValueError(f"{out} is a {record['pipeline']} run, not a STEM run")
+        return cls.of_directory(out, recorded_settings(StemConfig, record, out),
+                                movie=record.get("movie"), truth=record.get("truth"),
+                                pixel_size_A=record["pixel_size_A"],
+                                warnings=record.get("warnings", []),
+                                timings_s=record.get("timings_s", {}))
+
+    @classmethod
+    def of_directory(cls, out: Path, settings: StemConfig, **recorded) -> StemRun:
+        """The run whose tables and maps are in ``out``, with its settings and the
+        facts its record keeps (``movie``, ``truth``, ``pixel_size_A``, ``warnings``,
+        ``timings_s``)."""
+        with np.load(out / "atom" / rundir.TRACK_WINDOWS) as data:
+            track_windows = data["windows"]
+        return cls(out=out, settings=settings, atoms=read_table(out / rundir.ATOMS),
+                   rings=_read_rings(out / rundir.RINGS),
+                   kinds={kind: KindResult.read(out / kind) for kind in KINDS},
+                   **{name: read_table(out / file) for name, file in TRACK_TABLES.items()},
+                   track_windows=track_windows, **recorded)
+
+
 def run_stem(movie: str | Path | Movie, out: str | Path,
              config: StemConfig | dict | str | Path | None = None, *,
              truth: str | Path | None = None, overwrite: bool = False, resume: bool = True,
-             progress: bool = True, inputs: Mapping[str, str | Path] | None = None) -> dict:
+             progress: bool = True, inputs: Mapping[str, str | Path] | None = None
+             ) -> StemRun:
     """The whole STEM pipeline on a movie, into the run directory ``out``.
 
     Each step (atoms and rings, each kind's windows, skip-rVAE and maps, the tracks, the
@@ -582,12 +712,10 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
 
     Returns
     -------
-    dict
-        The run's tables (``atoms``, ``rings``, ``latents_atom``, ``latents_hollow``,
-        ``tracks``, ``drift``, ``transitions``, ``transition_counts``, ``state_lifetimes``),
-        chemical-space maps (``map_atom``, ``map_hollow``), ``out``, ``report`` (the
-        page's path), ``reused`` (steps taken from an earlier run) and ``total_s``
-        (seconds this call took).
+    StemRun
+        The run's tables, maps and settings, as :meth:`StemRun.read` reads them back,
+        with the steps taken from an earlier run (``reused``) and the seconds this call
+        took (``total_s``).
     """
     started = time.perf_counter()
     inputs = {**(inputs or {}),
@@ -634,7 +762,7 @@ def stem_outputs(out: Path) -> tuple[list[Path], list[Path]]:
 
 def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: str | None,
                 movie_key: str, config: StemConfig, started: float, *, progress: bool
-                ) -> dict:
+                ) -> StemRun:
     """The steps of :func:`run_stem` in its claimed directory."""
     from latentpath.rvae import load_rvae
 
@@ -679,13 +807,11 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
     rings = _read_rings(out / rundir.RINGS)
     source = np.load(out / rundir.WINDOW_IMAGES, mmap_mode="r")
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
-    result = {"atoms": atoms, "rings": rings, "out": out,
-              "warnings": steps.values("atoms").get("warnings", [])}
     models = {}
     for kind in KINDS:
         models[kind], maps_key = _kind_steps(kind, steps, keys[0], source, source_px_A,
                                              movie.data.shape, atoms, rings, config, bond_px,
-                                             result, progress=progress)
+                                             progress=progress)
         keys.append(maps_key)
 
     key = step_key("tracks", config, STEP_SETTINGS["tracks"], keys[0], keys[1])
@@ -700,36 +826,32 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
                 model = load_rvae(out / "atom" / rundir.MODEL)
             tracks, track_windows = track_latents(tracks, source, source_px_A,
                                                   movie.data.shape, config, model,
-                                                  result["map_atom"])
+                                                  KindResult.read(out / "atom").map)
         write_tracks(out, tracks, drift, overwrite=True)
         save_npz(out / "atom" / rundir.TRACK_WINDOWS, {"windows": track_windows},
                  overwrite=True)
         steps.finish("tracks", key, [*(out / name for name in TRACK_TABLES.values()),
                                      out / "atom" / rundir.TRACK_WINDOWS],
                      note=f"{tracks['track'].nunique()} tracks, {len(tracks)} atom-frames")
-    result.update(_read_tracks(out))
-    with np.load(out / "atom" / rundir.TRACK_WINDOWS) as data:
-        result["track_windows"] = data["windows"]
+    run = StemRun.of_directory(out, config, movie=movie_path, truth=truth,
+                               pixel_size_A=pixel_A,
+                               warnings=steps.values("atoms").get("warnings", []),
+                               timings_s=steps.timings)
 
     key = content_key("report", __version__, *keys, movie_path, truth)
     if not steps.reusable("report", key):
         steps.begin("report", key)
-        files = _stem_record(out, movie, result, steps, movie_path=movie_path, truth=truth,
-                             pixel_size_A=pixel_A, bond_px=bond_px, config=config)
-        steps.finish("report", key, files)
-    result["report"] = out / rundir.REPORT
-    result["reused"] = steps.reused
-    result["total_s"] = round(time.perf_counter() - started, 1)
-    return result
+        steps.finish("report", key, _stem_record(run, movie, steps, bond_px=bond_px))
+    return dataclasses.replace(run, timings_s=steps.timings, reused=tuple(steps.reused),
+                               total_s=round(time.perf_counter() - started, 1))
 
 
 def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
                 source_px_A: float, movie_shape: tuple[int, ...], atoms: pd.DataFrame,
-                rings: pd.DataFrame, config: StemConfig, bond_px: float, result: dict, *,
+                rings: pd.DataFrame, config: StemConfig, bond_px: float, *,
                 progress: bool) -> tuple[object | None, str]:
     """The windows, skip-rVAE and maps of one kind of window, each reused when finished
-    earlier; adds ``latents_<kind>``, ``map_<kind>`` and ``manifold_<kind>`` to
-    ``result``. Returns the model, if trained or encoded with here, and the maps' key."""
+    earlier. Returns the model, if trained or encoded with here, and the maps' key."""
     from latentpath.rvae import encode, load_rvae
 
     folder = steps.out / kind
@@ -779,44 +901,25 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         steps.finish(f"{kind} maps", key, [folder / rundir.LATENTS, folder / rundir.MAPS,
                                            folder / rundir.DISCOVERY],
                      note=score.sentence())
-    result.update(_read_kind(folder, kind))
     return model, key
 
 
-def _stem_record(out: Path, movie: Movie, result: dict, steps: RunSteps, *,
-                 movie_path: str | None, truth: str | None, pixel_size_A: float,
-                 bond_px: float, config: StemConfig) -> list[Path]:
+def _stem_record(run: StemRun, movie: Movie, steps: RunSteps, *, bond_px: float
+                 ) -> list[Path]:
     """The figures, ``config.json`` and ``report.html`` of a run; returns their paths."""
     from latentpath.html_report import write_report
     from latentpath.report import stem_run_figures
 
-    figures = stem_run_figures(movie.data, result, out / rundir.FIGURES, pixel_size_A=pixel_size_A)
-    record = write_json({"pipeline": "stem", "version": __version__, "movie": movie_path,
-                         "truth": truth, "pixel_size_A": pixel_size_A,
+    figures = stem_run_figures(movie.data, run, run.out / rundir.FIGURES)
+    record = write_json({"pipeline": "stem", "version": __version__, "movie": run.movie,
+                         "truth": run.truth, "pixel_size_A": run.pixel_size_A,
                          "window_bond_length_px": bond_px,
-                         "config": dataclasses.asdict(config),
+                         "config": dataclasses.asdict(run.settings),
                          "timings_s": steps.timings, "total_s": steps.total_s,
-                         "warnings": result["warnings"],
-                         "figures": [str(f.relative_to(out)) for f in figures]},
-                        out / rundir.RECORD, overwrite=True)
-    return [*figures, record, write_report(out, movie.data, overwrite=True)]
-
-
-def _read_kind(folder: Path, kind: str) -> dict:
-    """``latents_<kind>``, ``map_<kind>``, ``manifold_<kind>`` (z1, z2, images) and
-    ``discovery_<kind>`` (:class:`~latentpath.discovery.DiscoveryScore`, None for runs
-    of earlier versions) of a run's window folder."""
-    with np.load(folder / rundir.MAPS) as data:
-        return {f"latents_{kind}": read_table(folder / rundir.LATENTS),
-                f"map_{kind}": ChemicalSpaceMap.from_arrays(dict(data)),
-                f"manifold_{kind}": (data["manifold_z1"], data["manifold_z2"],
-                                     data["manifold"]),
-                f"discovery_{kind}": read_discovery(folder)}
-
-
-def _read_tracks(out: Path) -> dict[str, pd.DataFrame]:
-    """A run's :data:`TRACK_TABLES`."""
-    return {name: read_table(out / file) for name, file in TRACK_TABLES.items()}
+                         "warnings": run.warnings,
+                         "figures": [str(f.relative_to(run.out)) for f in figures]},
+                        run.out / rundir.RECORD, overwrite=True)
+    return [*figures, record, write_report(run.out, movie.data, overwrite=True)]
 
 
 def _read_rings(path: Path) -> pd.DataFrame:
@@ -867,16 +970,3 @@ def check_stem_truth(out: str | Path, truth: str | Path) -> None:
     if movie_content_key(load_movie(truth)) != recorded:
         raise ValueError(f"{truth} is the truth of another movie than the one the run in "
                          f"{out} analysed; give the truth of its movie")
-
-
-def read_stem_run(out: str | Path) -> dict:
-    """Tables, maps, manifolds and settings of a finished STEM run directory: what
-    :func:`run_stem` returned, with ``config`` (the run's record)."""
-    out = Path(out)
-    result = {"config": rundir.read_run_record(out), "out": out,
-              "atoms": read_table(out / rundir.ATOMS),
-              "rings": _read_rings(out / rundir.RINGS), **_read_tracks(out)}
-    for kind in KINDS:
-        result.update(_read_kind(out / kind, kind))
-    return result
-

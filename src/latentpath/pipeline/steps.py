@@ -41,6 +41,8 @@ import numpy as np
 from latentpath.io import check_not_input, write_json
 
 STATE_DIR = ".latentpath"
+#: the identity of the directory's run: its inputs and settings (``STATE_DIR/IDENTITY_FILE``)
+IDENTITY_FILE = "run.json"
 #: the files the directory's runs wrote (``STATE_DIR/OWNED_FILE``)
 OWNED_FILE = "owned.json"
 #: the process id of the run working in the directory (``STATE_DIR/LOCK_FILE``)
@@ -153,7 +155,7 @@ class RunSteps:
         """
         out = Path(out)
         state = out / STATE_DIR
-        record = state / "run.json"
+        record = state / IDENTITY_FILE
         owned = _read_owned(state)
         outputs, folders = [Path(p) for p in outputs], [Path(p) for p in folders]
         own_records = {Path(p).resolve() for p in rereadable
@@ -180,7 +182,7 @@ class RunSteps:
         _take_lock(state / LOCK_FILE)
         if not resume:
             for stamp in state.glob("*.json"):
-                if stamp.name not in ("run.json", OWNED_FILE):
+                if stamp.name not in (IDENTITY_FILE, OWNED_FILE):
                     stamp.unlink()
         # claimed before anything is written, so that a run killed half way still owns
         # what it wrote when it resumes
@@ -307,7 +309,7 @@ def _read_owned(state: Path) -> dict | None:
         owned = json.loads((state / OWNED_FILE).read_text())
         return owned if isinstance(owned, dict) else {}
     except FileNotFoundError:
-        return None if (state / "run.json").is_file() else {}
+        return None if (state / IDENTITY_FILE).is_file() else {}
     except (OSError, json.JSONDecodeError):
         return {}
 
@@ -409,7 +411,7 @@ def recorded_identity(out: str | Path) -> dict | None:
     """The identity (:func:`run_identity`) of the run a directory holds; None where it
     records none."""
     try:
-        identity = json.loads((Path(out) / STATE_DIR / "run.json").read_text())
+        identity = json.loads((Path(out) / STATE_DIR / IDENTITY_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
     return identity if isinstance(identity, dict) else None

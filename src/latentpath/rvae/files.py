@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 
 from latentpath.modelfiles import (
+    MODEL_CONFIG,
+    WEIGHTS,
     ModelFileError,
     load_state,
     read_record,
@@ -26,6 +28,9 @@ from latentpath.modelfiles import (
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
 
 MODEL_KIND = "latentpath.rvae.SkipRVAE"
+#: a model directory's training checkpoint: its JSON state and its tensors
+CHECKPOINT = "checkpoint.json"
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
 
 
 def save_rvae(model: SkipRVAE, directory: str | Path, *, training: dict | None = None) -> Path:
@@ -34,10 +39,10 @@ def save_rvae(model: SkipRVAE, directory: str | Path, *, training: dict | None =
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_tensors(model.state_dict(), directory / "weights.safetensors")
+    write_tensors(model.state_dict(), directory / WEIGHTS)
     write_record({"kind": MODEL_KIND, "latentpath_version": __version__,
                   "architecture": asdict(model.config), "training": training or {}},
-                 directory / "config.json")
+                 directory / MODEL_CONFIG)
     return directory
 
 
@@ -45,7 +50,7 @@ def update_training_record(directory: str | Path, training: dict) -> None:
     """Replace the training record in ``directory``'s ``config.json``, weights untouched
     (the model is the best epoch's, the record says how the whole run went). An
     unchanged record is not rewritten."""
-    path = Path(directory) / "config.json"
+    path = Path(directory) / MODEL_CONFIG
     record = read_record(path, MODEL_KIND, "skip-rVAE")
     if record.get("training") != training:
         write_record({**record, "training": training}, path)
@@ -60,14 +65,14 @@ def load_rvae(directory: str | Path, *, device: str | torch.device = "cpu") -> S
         Missing files, invalid JSON, another kind of model, or weights that do not fit.
     """
     directory = Path(directory)
-    record = read_record(directory / "config.json", MODEL_KIND, "skip-rVAE")
+    record = read_record(directory / MODEL_CONFIG, MODEL_KIND, "skip-rVAE")
     try:
         # files written by earlier versions carry an "extra" entry that nothing read
         architecture = {k: v for k, v in record["architecture"].items() if k != "extra"}
         model = SkipRVAE(RVAEConfig(**architecture))
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{directory / 'config.json'}: bad architecture ({err})") from err
-    weights = directory / "weights.safetensors"
+        raise ModelFileError(f"{directory / MODEL_CONFIG}: bad architecture ({err})") from err
+    weights = directory / WEIGHTS
     load_state(model, read_tensors(weights), weights)
     model.training_record = record.get("training", {})
     return model.to(device).eval()
@@ -88,7 +93,7 @@ def save_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Ada
     name = f"checkpoint-{state['epoch']:05d}.safetensors"
     write_tensors(tensors, directory / name)
     write_record({**state, "kind": MODEL_KIND, "n_params": len(params), "tensors": name,
-                  "lr": optimizer.param_groups[0]["lr"]}, directory / "checkpoint.json")
+                  "lr": optimizer.param_groups[0]["lr"]}, directory / CHECKPOINT)
     for old in directory.glob("checkpoint*.safetensors"):
         if old.name != name:
             old.unlink()
@@ -97,11 +102,11 @@ def save_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Ada
 def load_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Adam,
                     torch_gen: torch.Generator) -> dict:
     """Restore model, optimiser and generator from a checkpoint; return its JSON state."""
-    state = read_record(directory / "checkpoint.json", MODEL_KIND, "skip-rVAE checkpoint")
-    name = state.get("tensors", "checkpoint.safetensors")
+    state = read_record(directory / CHECKPOINT, MODEL_KIND, "skip-rVAE checkpoint")
+    name = state.get("tensors", CHECKPOINT_TENSORS)
     # a plain file name in the directory: a record must not point the loader elsewhere
     if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-        raise ModelFileError(f"{directory / 'checkpoint.json'}: 'tensors' must name a file "
+        raise ModelFileError(f"{directory / CHECKPOINT}: 'tensors' must name a file "
                              f"in {directory}, got {name!r}")
     path = directory / name
     tensors = read_tensors(path)

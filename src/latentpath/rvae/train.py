@@ -35,8 +35,9 @@ from tqdm.auto import tqdm
 
 from latentpath.device import has_fast_bfloat16, resolve_device
 from latentpath.distributed import Group, local_device, process_group
-from latentpath.modelfiles import ModelFileError, read_record
+from latentpath.modelfiles import MODEL_CONFIG, WEIGHTS, ModelFileError, read_record
 from latentpath.rvae.files import (
+    CHECKPOINT,
     MODEL_KIND,
     load_checkpoint,
     save_checkpoint,
@@ -100,7 +101,7 @@ def training_record(model_dir: str | Path) -> TrainingStop:
         training still running or killed, or a model written before stops were
         recorded. The message names the file.
     """
-    path = Path(model_dir) / "config.json"
+    path = Path(model_dir) / MODEL_CONFIG
     training = read_record(path, MODEL_KIND, "skip-rVAE").get("training")
     if not isinstance(training, dict) or "stop_reason" not in training:
         raise ModelFileError(f"{path}: no record of how training stopped (a model written "
@@ -494,15 +495,15 @@ def fit_rvae(
         raise ValueError(f"time_budget_s must be a positive number of seconds or None, "
                          f"got {time_budget_s}")
     out_dir = Path(out_dir)
-    resuming = resume and (out_dir / "checkpoint.json").exists()
+    resuming = resume and (out_dir / CHECKPOINT).exists()
     if not resuming:
-        found = [out_dir / name for name in ("config.json", "weights.safetensors",
-                                             "checkpoint.json")
+        found = [out_dir / name for name in (MODEL_CONFIG, WEIGHTS,
+                                             CHECKPOINT)
                  if (out_dir / name).exists()] + sorted(out_dir.glob("checkpoint*.safetensors"))
         if found and not overwrite:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             hint = ("resume=True (--resume) to continue its checkpoint, "
-                    if (out_dir / "checkpoint.json").exists() else "")
+                    if (out_dir / CHECKPOINT).exists() else "")
             raise FileExistsError(f"{found[0]}{more} already exists; pass {hint}overwrite=True "
                                   "(--overwrite) to replace the model, or choose another "
                                   "directory")
@@ -571,7 +572,7 @@ def fit_rvae(
              "cooldown_stop": None}
     if resuming:
         state = load_checkpoint(out_dir, model, optimizer, gen)
-        _check_state(state, out_dir / "checkpoint.json")
+        _check_state(state, out_dir / CHECKPOINT)
         # compiled or not, the steps are the same (to the last bits of the rounding)
         if {**_UNSET, **state["settings"], "compile": settings["compile"]} != settings:
             raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
@@ -707,7 +708,7 @@ def fit_rvae(
         state["stop"] = "epochs"
     # Written after the checkpoint, and again by any later resume: a kill between the
     # two leaves a checkpoint that returns at once and completes the record.
-    if group.main and (out_dir / "config.json").exists():
+    if group.main and (out_dir / MODEL_CONFIG).exists():
         update_training_record(out_dir, _record(state, lr, epochs))
     group.barrier()  # every process returns once the model is written
     history = pd.DataFrame(state["history"])
