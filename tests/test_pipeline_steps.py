@@ -56,6 +56,70 @@ def test_a_finished_step_is_reused_only_with_its_key_and_its_files(tmp_path):
     assert steps.reused == ["atoms"]
 
 
+def test_steps_run_side_by_side_count_once_in_the_total(tmp_path):
+    steps = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
+    for step, seconds, alongside in (("atoms", 2.0, []), ("atom model", 50.0, ["hollow model"]),
+                                     ("hollow model", 40.0, ["atom model"])):
+        steps.begin(step, "k")
+        steps.finish(step, "k", [], seconds=seconds, alongside=alongside)
+    assert steps.total_s == 52.0
+    # a later run that reuses them counts them alike
+    again = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
+    assert all(again.reusable(step, "k") for step in ("atoms", "atom model", "hollow model"))
+    assert again.total_s == 52.0
+
+
+def _model_jobs(tmp_path, windows_of_second):
+    from latentpath.pipeline.common import ModelJob, RunSettings
+
+    settings = RunSettings(epochs=1, hidden=8, layers=1, batch_size=16, device="cpu",
+                           compile=False, precision="float32")
+    windows = np.random.default_rng(0).random((40, 8, 8), dtype=np.float32)
+    np.save(tmp_path / "w.npy", windows)
+    jobs = []
+    for kind, path in (("atom", tmp_path / "w.npy"), ("hollow", windows_of_second)):
+        (tmp_path / kind).mkdir()
+        jobs.append(ModelJob(f"{kind} model", "k", settings, path, tmp_path / kind))
+    return jobs
+
+
+def test_a_model_trained_in_a_second_process_is_the_one_trained_here(tmp_path):
+    import torch
+
+    from latentpath.pipeline.common import model_steps
+
+    threads = torch.get_num_threads()
+    outcomes = []
+    for side_by_side in (True, False):
+        out = tmp_path / str(side_by_side)
+        out.mkdir()
+        jobs = _model_jobs(out, out / "w.npy")
+        steps = RunSteps.open(out, identity(), outputs=[], progress=False)
+        trained = model_steps(steps, jobs, side_by_side=side_by_side, progress=False)
+        # the first in this process, the second in another one (its model is on disk)
+        assert trained["atom model"] is not None
+        assert (trained["hollow model"] is None) == side_by_side
+        assert steps.alongside["hollow model"] == (["atom model"] if side_by_side else [])
+        outcomes.append([(out / kind / "model" / "weights.safetensors").read_bytes()
+                         for kind in ("atom", "hollow")])
+    assert torch.get_num_threads() == threads
+    # the two jobs train the same windows with the same seed: the model trained in the
+    # other process is the one this process would have trained on as many threads
+    assert outcomes[0][0] == outcomes[0][1] and outcomes[1][0] == outcomes[1][1]
+
+
+def test_a_model_failing_in_the_second_process_fails_the_run_with_its_error(tmp_path):
+    from latentpath.pipeline.common import model_steps
+
+    (tmp_path / "bad.npy").write_text("not windows")
+    jobs = _model_jobs(tmp_path, tmp_path / "bad.npy")
+    steps = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
+    with pytest.raises(RuntimeError, match=r"hollow model, trained in a second process, "
+                                           r"failed: ValueError: This file contains pickled"):
+        model_steps(steps, jobs, side_by_side=True, progress=False)
+    assert steps.reusable("atom model", "k") and not steps.reusable("hollow model", "k")
+
+
 def test_files_a_run_did_not_write_are_the_users(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -275,7 +339,7 @@ def test_a_changed_setting_recomputes_only_the_steps_that_use_it(stem_movie, ste
     with pytest.raises(FileExistsError, match="map_points: 16 -> 12"):
         stem_pipeline.run_stem(stem_movie, out, changed, progress=False)
     result = stem_pipeline.run_stem(stem_movie, out, changed, overwrite=True, progress=False)
-    assert result.reused == ("atoms", "atom windows", "atom model", "hollow windows",
+    assert result.reused == ("atoms", "atom windows", "hollow windows", "atom model",
                              "hollow model")
     assert result.kinds["atom"].map.counts.shape[:2] == (12, 12)
     # the unchanged steps' outputs are the earlier ones, byte for byte

@@ -148,6 +148,8 @@ def _flag_settings(args: argparse.Namespace, base: dict | None, names: tuple[str
             values[name] = value
     if getattr(args, "compile", True) is False:
         values["compile"] = False
+    if getattr(args, "side_by_side", True) is False:
+        values["side_by_side"] = False
     return values
 
 
@@ -623,6 +625,10 @@ def _add_stem_command(sub: _SubParsers) -> None:
                                "hollow=1 (atom 0.5, hollow 1)")
     _add_run_options(stem_run, map_help="chemical-space map points per axis (200)",
                      cpu_epochs=1000)
+    stem_run.add_argument("--one-at-a-time", dest="side_by_side", action="store_false",
+                          help="on a CPU, train the atom and hollow skip-rVAEs one after "
+                               "the other on every thread (by default side by side, each "
+                               "on its share)")
     stem_run.add_argument("--hollow-max-steps", type=int,
                           help="ceiling on the hollow-site skip-rVAE's optimiser steps, "
                                "where lower than --max-steps (default: --max-steps)")

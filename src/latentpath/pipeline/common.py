@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import shutil
+import threading
+import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from latentpath import rundir
 from latentpath.rvae.model import SIZE_LIMITS
@@ -20,7 +27,7 @@ RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
 
 
 #: the settings a skip-rVAE's training depends on, in every pipeline (part of its step's
-#: key; device and compile change only how fast it comes)
+#: key; the speed settings, steps.SPEED_SETTINGS, change only how fast it comes)
 MODEL_SETTINGS = ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
                   "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
                   "kl_weight", "precision", "seed")
@@ -76,6 +83,11 @@ class RunSettings:
     pixel_fraction : float
         Share of each window's pixels decoded in a training step (1: all). See
         :func:`latentpath.rvae.fit_rvae`.
+    side_by_side : bool
+        On a CPU, train the run's skip-rVAEs (STEM: of atom and hollow windows) at the
+        same time, each on its share of the threads (:func:`model_steps`); False: one
+        after the other on all of them. Like the device, it changes how fast they come,
+        and their weights in the last digits.
     """
 
     latent_dim: int = 2
@@ -94,6 +106,7 @@ class RunSettings:
     time_budget_s: float | None = None
     cooldown: float = 0.0
     pixel_fraction: float = 1.0
+    side_by_side: bool = True
     label: ClassVar[str] = ""
     #: size and epochs of the skip-rVAE per device kind, where left as None
     rvae_sizes: ClassVar[dict] = RVAE_SIZES
@@ -284,3 +297,132 @@ def model_step(steps: Any, name: str, key: str, settings: RunSettings, windows: 
                                 sample_weights())
     steps.finish(name, key, [folder / rundir.MODEL])
     return model
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelJob:
+    """One window kind's skip-rVAE step for :func:`model_steps`: the step's ``name`` and
+    ``key``, the ``settings`` it trains with, its windows (a ``.npy`` file, read
+    memory-mapped), the kind's ``folder`` (the model goes to ``folder/model``) and what
+    gives the windows' training draws, called only if the model is trained (None:
+    uniform)."""
+
+    name: str
+    key: str
+    settings: RunSettings
+    windows: Path
+    folder: Path
+    sample_weights: Callable[[], Any] | None = None
+
+
+def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
+                progress: bool = True) -> dict[str, Any]:
+    """The skip-rVAE steps of several window kinds (:func:`model_step` each), trained
+    side by side on a CPU.
+
+    Side by side, each model trains on its share of the CPU's threads (two models on two
+    cores: one each), the first in this process and the others in processes of their
+    own, which end with this one. The small matrices of a step use two threads poorly:
+    two models on one thread each finish in about 70 % of the time of one after the
+    other on two (docs/benchmarks.md). The share depends on the number of jobs, not on
+    how many still need training, so that a resumed run trains as a whole one would.
+
+    Returns
+    -------
+    dict
+        Per step name, the model trained in this process, or None (kept from an earlier
+        run, or trained in another process: load it from its folder).
+    """
+    import torch
+
+    todo = [job for job in jobs if not steps.reusable(job.name, job.key)]
+    side_by_side = side_by_side and len(jobs) > 1 and all(_on_cpu(job.settings.device)
+                                                          for job in jobs)
+    threads = max(1, torch.get_num_threads() // len(jobs)) if side_by_side else None
+    weights = {job.name: job.sample_weights and job.sample_weights() for job in todo}
+    # the other processes get the job without its (unpicklable) weights' maker
+    todo = [dataclasses.replace(job, sample_weights=None) for job in todo]
+    for job in todo:
+        if not steps.begin(job.name, job.key) and (job.folder / rundir.MODEL).exists():
+            shutil.rmtree(job.folder / rundir.MODEL)
+    trained: dict[str, Any] = dict.fromkeys(job.name for job in jobs)
+    if not todo:
+        return trained
+    context = multiprocessing.get_context("spawn")
+    others = []
+    if side_by_side:
+        for job in todo[1:]:
+            receive, send = context.Pipe(duplex=False)
+            child = context.Process(target=_train_elsewhere, daemon=True,
+                                    args=(job, weights[job.name], threads, os.getpid(),
+                                          send))
+            child.start()
+            others.append((job, child, receive))
+            if progress:
+                print(f"  {job.name}: training in a second process, side by side",
+                      flush=True)
+    try:
+        for job in todo if not side_by_side else todo[:1]:
+            started = time.perf_counter()
+            trained[job.name] = _train_here(job, weights[job.name], threads,
+                                            progress=progress)
+            steps.finish(job.name, job.key, [job.folder / rundir.MODEL],
+                         seconds=time.perf_counter() - started,
+                         alongside=[other.name for other, _, _ in others])
+        for job, child, receive in others:
+            outcome = receive.recv() if receive.poll(None) else None
+            child.join()
+            if not isinstance(outcome, float):
+                error, trace = outcome or (f"exit code {child.exitcode}", "")
+                raise RuntimeError(f"the {job.name}, trained in a second process, failed: "
+                                   f"{error}\n{trace}")
+            steps.finish(job.name, job.key, [job.folder / rundir.MODEL], seconds=outcome,
+                         alongside=[todo[0].name])
+    finally:
+        for _, child, _ in others:
+            if child.is_alive():
+                child.terminate()
+                child.join()
+    return trained
+
+
+def _on_cpu(device: str) -> bool:
+    from latentpath.device import resolve_device
+
+    return resolve_device(device).type == "cpu"
+
+
+def _train_here(job: ModelJob, sample_weights: Any, threads: int | None, *,
+                progress: bool) -> Any:
+    """Train ``job``'s model in this process, on ``threads`` threads if given."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        windows = np.load(job.windows, mmap_mode="r")
+        return job.settings.train_rvae(windows, job.folder / rundir.MODEL, resume=True,
+                                       overwrite=True, progress=progress,
+                                       sample_weights=sample_weights)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_elsewhere(job: ModelJob, sample_weights: Any, threads: int, parent: int,
+                     send: Any) -> None:
+    """A second process's work: train ``job``'s model, send its seconds (or the error and
+    its traceback) back, and end at once should the process that started it end first."""
+    def end_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=end_with_parent, daemon=True).start()
+    started = time.perf_counter()
+    try:
+        _train_here(job, sample_weights, threads, progress=False)
+    except Exception as err:
+        send.send((f"{type(err).__name__}: {err}", traceback.format_exc()))
+        return
+    send.send(time.perf_counter() - started)

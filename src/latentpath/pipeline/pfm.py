@@ -305,8 +305,8 @@ RUN_TABLES = {"drift": rundir.DRIFT, "curves": rundir.WALL_CURVES, "frames": run
               "latents": f"{rundir.WALLS}/{rundir.LATENTS}",
               "wall_history": rundir.WALL_HISTORY, "wall_latents": rundir.WALL_LATENTS}
 
-#: the settings each step's results depend on (besides the steps it reads); device
-#: and compile change only how fast they come
+#: the settings each step's results depend on (besides the steps it reads); the speed
+#: settings (steps.SPEED_SETTINGS) change only how fast they come
 STEP_SETTINGS = {
     "walls": ("phase_channel", "amplitude_channel", "median_px", "canny_sigma_px",
               "min_wall_px", "curvature_sigma_px"),

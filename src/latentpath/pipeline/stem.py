@@ -77,10 +77,11 @@ from latentpath.pipeline.common import (
     MODEL_SETTINGS,
     RUN_SIZE_BOUNDS,
     RVAE_SIZES,
+    ModelJob,
     RunSettings,
     check_enough_windows,
     check_sizes,
-    model_step,
+    model_steps,
     recorded_settings,
 )
 from latentpath.pipeline.steps import (
@@ -538,8 +539,8 @@ TRACK_TABLES = {"tracks": rundir.TRACKS, "drift": rundir.DRIFT,
                 "transition_counts": rundir.TRANSITION_COUNTS,
                 "state_lifetimes": rundir.STATE_LIFETIMES}
 
-#: the settings each step's results depend on (besides the steps it reads); device
-#: and compile change only how fast they come
+#: the settings each step's results depend on (besides the steps it reads); the speed
+#: settings (steps.SPEED_SETTINGS) change only how fast they come
 STEP_SETTINGS = {
     "atoms": ("pixel_size_A", "channel", "self_train_frames", "seed", "window_source",
               "smooth_A"),
@@ -807,12 +808,13 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
     rings = _read_rings(out / rundir.RINGS)
     source = np.load(out / rundir.WINDOW_IMAGES, mmap_mode="r")
     bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
-    models = {}
-    for kind in KINDS:
-        models[kind], maps_key = _kind_steps(kind, steps, keys[0], source, source_px_A,
-                                             movie.data.shape, atoms, rings, config, bond_px,
-                                             progress=progress)
-        keys.append(maps_key)
+    jobs = [_model_job(kind, _windows_step(kind, steps, keys[0], source, source_px_A,
+                                           movie.data.shape, atoms, rings, config),
+                       steps, atoms, rings, config) for kind in KINDS]
+    models = model_steps(steps, jobs, side_by_side=config.side_by_side, progress=progress)
+    for kind, job in zip(KINDS, jobs, strict=True):
+        keys.append(_maps_step(kind, steps, job.key, models[job.name], atoms, rings, config,
+                               bond_px, progress=progress))
 
     key = step_key("tracks", config, STEP_SETTINGS["tracks"], keys[0], keys[1])
     keys.append(key)
@@ -821,7 +823,7 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
         tracks, drift = track_atoms(atoms, movie.data.shape[1:], pixel_A, config)
         track_windows = np.zeros((0, config.window_px, config.window_px), np.float32)
         if len(tracks):
-            model = models["atom"]
+            model = models["atom model"]
             if model is None:
                 model = load_rvae(out / "atom" / rundir.MODEL)
             tracks, track_windows = track_latents(tracks, source, source_px_A,
@@ -846,14 +848,10 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
                                total_s=round(time.perf_counter() - started, 1))
 
 
-def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
-                source_px_A: float, movie_shape: tuple[int, ...], atoms: pd.DataFrame,
-                rings: pd.DataFrame, config: StemConfig, bond_px: float, *,
-                progress: bool) -> tuple[object | None, str]:
-    """The windows, skip-rVAE and maps of one kind of window, each reused when finished
-    earlier. Returns the model, if trained or encoded with here, and the maps' key."""
-    from latentpath.rvae import encode, load_rvae
-
+def _windows_step(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
+                  source_px_A: float, movie_shape: tuple[int, ...], atoms: pd.DataFrame,
+                  rings: pd.DataFrame, config: StemConfig) -> str:
+    """The windows of one kind, reused when finished earlier; returns the step's key."""
     folder = steps.out / kind
     folder.mkdir(exist_ok=True)
     key = step_key(f"{kind} windows", config, STEP_SETTINGS["windows"], atoms_key)
@@ -869,19 +867,39 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         steps.finish(f"{kind} windows", key, [folder / rundir.WINDOWS,
                                               folder / rundir.WINDOW_TABLE],
                      note=f"{len(table)} windows")
-    windows = np.load(folder / rundir.WINDOWS, mmap_mode="r")
-    table = read_table(folder / rundir.WINDOW_TABLE)
+    return key
 
-    key = step_key(f"{kind} model", config.for_kind(kind), STEP_SETTINGS["model"], key)
-    model = model_step(steps, f"{kind} model", key, config.for_kind(kind), windows, folder,
-                       progress=progress, sample_weights=lambda: structure_weights(
-                           table, atoms, rings, kind, config.balance_power[kind]))
 
-    key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], key)
+def _model_job(kind: str, windows_key: str, steps: RunSteps, atoms: pd.DataFrame,
+               rings: pd.DataFrame, config: StemConfig) -> ModelJob:
+    """The skip-rVAE step of one kind's windows, drawn balanced by their structure."""
+    folder = steps.out / kind
+
+    def weights() -> np.ndarray | None:
+        return structure_weights(read_table(folder / rundir.WINDOW_TABLE), atoms, rings, kind,
+                                 config.balance_power[kind])
+
+    settings = config.for_kind(kind)
+    return ModelJob(f"{kind} model", step_key(f"{kind} model", settings,
+                                              STEP_SETTINGS["model"], windows_key),
+                    settings, folder / rundir.WINDOWS, folder, sample_weights=weights)
+
+
+def _maps_step(kind: str, steps: RunSteps, model_key: str, model: object | None,
+               atoms: pd.DataFrame, rings: pd.DataFrame, config: StemConfig, bond_px: float,
+               *, progress: bool) -> str:
+    """The latents, maps and discovery score of one kind's windows, reused when finished
+    earlier; returns the step's key."""
+    from latentpath.rvae import encode, load_rvae
+
+    folder = steps.out / kind
+    key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], model_key)
     if not steps.reusable(f"{kind} maps", key):
         steps.begin(f"{kind} maps", key)
         if model is None:
             model = load_rvae(folder / rundir.MODEL)
+        windows = np.load(folder / rundir.WINDOWS, mmap_mode="r")
+        table = read_table(folder / rundir.WINDOW_TABLE)
         latents = encode(model, windows, table=table)
         z1, z2 = latent_grid(latents, config.map_points)
         space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=kind,
@@ -901,7 +919,7 @@ def _kind_steps(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray,
         steps.finish(f"{kind} maps", key, [folder / rundir.LATENTS, folder / rundir.MAPS,
                                            folder / rundir.DISCOVERY],
                      note=score.sentence())
-    return model, key
+    return key
 
 
 def _stem_record(run: StemRun, movie: Movie, steps: RunSteps, *, bond_px: float

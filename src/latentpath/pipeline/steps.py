@@ -101,12 +101,15 @@ class RunSteps:
         Seconds of each step, as measured by the run that computed it.
     reused : list of str
         The steps this run took from an earlier one.
+    alongside : dict
+        Per step, the steps it ran at the same time as (models trained side by side).
     """
 
     out: Path
     progress: bool = True
     timings: dict[str, float] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
+    alongside: dict[str, list[str]] = field(default_factory=dict)
     _started: float = field(default=0.0, repr=False)
 
     _outputs: list[Path] = field(default_factory=list, repr=False)
@@ -233,6 +236,7 @@ class RunSteps:
             if not path.is_file() or path.stat().st_size != size:
                 return False
         self.timings[step] = stamp.get("seconds", 0.0)
+        self.alongside[step] = stamp.get("alongside", [])
         self.reused.append(step)
         if self.progress:
             print(f"  {step}: reused (computed earlier in {self.timings[step]:.1f} s)",
@@ -256,12 +260,13 @@ class RunSteps:
         return unfinished
 
     def finish(self, step: str, key: str, outputs: list[Path], *,
-               values: dict | None = None, note: str = "", seconds: float | None = None
-               ) -> None:
+               values: dict | None = None, note: str = "", seconds: float | None = None,
+               alongside: Sequence[str] = ()) -> None:
         """Stamp ``step`` as finished: its key, its output files (all under the run
         directory) and small ``values`` a later run needs when it reuses the step.
         ``seconds`` is the step's time when it ran elsewhere (default: since
-        :meth:`begin`)."""
+        :meth:`begin`); ``alongside`` names the steps it ran at the same time as, whose
+        time :attr:`total_s` counts once."""
         seconds = round(time.perf_counter() - self._started if seconds is None else seconds,
                         2)
         files = []
@@ -272,8 +277,10 @@ class RunSteps:
         write_json({"key": key, "finished": True, "seconds": seconds,
                     "outputs": {str(p.relative_to(self.out)): p.stat().st_size
                                 for p in files},
-                    "values": values or {}}, self._stamp_path(step), overwrite=True)
+                    "values": values or {}, "alongside": list(alongside)},
+                   self._stamp_path(step), overwrite=True)
         self.timings[step] = seconds
+        self.alongside[step] = list(alongside)
         if self.progress:
             print(f"  {step}{f' ({note})' if note else ''}: {seconds:.1f} s", flush=True)
 
@@ -283,8 +290,12 @@ class RunSteps:
 
     @property
     def total_s(self) -> float:
-        """Seconds of all the run's steps, whichever run computed them."""
-        return round(sum(self.timings.values()), 1)
+        """Seconds of all the run's steps, whichever run computed them; steps that ran
+        at the same time count as long as the longest of them."""
+        overlap = sum(min(self.timings[step], self.timings[other])
+                      for step, others in self.alongside.items() for other in others
+                      if step < other and step in self.alongside.get(other, ()))
+        return round(sum(self.timings.values()) - overlap, 1)
 
 
 def _relative(out: Path, path: Path) -> str:
@@ -370,7 +381,7 @@ def _take_lock(lock: Path) -> None:
 
 #: settings that change how fast a run goes, not what it finds: they are left out of
 #: its identity and of its steps' keys
-SPEED_SETTINGS = ("device", "compile")
+SPEED_SETTINGS = ("device", "compile", "side_by_side")
 
 
 def run_identity(pipeline: str, movie_key: str, settings: Any, truth: str | None) -> dict:
