@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Sequence
@@ -38,44 +39,54 @@ _STEM_LOOK = {"z_exponent": "z_exponent", "render_model": "render_model",
 
 
 def _synth_stem(args: argparse.Namespace) -> Path:
+    look = {key: getattr(args, name) for name, key in _STEM_LOOK.items()
+            if getattr(args, name) is not None}
+    return _write_stem_movie(_npz_path(args.out), args.frames, args.size, seed=args.seed,
+                             overwrite=args.overwrite, pixel_size_A=args.pixel_size,
+                             dose_e_per_A2=args.dose, si_fraction=args.si_fraction,
+                             final_disorder=args.final_disorder, **look)
+
+
+def _write_stem_movie(npz: Path, frames: int, size: int, *, seed: int, overwrite: bool,
+                      **params) -> Path:
+    """A synthetic STEM movie (:func:`latentpath.synth.synth_stem_movie` of ``params``)
+    with its truth tables and figure, beside ``npz``."""
     from latentpath.report import figure_stem_truth
     from latentpath.synth.stem import synth_stem_movie, write_synth_stem
 
-    npz = _npz_path(args.out)
-    check_writable(_stem_outputs(npz), overwrite=args.overwrite)
+    check_writable(_stem_outputs(npz), overwrite=overwrite)
     start = time.perf_counter()
-    # the demo passes only the settings above: the imaging options keep their defaults
-    look = {key: getattr(args, name) for name, key in _STEM_LOOK.items()
-            if getattr(args, name, None) is not None}
-    result = synth_stem_movie(
-        args.frames, args.size, pixel_size_A=args.pixel_size, seed=args.seed,
-        dose_e_per_A2=args.dose, si_fraction=args.si_fraction,
-        final_disorder=args.final_disorder, progress=True, **look)
+    result = synth_stem_movie(frames, size, seed=seed, progress=True, **params)
     npz.parent.mkdir(parents=True, exist_ok=True)
-    write_synth_stem(result, npz, overwrite=args.overwrite)
+    write_synth_stem(result, npz, overwrite=overwrite)
     figure_stem_truth(result, _figure_path(npz))
     last = result.frames.iloc[-1]
-    print(f"synthetic STEM movie: {npz} ({args.frames} frames of {args.size}x{args.size} px at "
-          f"{args.pixel_size} A/px, {len(result.atoms)} atom rows, {len(result.rings)} rings, "
-          f"{len(result.events)} events; last frame {last.disorder_fraction:.0%} holes + "
-          f"amorphous) in {time.perf_counter() - start:.1f} s")
+    print(f"synthetic STEM movie: {npz} ({frames} frames of {size}x{size} px at "
+          f"{result.pixel_size_A} A/px, {len(result.atoms)} atom rows, {len(result.rings)} "
+          f"rings, {len(result.events)} events; last frame {last.disorder_fraction:.0%} "
+          f"holes + amorphous) in {time.perf_counter() - start:.1f} s")
     return npz
 
 
 def _synth_pfm(args: argparse.Namespace) -> Path:
+    return _write_pfm_movie(_npz_path(args.out), args.frames, args.size, seed=args.seed,
+                            mode=args.mode, overwrite=args.overwrite)
+
+
+def _write_pfm_movie(npz: Path, frames: int, size: int, *, seed: int, mode: str,
+                     overwrite: bool) -> Path:
+    """A synthetic PFM movie with its truth table and figure, beside ``npz``."""
     from latentpath.report import figure_pfm_truth
     from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
 
-    npz = _npz_path(args.out)
-    check_writable(_pfm_outputs(npz), overwrite=args.overwrite)
+    check_writable(_pfm_outputs(npz), overwrite=overwrite)
     start = time.perf_counter()
-    result = synth_pfm_movie(args.frames, args.size, seed=args.seed, mode=args.mode,
-                             progress=True)
+    result = synth_pfm_movie(frames, size, seed=seed, mode=mode, progress=True)
     npz.parent.mkdir(parents=True, exist_ok=True)
-    write_synth_pfm(result, npz, overwrite=args.overwrite)
+    write_synth_pfm(result, npz, overwrite=overwrite)
     figure_pfm_truth(result, _figure_path(npz))
     fr = result.frames
-    print(f"synthetic PFM movie: {npz} ({args.frames} frames of {args.size}x{args.size} px, "
+    print(f"synthetic PFM movie: {npz} ({frames} frames of {size}x{size} px, "
           f"switched {fr.switched_fraction.iloc[0]:.0%} -> {fr.switched_fraction.iloc[-1]:.0%}) "
           f"in {time.perf_counter() - start:.1f} s")
     return npz
@@ -85,26 +96,24 @@ def _demo(args: argparse.Namespace) -> None:
     from latentpath.pipeline.steps import RunSteps, content_key
 
     out = Path(args.out)
-    stem_args = argparse.Namespace(
-        out=str(out / "stem.npz"), frames=args.frames, size=args.size, pixel_size=0.1,
-        seed=args.seed, dose=5e5, si_fraction=0.01, final_disorder=0.6, overwrite=True)
-    pfm_args = argparse.Namespace(out=str(out / "pfm.npz"), frames=args.frames, size=256,
-                                  seed=args.seed, mode="tip", overwrite=True)
+    npz, pfm_npz = out / "stem.npz", out / "pfm.npz"
     # the demo folder resumes like a run: its movies are made once for these settings
     identity = {"demo": __version__, "frames": args.frames, "size": args.size,
                 "seed": args.seed}
-    movies = {"stem movie": (_synth_stem, stem_args, _stem_outputs),
-              "pfm movie": (_synth_pfm, pfm_args, _pfm_outputs)}
+    movies = {"stem movie": (functools.partial(
+                  _write_stem_movie, npz, args.frames, args.size, seed=args.seed,
+                  overwrite=True), _stem_outputs(npz)),
+              "pfm movie": (functools.partial(
+                  _write_pfm_movie, pfm_npz, args.frames, 256, seed=args.seed, mode="tip",
+                  overwrite=True), _pfm_outputs(pfm_npz))}
     with RunSteps.open(out, identity, overwrite=args.overwrite, resume=args.resume,
-                       outputs=[p for _, a, files in movies.values()
-                                for p in files(_npz_path(a.out))]) as steps:
-        for step, (make, make_args, files) in movies.items():
+                       outputs=[p for _, files in movies.values() for p in files]) as steps:
+        for step, (make, files) in movies.items():
             key = content_key(step, identity)
             if not steps.reusable(step, key):
                 steps.begin(step, key)
-                make(make_args)
-                steps.finish(step, key, files(_npz_path(make_args.out)))
-    npz, pfm_npz = _npz_path(stem_args.out), _npz_path(pfm_args.out)
+                make()
+                steps.finish(step, key, files)
     run, pfm_run = out / "stem-run", out / "pfm-run"
     print(f"STEM pipeline on {npz} -> {run}/")
     _run_stem_and_summarise(str(npz), run, _stem_config(args), truth=npz,
