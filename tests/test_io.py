@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import tifffile
 
-from latentpath import io
 from latentpath.io import (
     Movie,
     MovieError,
@@ -23,6 +22,7 @@ from latentpath.io import (
     write_json,
     write_table,
 )
+from latentpath.io.readers import _jsonable
 
 # CI clones the repository beside shared/, so the data sit next to the repository root.
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
@@ -603,7 +603,7 @@ def test_npz_and_json_roundtrip(tmp_path, rng):
 
 
 def test_metadata_is_strict_json():
-    assert io._jsonable({"a": np.float64(np.inf), "b": np.arange(3), "c": b"x",
+    assert _jsonable({"a": np.float64(np.inf), "b": np.arange(3), "c": b"x",
                          "d": np.zeros(100)}) == {
         "a": "inf", "b": [0, 1, 2], "c": "x", "d": "<array shape=(100,) dtype=float64>"}
 

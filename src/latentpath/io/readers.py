@@ -1,19 +1,11 @@
-"""Reading microscopy movies and writing results without losing user files.
-
-Movies are returned as :class:`Movie`: a float32 array of shape (T, H, W) plus the
-size of one pixel and whatever metadata the file carried. :func:`load_movie` reads
-NumPy (``.npy``, ``.npz``), TIFF stacks, HDF5 (plain or pyNSID/sidpy), and, through
-RosettaSciIO, Gatan DigitalMicrograph (``.dm3``, ``.dm4``) and EMD (``.emd``) files.
+"""Reading microscopy movies: :func:`load_movie` reads NumPy (``.npy``, ``.npz``), TIFF
+stacks, HDF5 (plain or pyNSID/sidpy), Zarr, and, through RosettaSciIO, Gatan
+DigitalMicrograph (``.dm3``, ``.dm4``) and EMD (``.emd``) files; :func:`save_zarr` and
+:func:`open_zarr_frames` keep a large movie on disk in chunks of frames.
 
 Pixel sizes read from a file are re-expressed in the unit that suits their scale:
 angstrom below 1 nm per pixel (atomic-resolution STEM), nanometre below 1 um per
-pixel (typical PFM/AFM scans), micrometre above.
-
-Every writer (:func:`save_npz`, :func:`write_table`, :func:`write_json`) refuses to
-replace an existing file unless asked to, and writes to a temporary file in the
-target directory that is renamed into place only once complete, so an interrupted
-run never leaves a half-written result or a damaged earlier one.
-"""
+pixel (typical PFM/AFM scans), micrometre above."""
 
 from __future__ import annotations
 
@@ -21,30 +13,15 @@ import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-__all__ = [
-    "Movie",
-    "MovieError",
-    "load_movie",
-    "read_table",
-    "save_npy",
-    "save_npz",
-    "validate_movie",
-    "write_json",
-    "write_table",
-    "write_text",
-]
-
-MIN_FRAME_SIZE = 8
-NAN_POLICIES = ("raise", "fill", "ignore")
+from latentpath.io.movie import NAN_POLICIES, Movie, MovieError, checked_array
+from latentpath.io.units import convert_length, length_unit, length_with_unit, movie_unit
+from latentpath.io.writers import check_writable
 
 _FORMATS = {
     ".npy": "npy",
@@ -60,166 +37,9 @@ _FORMATS = {
     ".zarr": "zarr",
 }
 
-# Units a Movie may carry.
-_MOVIE_UNITS = ("A", "nm", "um")
-
-# Spellings of length units met in files and on the command line, lower-cased.
-_UNIT_ALIASES = {
-    "m": "m",
-    "mm": "mm",
-    "um": "um",
-    "µm": "um",  # micro sign
-    "μm": "um",  # greek mu
-    "\\u00b5m": "um",  # ImageJ writes the micro sign escaped
-    "micron": "um",
-    "microns": "um",
-    "micrometer": "um",
-    "micrometre": "um",
-    "nm": "nm",
-    "nanometer": "nm",
-    "nanometre": "nm",
-    "a": "A",
-    "å": "A",  # latin a with ring
-    "Å": "A",  # angstrom sign, which lower() leaves alone
-    "ang": "A",
-    "angstrom": "A",
-    "angstroms": "A",
-    "pm": "pm",
-}
-# Powers of ten in metres: converting with exact integer powers keeps 0.05 nm = 0.5 A
-# exact, where multiplying by 1e-9 and dividing by 1e-10 would not.
-_LENGTH_EXP = {"m": 0, "mm": -3, "um": -6, "nm": -9, "A": -10, "pm": -12}
 
 # HDF5 attributes holding object references or h5py bookkeeping, useless in metadata.
 _H5_SKIP_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "DIMENSION_LABELS"}
-
-
-class MovieError(ValueError):
-    """A movie file or array cannot be used; the message names the file and the problem."""
-
-
-@dataclass(eq=False)
-class Movie:
-    """A grey-scale microscopy movie.
-
-    Parameters
-    ----------
-    data : ndarray, shape (T, H, W), float32
-        Frames in acquisition order. Converted to C-contiguous float32 if needed.
-    pixel_size : float or None
-        Size of one (square) pixel in ``pixel_unit``; None when unknown.
-    pixel_unit : {"A", "nm", "um"} or None
-        Unit of ``pixel_size`` (angstrom, nanometre, micrometre); None exactly
-        when ``pixel_size`` is None. Common spellings ("Å", "micron") are accepted.
-    metadata : dict
-        JSON-serialisable description of where the movie came from: ``sources``
-        (list of paths), ``format``, ``channel``, ``data_units``, the pixel size
-        as the file gave it, and any metadata the file carried.
-    """
-
-    data: np.ndarray
-    pixel_size: float | None = None
-    pixel_unit: str | None = None
-    metadata: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        data = np.ascontiguousarray(self.data, dtype=np.float32)
-        if data.ndim != 3:
-            raise MovieError(
-                f"Movie data must have shape (T, H, W), got {data.shape}; "
-                "use validate_movie() to convert single images"
-            )
-        self.data = data
-        if (self.pixel_size is None) != (self.pixel_unit is None):
-            raise MovieError(
-                "pixel_size and pixel_unit must be given together, got "
-                f"pixel_size={self.pixel_size!r}, pixel_unit={self.pixel_unit!r}"
-            )
-        if self.pixel_size is not None:
-            size = float(self.pixel_size)
-            if not (np.isfinite(size) and size > 0):
-                raise MovieError(f"pixel_size must be a positive number, got {self.pixel_size!r}")
-            self.pixel_size = size
-            self.pixel_unit = _movie_unit(self.pixel_unit)
-
-    @property
-    def n_frames(self) -> int:
-        """Number of frames T."""
-        return self.data.shape[0]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Shape (T, H, W) of the data."""
-        return self.data.shape
-
-    def pixel_size_in(self, unit: str) -> float:
-        """Pixel size converted to ``unit``.
-
-        Parameters
-        ----------
-        unit : {"A", "nm", "um"}
-            Target unit (angstrom, nanometre, micrometre).
-
-        Returns
-        -------
-        float
-            Size of one pixel in ``unit``.
-
-        Raises
-        ------
-        ValueError
-            If the pixel size is unknown or ``unit`` is not a supported length unit.
-        """
-        target = _movie_unit(unit)
-        if self.pixel_size is None:
-            source = (self.metadata.get("sources") or ["this movie"])[0]
-            raise ValueError(
-                f"the pixel size of {source} is unknown; pass pixel_size= and "
-                "pixel_unit= to load_movie (or --pixel-size on the command line)"
-            )
-        return _convert(self.pixel_size, self.pixel_unit, target)
-
-    def __repr__(self) -> str:
-        size = "unknown" if self.pixel_size is None else f"{self.pixel_size:.4g} {self.pixel_unit}"
-        sources = self.metadata.get("sources") or []
-        where = ""
-        if len(sources) == 1:
-            where = f", source={sources[0]!r}"
-        elif sources:
-            where = f", sources={len(sources)} files"
-        return f"Movie(shape={self.shape}, pixel_size={size}{where})"
-
-
-def validate_movie(data: Any, name: str = "movie", nan_policy: str = "raise") -> np.ndarray:
-    """Check an image or movie array and return it as float32 (T, H, W).
-
-    Parameters
-    ----------
-    data : array_like, shape (H, W) or (T, H, W)
-        Real-valued grey-scale image(s); integers and booleans are converted.
-        A single image becomes a movie of one frame.
-    name : str
-        What to call the array in error messages (e.g. the file it came from).
-    nan_policy : {"raise", "fill", "ignore"}
-        What to do with NaN or infinite values: raise a :class:`MovieError` saying
-        how many and in which frames; replace them with the median of the finite
-        values of their frame; or keep them.
-
-    Returns
-    -------
-    ndarray, shape (T, H, W), float32, C-contiguous
-        Shares memory with ``data`` when that is already float32, C-contiguous
-        and needed no filling.
-
-    Raises
-    ------
-    MovieError
-        For complex or non-numeric data, colour images, a number of dimensions
-        other than 2 or 3, empty arrays, frames smaller than 8 x 8 pixels, and
-        non-finite values (unless ``nan_policy`` allows them).
-    """
-    arr, _ = _validate(data, name, nan_policy)
-    return arr
 
 
 def load_movie(
@@ -301,7 +121,7 @@ def load_movie(
             "'nm' or 'um'"
         )
     if pixel_unit is not None:
-        pixel_unit = _movie_unit(pixel_unit)
+        pixel_unit = movie_unit(pixel_unit)
 
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     if not paths:
@@ -311,7 +131,7 @@ def load_movie(
     frames, infos = [], []
     for p in paths:
         raw_data, pixel, meta = _read_file(p, channel)
-        data, n_filled = _validate(raw_data, str(p), nan_policy)
+        data, n_filled = checked_array(raw_data, str(p), nan_policy)
         if n_filled:
             meta["n_nonfinite_filled"] = n_filled
         if pixel is None:
@@ -326,7 +146,7 @@ def load_movie(
                 f"{paths[0]}, which have shape {frames[0].shape[1:]}"
             )
         frames.append(data)
-        infos.append((None if pixel is None else _convert(*pixel, "m"), pixel, meta))
+        infos.append((None if pixel is None else convert_length(*pixel, "m"), pixel, meta))
 
     metres, pixel, metadata = infos[0]
     metadata = dict(metadata)
@@ -357,452 +177,10 @@ def load_movie(
             unit = "A" if metres < 1e-9 else "nm" if metres < 1e-6 else "um"
         else:
             unit = pixel_unit
-        size = _convert(*pixel, unit)
+        size = convert_length(*pixel, unit)
     else:
         metadata["pixel_size_source"] = None
     return Movie(data=data, pixel_size=size, pixel_unit=unit, metadata=_jsonable(metadata))
-
-
-def save_npz(
-    path: str | os.PathLike,
-    arrays: dict[str, Any],
-    *,
-    overwrite: bool = False,
-    compressed: bool = True,
-) -> Path:
-    """Write arrays to a ``.npz`` file atomically.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Target file; must end in ``.npz``.
-    arrays : dict of str to array_like
-        Members to store. Scalars and strings are allowed; object arrays are not,
-        because they could only be read back with pickling enabled.
-    overwrite : bool
-        Replace an existing file instead of raising.
-    compressed : bool
-        Use zip deflate compression.
-
-    Returns
-    -------
-    Path
-        The path written.
-
-    Raises
-    ------
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False; the file is left untouched.
-    ValueError
-        If the extension is not ``.npz`` or a member is an object array.
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".npz":
-        raise ValueError(f"{path}: save_npz writes .npz files only")
-    members = {}
-    for key, value in arrays.items():
-        arr = np.asarray(value)
-        if arr.dtype == object:
-            raise ValueError(f"{path}: member {key!r} is an object array and cannot be saved")
-        members[key] = arr
-    save = np.savez_compressed if compressed else np.savez
-    with _atomic_write(path, overwrite) as tmp, open(tmp, "wb") as f:
-        # A file object, unlike a name, stops numpy from appending ".npz" to the temp name.
-        save(f, **members)
-    return path
-
-
-def write_table(df: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write a table atomically as Parquet (``.parquet``) or CSV (``.csv``).
-
-    Parameters
-    ----------
-    df : DataFrame
-        Table to write. The index is not written; call ``reset_index()`` first to
-        keep it as a column.
-    path : str or path-like
-        Target file; the extension selects the format.
-    overwrite : bool
-        Replace an existing file instead of raising.
-
-    Returns
-    -------
-    Path
-        The path written.
-
-    Raises
-    ------
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False; the file is left untouched.
-    ValueError
-        If the extension is neither ``.parquet`` nor ``.csv``.
-    """
-    path = Path(path)
-    fmt = _table_format(path)
-    with _atomic_write(path, overwrite) as tmp:
-        if fmt == "parquet":
-            df.to_parquet(tmp, engine="pyarrow", index=False)
-        else:
-            df.to_csv(tmp, index=False)
-    return path
-
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a table written by :func:`write_table`.
-
-    Parameters
-    ----------
-    path : str or path-like
-        A ``.parquet`` or ``.csv`` file.
-
-    Returns
-    -------
-    DataFrame
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If the extension is neither ``.parquet`` nor ``.csv``.
-    """
-    path = Path(path)
-    fmt = _table_format(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if fmt == "parquet":
-        return pd.read_parquet(path, engine="pyarrow")
-    return pd.read_csv(path)
-
-
-def write_json(obj: Any, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write an object as indented JSON atomically.
-
-    Parameters
-    ----------
-    obj : JSON-serialisable object
-        NumPy scalars and arrays and paths are converted to plain JSON values.
-    path : str or path-like
-        Target file.
-    overwrite : bool
-        Replace an existing file instead of raising.
-
-    Returns
-    -------
-    Path
-        The path written.
-
-    Raises
-    ------
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False; the file is left untouched.
-    TypeError
-        If ``obj`` holds values JSON cannot represent.
-    """
-    path = Path(path)
-    # Serialise before touching the disk so an unserialisable object leaves no trace.
-    text = json.dumps(obj, indent=2, default=_json_default) + "\n"
-    with _atomic_write(path, overwrite) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
-
-
-def write_text(text: str, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write text (UTF-8) atomically: the file is either absent, the old one, or whole.
-
-    Raises
-    ------
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False; the file is left untouched.
-    """
-    path = Path(path)
-    with _atomic_write(path, overwrite) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
-
-
-def save_npy(array: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Save one array as .npy atomically (it can then be memory-mapped).
-
-    Raises
-    ------
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False; the file is left untouched.
-    """
-    path = Path(path)
-    with _atomic_write(path, overwrite) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(array))
-    return path
-
-
-# --------------------------------------------------------------------------- writing
-
-
-@contextmanager
-def _atomic_write(path: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` if the block succeeds."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not a file")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: directory {path.parent} does not exist")
-    _refuse_existing(path, overwrite)
-    # Same directory so os.replace is a rename on one filesystem, hence atomic.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        yield tmp
-        # Checked again: the target may have appeared while we were writing.
-        _refuse_existing(path, overwrite)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _refuse_existing(path: Path, overwrite: bool) -> None:
-    check_writable([path], overwrite=overwrite)
-
-
-def check_not_input(outputs: Sequence[str | os.PathLike],
-                    inputs: Mapping[str, str | os.PathLike | None]) -> None:
-    """Refuse outputs that are one of a command's inputs, or a folder holding one.
-
-    Parameters
-    ----------
-    outputs : paths
-        Files or folders the command would write (or replace, or empty).
-    inputs : mapping
-        What each input is to the user (``"the movie"``, ``"--truth"``) -> its path;
-        None values are skipped. Compared by the file itself (``os.path.samefile``, so
-        links and other spellings of a path are caught), not by name.
-
-    Raises
-    ------
-    ValueError
-        Naming the output and the input it would replace: an input is never replaced,
-        even with ``--overwrite``.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> movie = folder / "movie.npy"
-    >>> _ = movie.write_bytes(b"")
-    >>> check_not_input([folder / "atoms.csv"], {"the movie": movie})
-    >>> check_not_input([folder], {"the movie": movie})
-    Traceback (most recent call last):
-    ...
-    ValueError: ...movie.npy is the movie of this command and lies in the output ...
-    """
-    for role, given in inputs.items():
-        if given is None or not Path(given).exists():
-            continue
-        source = Path(given)
-        for out in map(Path, outputs):
-            if not out.exists():
-                continue
-            if out.is_dir():
-                # by place, or by file (a hard link elsewhere to a file in the folder)
-                hit = source.resolve().is_relative_to(out.resolve()) or (
-                    source.is_file() and any(os.path.samefile(source, f)
-                                             for f in out.rglob("*") if f.is_file()))
-                where = f"lies in the output {out}"
-            else:
-                hit = source.is_file() and os.path.samefile(source, out)
-                where = f"would be replaced by the output {out}"
-            if hit:
-                raise ValueError(f"{source} is {role} of this command and {where}; an "
-                                 "input is never replaced, even with --overwrite: choose "
-                                 "another output")
-
-
-def check_writable(paths: Sequence[str | os.PathLike], *, overwrite: bool = False,
-                   inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
-    """Refuse, before anything is written, to replace any of several output files.
-
-    A writer that produces several files calls this first, so that an existing file
-    stops it with nothing written rather than half way through.
-
-    Parameters
-    ----------
-    paths : paths
-        The output files.
-    overwrite : bool
-        Allow replacing existing files that are not inputs.
-    inputs : mapping, optional
-        The command's inputs (see :func:`check_not_input`): never replaced.
-
-    Raises
-    ------
-    FileExistsError
-        Naming the first existing file (and how many more exist), unless ``overwrite``.
-    ValueError
-        An output is one of ``inputs``.
-    """
-    check_not_input(paths, inputs or {})
-    if overwrite:
-        return
-    existing = [Path(p) for p in paths if Path(p).exists()]
-    if existing:
-        more = f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else ""
-        raise FileExistsError(
-            f"{existing[0]}{more} already exists; pass overwrite=True (or --overwrite on "
-            "the command line) to replace it"
-        )
-
-
-def tables_to_arrays(tables: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
-    """Flatten named tables into arrays ``<table>.<column>`` for an .npz file.
-
-    Text columns become fixed-width unicode arrays, so the file loads without
-    pickle; ``<table>.__columns__`` keeps the column order.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    for name, df in tables.items():
-        for col in df.columns:
-            values = df[col].to_numpy()
-            arrays[f"{name}.{col}"] = values.astype(str) if values.dtype == object else values
-        arrays[f"{name}.__columns__"] = np.array([str(c) for c in df.columns], dtype=str)
-    return arrays
-
-
-def tables_from_arrays(data: Mapping[str, np.ndarray], names: Sequence[str]
-                       ) -> dict[str, pd.DataFrame]:
-    """Rebuild the tables written by :func:`tables_to_arrays` (e.g. from ``np.load``)."""
-    tables = {}
-    for name in names:
-        cols = [str(c) for c in data[f"{name}.__columns__"]]
-        tables[name] = pd.DataFrame({c: data[f"{name}.{c}"] for c in cols}, columns=cols)
-    return tables
-
-
-def _table_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise ValueError(f"{path}: tables must be .parquet or .csv files, not {suffix!r}")
-    return suffix[1:]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _validate(data: Any, name: str, nan_policy: str) -> tuple[np.ndarray, int]:
-    """validate_movie, also returning how many values were filled."""
-    if nan_policy not in NAN_POLICIES:
-        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
-    try:
-        arr = np.asarray(data)
-    except ValueError as err:
-        raise MovieError(f"{name}: cannot be read as an array ({err})") from err
-    if arr.dtype.kind == "c":
-        raise MovieError(
-            f"{name}: complex data ({arr.dtype}) is not supported; pass the amplitude, "
-            "phase or real part"
-        )
-    if arr.dtype.kind not in "biuf":
-        raise MovieError(f"{name}: data of type {arr.dtype} is not numeric")
-    colour_hint = (
-        "; colour images are not supported, convert them to grey first"
-        if arr.ndim in (3, 4) and arr.shape[-1] in (3, 4)
-        else ""
-    )
-    if arr.ndim == 3 and colour_hint:
-        raise MovieError(
-            f"{name}: shape {arr.shape} looks like a colour (RGB/RGBA) image{colour_hint}"
-        )
-    if arr.ndim not in (2, 3):
-        raise MovieError(
-            f"{name}: expected an image (H, W) or movie (T, H, W), got {arr.ndim}-D data of "
-            f"shape {arr.shape}{colour_hint}"
-        )
-    if arr.size == 0:
-        raise MovieError(f"{name}: empty data of shape {arr.shape}")
-    if arr.shape[-2] < MIN_FRAME_SIZE or arr.shape[-1] < MIN_FRAME_SIZE:
-        raise MovieError(
-            f"{name}: frames of {arr.shape[-2]} x {arr.shape[-1]} pixels are smaller than "
-            f"the minimum of {MIN_FRAME_SIZE} x {MIN_FRAME_SIZE}"
-        )
-    out = np.ascontiguousarray(arr if arr.ndim == 3 else arr[np.newaxis], dtype=np.float32)
-    if nan_policy == "ignore":
-        return out, 0
-    # Checked after the cast: float64 values beyond the float32 range become inf.
-    bad = ~np.isfinite(out)
-    n_bad = int(bad.sum())
-    if n_bad == 0:
-        return out, 0
-    bad_frames = np.flatnonzero(bad.any(axis=(1, 2)))
-    if nan_policy == "raise":
-        n_nan = int(np.isnan(out).sum())
-        raise MovieError(
-            f"{name}: {n_nan} NaN and {n_bad - n_nan} infinite values in "
-            f"{_frame_list(bad_frames)} (of {out.shape[0]}); replace them before the "
-            "analysis, or load the movie in Python with load_movie(..., nan_policy='fill') "
-            "(each frame's median)"
-        )
-    if np.may_share_memory(out, arr):
-        out = out.copy()
-    for t in bad_frames:
-        finite = out[t][~bad[t]]
-        if finite.size == 0:
-            raise MovieError(f"{name}: frame {t} has no finite value to fill NaN/inf with")
-        out[t][bad[t]] = np.median(finite)
-    return out, n_bad
-
-
-def _frame_list(frames: np.ndarray, limit: int = 10) -> str:
-    shown = ", ".join(str(t) for t in frames[:limit])
-    more = f", ... ({len(frames)} frames in all)" if len(frames) > limit else ""
-    return f"frame{'s' if len(frames) > 1 else ''} {shown}{more}"
-
-
-# --------------------------------------------------------------------------- units
-
-
-def _movie_unit(unit: str | None) -> str:
-    """Canonical Movie unit ("A", "nm" or "um") for a spelling of it."""
-    canonical = _length_unit(unit)
-    if canonical not in _MOVIE_UNITS:
-        raise ValueError(
-            f"unsupported pixel unit {unit!r}; use 'A' (angstrom), 'nm' or 'um'"
-        )
-    return canonical
-
-
-def _length_unit(unit: Any) -> str | None:
-    """Canonical length unit for a spelling found in a file, or None if not a length."""
-    if not isinstance(unit, str):
-        return None
-    unit = unit.strip()
-    return _UNIT_ALIASES.get(unit, _UNIT_ALIASES.get(unit.lower()))
-
-
-def _length(value: Any, unit: Any) -> tuple[float, str] | None:
-    """(value, canonical unit), or None if ``unit`` is not a length or ``value`` not positive."""
-    canonical = _length_unit(unit)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    if canonical is None or not (np.isfinite(value) and value > 0):
-        return None
-    return value, canonical
-
-
-def _convert(value: float, unit: str, target: str) -> float:
-    """``value`` in canonical length ``unit`` expressed in ``target``."""
-    power = _LENGTH_EXP[unit] - _LENGTH_EXP[target]
-    return value * 10**power if power >= 0 else value / 10**-power
-
-
-# --------------------------------------------------------------------------- reading
 
 
 def _read_file(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] | None, dict]:
@@ -886,7 +264,7 @@ def _read_zarr(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] 
     if "pixel_size" in attrs:
         meta["file_pixel_size"] = attrs["pixel_size"]
         meta["file_pixel_unit"] = attrs.get("pixel_unit")
-        pixel = _length(attrs["pixel_size"], attrs.get("pixel_unit"))
+        pixel = length_with_unit(attrs["pixel_size"], attrs.get("pixel_unit"))
     if isinstance(attrs.get("metadata"), dict):
         meta["file_metadata"] = attrs["metadata"]
     return frames[...], pixel, meta
@@ -1023,7 +401,7 @@ def _read_npz(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] |
             size = npz["pixel_size"].item()
             unit = npz["pixel_unit"].item() if "pixel_unit" in names else None
             meta["file_pixel_size"], meta["file_pixel_unit"] = size, unit
-            pixel = _length(size, unit)
+            pixel = length_with_unit(size, unit)
             if pixel is None:
                 warnings.warn(
                     f"{path}: ignoring pixel_size={size!r} with pixel_unit={unit!r}, "
@@ -1049,14 +427,14 @@ def _read_tiff(path: Path, channel: str | None) -> tuple[Any, tuple[float, str] 
         unit = ij.get("unit")
         pixel = None
         # Without an ImageJ unit the resolution tags are usually a meaningless 72 dpi.
-        if _length_unit(unit) is not None:
+        if length_unit(unit) is not None:
             tags = tif.pages[0].tags
             xres = tags.get("XResolution")
             if xres is not None:
                 num, den = xres.value
                 if num > 0:
                     meta["file_pixel_size"], meta["file_pixel_unit"] = den / num, unit
-                    pixel = _length(den / num, unit)
+                    pixel = length_with_unit(den / num, unit)
         if ij:
             meta["imagej_metadata"] = ij
     return data, pixel, meta
@@ -1171,13 +549,13 @@ def _h5_pixel_size(dset: Any, meta: dict) -> tuple[float, str] | None:
         extent = abs(values[-1] - values[0])
         units = _h5_attr(scale, "units")
         meta["file_pixel_size"], meta["file_pixel_unit"] = float(spacing), units
-        if _length_unit(units) is None and _h5_attr(scale, "dimension_type") == "SPATIAL" \
+        if length_unit(units) is None and _h5_attr(scale, "dimension_type") == "SPATIAL" \
                 and 1e-9 <= extent <= 1e-3:
             # sidpy copies a channel's units onto its axes (PFM phase axes say "deg"); a
             # spatial axis spanning 1 nm to 1 mm in those numbers can only be in metres.
             meta["pixel_unit_assumed"] = f"m (the axis says {units!r})"
             units = "m"
-        return _length(spacing, units)
+        return length_with_unit(spacing, units)
     return None
 
 
@@ -1225,7 +603,7 @@ def _read_rsciio(path: Path, channel: str | None) -> tuple[Any, tuple[float, str
     quantity = sig.get("metadata", {}).get("Signal", {}).get("quantity")
     if quantity:
         meta["data_units"] = quantity
-    return np.asarray(sig["data"]), _length(x_axis.get("scale"), x_axis.get("units")), meta
+    return np.asarray(sig["data"]), length_with_unit(x_axis.get("scale"), x_axis.get("units")), meta
 
 
 def _is_image_signal(sig: dict) -> bool:
@@ -1238,7 +616,7 @@ def _is_image_signal(sig: dict) -> bool:
     if ndim == 3 and not axes[0].get("navigate", False):
         # NCEM EMD marks every axis as a signal axis; a time stack has matching
         # spatial units on its last two axes, a spectrum image does not.
-        return _length_unit(axes[-1].get("units")) == _length_unit(axes[-2].get("units"))
+        return length_unit(axes[-1].get("units")) == length_unit(axes[-2].get("units"))
     return True
 
 
@@ -1248,7 +626,7 @@ def _pixel_from_sidecar(meta: dict, width: int) -> tuple[float, str] | None:
         spatial = spatial.get(key, {}) if isinstance(spatial, dict) else {}
     if not isinstance(spatial, dict):
         return None
-    fov = _length(spatial.get("field_of_view_x"), spatial.get("field_of_view_units"))
+    fov = length_with_unit(spatial.get("field_of_view_x"), spatial.get("field_of_view_units"))
     return None if fov is None else (fov[0] / width, fov[1])
 
 
