@@ -483,18 +483,12 @@ def pfm_outputs(out: Path) -> tuple[list[Path], list[Path]]:
     return files, [out / rundir.WALLS, out / rundir.FIGURES]
 
 
-def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
-               truth: str | None, movie_key: str, config: PfmConfig, started: float, *,
-               progress: bool) -> PfmRun:
-    """The steps of :func:`run_pfm` in its claimed directory."""
-    from latentpath.rvae import load_rvae
-
+def _walls_step(steps: RunSteps, phase: Movie, amplitude: np.ndarray | None, movie_key: str,
+                config: PfmConfig) -> str:
+    """The aligned signal, its drift, the walls as curves and the frames' table, reused
+    when finished earlier; returns the step's key."""
     out = steps.out
-    folder = out / rundir.WALLS
-    folder.mkdir(exist_ok=True)
-
     key = step_key("walls", config, STEP_SETTINGS["walls"], movie_key)
-    keys = [key]
     tables = [RUN_TABLES[name] for name in ("drift", "curves", "frames")]
     if not steps.reusable("walls", key):
         steps.begin("walls", key)
@@ -514,7 +508,22 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
                      note=f"{len(curves)} px, {len(curves.groupby(['frame', 'wall']))} "
                           f"curves; drift from the "
                           f"{'phase' if amplitude is None else 'amplitude'}")
-    drift, curves, frames = (read_table(out / name) for name in tables)
+    return key
+
+
+def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
+               truth: str | None, movie_key: str, config: PfmConfig, started: float, *,
+               progress: bool) -> PfmRun:
+    """The steps of :func:`run_pfm` in its claimed directory."""
+    from latentpath.rvae import load_rvae
+
+    out = steps.out
+    folder = out / rundir.WALLS
+    folder.mkdir(exist_ok=True)
+
+    key = _walls_step(steps, phase, amplitude, movie_key, config)
+    keys = [key]
+    curves = read_table(out / RUN_TABLES["curves"])
     signal = np.load(out / rundir.SIGNAL)
     with np.load(out / rundir.WALL_MASK) as data:
         walls, valid = data["walls"], data["valid"]

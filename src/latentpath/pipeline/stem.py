@@ -761,16 +761,12 @@ def stem_outputs(out: Path) -> tuple[list[Path], list[Path]]:
     return files, [out / name for name in (rundir.SEGMENTER, *KINDS, rundir.FIGURES)]
 
 
-def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: str | None,
-                movie_key: str, config: StemConfig, started: float, *, progress: bool
-                ) -> StemRun:
-    """The steps of :func:`run_stem` in its claimed directory."""
-    from latentpath.rvae import load_rvae
-
+def _atoms_step(steps: RunSteps, movie: Movie, movie_key: str, config: StemConfig, *,
+                progress: bool) -> str:
+    """The atoms, their quality, the bond graph's rings and the images the windows are cut
+    from, reused when finished earlier; returns the step's key."""
     out = steps.out
-
     key = step_key("atoms", config, STEP_SETTINGS["atoms"], movie_key)
-    keys = [key]
     if not steps.reusable("atoms", key):
         steps.begin("atoms", key)
         segmenter = out / rundir.SEGMENTER if config.self_train_frames else None
@@ -802,6 +798,17 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
                      values={"pixel_size_A": pixel_A, "window_image_pixel_A": source_px_A,
                              "pixel_size": size, "warnings": doubts},
                      note=f"{len(atoms)} atoms, {len(rings)} rings")
+    return key
+
+
+def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: str | None,
+                movie_key: str, config: StemConfig, started: float, *, progress: bool
+                ) -> StemRun:
+    """The steps of :func:`run_stem` in its claimed directory."""
+    from latentpath.rvae import load_rvae
+
+    out = steps.out
+    keys = [_atoms_step(steps, movie, movie_key, config, progress=progress)]
     pixel_A, source_px_A = (steps.values("atoms")[name] for name in ("pixel_size_A",
                                                                  "window_image_pixel_A"))
     atoms = read_table(out / rundir.ATOMS)
