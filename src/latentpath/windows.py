@@ -66,6 +66,16 @@ def cut_windows(images: np.ndarray, points: pd.DataFrame, window_px: int, *,
     windows : ndarray (N, window_px, window_px), float32
     table : DataFrame
         The kept points, in patch order, with ``point`` (their row in ``points``).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> frames = np.arange(2 * 32 * 32, dtype=np.float32).reshape(2, 32, 32)
+    >>> points = pd.DataFrame({"frame": [0, 1, 1], "y": [16.0, 8.0, 1.0],
+    ...                        "x": [16.0, 20.5, 1.0]})
+    >>> windows, table = cut_windows(frames, points, 8)
+    >>> windows.shape, table.point.tolist()  # the third patch runs off the frame
+    ((2, 8, 8), [0, 1])
     """
     stack = np.asarray(images)
     if stack.ndim == 2:

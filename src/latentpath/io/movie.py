@@ -139,6 +139,20 @@ def validate_movie(data: Any, name: str = "movie", nan_policy: str = "raise") ->
         For complex or non-numeric data, colour images, a number of dimensions
         other than 2 or 3, empty arrays, frames smaller than 8 x 8 pixels, and
         non-finite values (unless ``nan_policy`` allows them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> validate_movie(np.ones((16, 16), dtype=np.uint8)).shape  # one image, one frame
+    (1, 16, 16)
+    >>> image = np.ones((16, 16))
+    >>> image[3, 4] = np.nan
+    >>> validate_movie(image, "scan.npy")
+    Traceback (most recent call last):
+    ...
+    latentpath.io.movie.MovieError: scan.npy: 1 NaN and 0 infinite values in frame 0...
+    >>> float(validate_movie(image, nan_policy="fill")[0, 3, 4])
+    1.0
     """
     arr, _ = checked_array(data, name, nan_policy)
     return arr

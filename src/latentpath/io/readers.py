@@ -112,6 +112,18 @@ def load_movie(
         holds no image or several without ``channel`` naming one, lacks the
         requested channel, or its data fail :func:`validate_movie`; if stacked
         files differ in frame size.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "scan.npy"
+    >>> np.save(path, np.zeros((3, 64, 64), dtype=np.uint16))
+    >>> movie = load_movie(path, pixel_size=0.5, pixel_unit="nm")  # 0.5 nm: 5 A
+    >>> movie.shape, movie.data.dtype, movie.pixel_size, movie.pixel_unit
+    ((3, 64, 64), dtype('float32'), 0.5, 'nm')
+    >>> movie.pixel_size_in("A")
+    5.0
     """
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")

@@ -66,6 +66,19 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         If ``path`` does not exist.
     ValueError
         If the extension is neither ``.parquet`` nor ``.csv``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> table = pd.DataFrame({"frame": [0, 1], "y": [2.5, 3.0]})
+    >>> read_table(write_table(table, folder / "atoms.parquet")).equals(table)
+    True
+    >>> write_table(table, folder / "atoms.parquet")  # a file is never replaced unasked
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ...atoms.parquet already exists; pass overwrite=True...
     """
     path = Path(path)
     fmt = _table_format(path)

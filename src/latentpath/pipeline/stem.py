@@ -292,7 +292,14 @@ class StemConfig(RunSettings):
     def for_kind(self, kind: str) -> StemConfig:
         """The settings of ``kind``'s skip-rVAE, its own step ceiling as ``max_steps``
         (lowered to ``hollow_max_steps`` for hollow-site windows, which is then None):
-        what the model step is keyed on."""
+        what the model step is keyed on.
+
+        Examples
+        --------
+        >>> config = StemConfig(hollow_max_steps=3000).for_device("cpu")
+        >>> config.for_kind("atom").max_steps, config.for_kind("hollow").max_steps
+        (4000, 3000)
+        """
         if kind not in KINDS:
             raise ValueError(f"no window kind {kind!r}; kinds: {KINDS}")
         ceilings = [c for c in (self.max_steps, kind == "hollow" and self.hollow_max_steps)
