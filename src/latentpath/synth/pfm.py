@@ -64,6 +64,7 @@ frame is recorded, never caught unrelaxed in a frame.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -167,40 +168,30 @@ class SynthPFM:
 # ------------------------------------------------------------------ generator
 
 
-def synth_pfm_movie(
-    n_frames: int = 50,
-    size: int = 256,
-    *,
-    seed: int = 0,
-    mode: str = "tip",
-    pixel_size_nm: float = 8.0,
-    noise: float = 0.15,
-    n_pinning: int | None = None,
-    pinning_strength: float = 1.2,
-    n_nucleation: int | None = None,
-    needle_axis_deg: float = 35.0,
-    anisotropy: float = 5.0,
-    side_friction: float = 0.3,
-    coercivity: float = 0.15,
-    random_field: float = 0.2,
-    field_range: tuple[float, float] | None = None,
-    tip_bias: tuple[float, float] = (1.5, 2.5),
-    tip_radius_px: float | None = None,
-    initial: str = "needles",
-    initial_switched: float = 0.05,
-    sim_time: float | None = None,
-    stripes: bool = True,
-    scan_lines: float = 0.01,
-    drift_px_per_frame: float = 0.15,
-    phase_offset_deg: float = -45.0,
-    wrap_low_deg: float = -90.0,
-    background: float = 0.06,
-    resolution_px: float = 1.0,
-    progress: bool = False,
-) -> SynthPFM:
-    """Simulate a PFM switching movie (phase and amplitude) with exact ground truth.
+#: the parameters' checks: (lowest, highest) of whole numbers, and the keyword arguments of
+#: :func:`latentpath.checks.check_float` for numbers
+_INT_BOUNDS = {"n_frames": (1, None), "size": (32, 8192), "seed": (0, None),
+               "n_pinning": (0, None), "n_nucleation": (0, None)}
+_FLOAT_CHECKS = {
+    "pixel_size_nm": {"minimum": 0.0, "strict": True}, "noise": {"minimum": 0.0},
+    "pinning_strength": {"minimum": 0.0}, "needle_axis_deg": {},
+    "anisotropy": {"minimum": 1.0, "maximum": 10.0}, "side_friction": {"minimum": 0.0},
+    "coercivity": {"minimum": 0.0}, "random_field": {"minimum": 0.0},
+    "tip_radius_px": {"minimum": 0.5},
+    "initial_switched": {"minimum": 0.0, "maximum": 0.9}, "sim_time": {"minimum": 0.0},
+    "scan_lines": {"minimum": 0.0, "maximum": 1.0}, "drift_px_per_frame": {"minimum": 0.0},
+    "phase_offset_deg": {}, "wrap_low_deg": {},
+    "background": {"minimum": 0.0, "maximum": 0.5},
+    "resolution_px": {"minimum": 0.0, "maximum": 20.0}}
+_PAIR_MINIMUM = {"field_range": -10.0, "tip_bias": 0.0}
 
-    Parameters
+
+@dataclass(frozen=True)
+class PfmSimParams:
+    """Everything a synthetic PFM movie depends on, checked when made (ValueError naming
+    the parameter); the parameters left as None are filled from ``size`` and ``mode``.
+
+    Attributes
     ----------
     n_frames : int
         Number of frames T (>= 1).
@@ -286,8 +277,113 @@ def synth_pfm_movie(
         lie not exactly 180 degrees apart.
     resolution_px : float
         Standard deviation in pixels of the Gaussian tip response function.
+
+    Examples
+    --------
+    >>> params = PfmSimParams(size=128, mode="field")
+    >>> params.n_pinning, params.field_range, params.sim_time  # filled in for the size
+    (14, (0.3, 0.75), 220.0)
+    >>> PfmSimParams(noise=-1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: noise must be ...
+    """
+
+    n_frames: int = 50
+    size: int = 256
+    seed: int = 0
+    mode: str = "tip"
+    pixel_size_nm: float = 8.0
+    noise: float = 0.15
+    n_pinning: int | None = None
+    pinning_strength: float = 1.2
+    n_nucleation: int | None = None
+    needle_axis_deg: float = 35.0
+    anisotropy: float = 5.0
+    side_friction: float = 0.3
+    coercivity: float = 0.15
+    random_field: float = 0.2
+    field_range: tuple[float, float] | None = None
+    tip_bias: tuple[float, float] = (1.5, 2.5)
+    tip_radius_px: float | None = None
+    initial: str = "needles"
+    initial_switched: float = 0.05
+    sim_time: float | None = None
+    stripes: bool = True
+    scan_lines: float = 0.01
+    drift_px_per_frame: float = 0.15
+    phase_offset_deg: float = -45.0
+    wrap_low_deg: float = -90.0
+    background: float = 0.06
+    resolution_px: float = 1.0
+
+    def __post_init__(self) -> None:
+        def set_(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("n_frames", "size"):
+            low, high = _INT_BOUNDS[name]
+            set_(name, check_int(name, getattr(self, name), low))
+        # phase, amplitude, polarisation, walls and velocity of every frame
+        check_memory(f"a PFM movie of {self.n_frames} frames of {self.size} x {self.size} px",
+                     5 * 4.0 * self.n_frames * self.size**2)
+        if self.mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
+        if self.initial not in _INITIAL:
+            raise ValueError(f"initial must be one of {_INITIAL}, got {self.initial!r}")
+        area, field = self.size**2, self.mode == "field"
+        defaults = {"n_pinning": round(area / 1200), "n_nucleation": round(area / 1500),
+                    "field_range": (0.3, 0.75) if field else (0.0, 0.1),
+                    "tip_radius_px": max(8.0, self.size / 10.0),
+                    "sim_time": 220.0 if field else 2.2 * self.size}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                set_(name, value)
+        for name, (low, high) in _INT_BOUNDS.items():
+            value = check_int(name, getattr(self, name), low)
+            if high is not None and value > high:
+                raise ValueError(f"{name} must be <= {high}, got {value}")
+            set_(name, value)
+        for name, limits in _FLOAT_CHECKS.items():
+            set_(name, check_float(name, getattr(self, name), **limits))
+        for name, minimum in _PAIR_MINIMUM.items():
+            set_(name, check_pair(name, getattr(self, name), minimum=minimum))
+        if not isinstance(self.stripes, bool | np.bool_):
+            raise ValueError(f"stripes must be True or False, got {self.stripes!r}")
+        set_("stripes", bool(self.stripes))
+        if self.drift_px_per_frame * self.n_frames > 4 * self.size:
+            raise ValueError(
+                f"drift_px_per_frame={self.drift_px_per_frame} moves the sample more than 4 "
+                f"image widths over {self.n_frames} frames")
+
+    def record(self) -> dict[str, Any]:
+        """The parameters as a movie's file records them (JSON-safe), with the model's
+        fixed constants, so that a file says everything about itself."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"generator": "latentpath.synth.pfm.synth_pfm_movie", **values,
+                "field_range": list(self.field_range), "tip_bias": list(self.tip_bias),
+                "field_unit": "E_c = 2/(3*sqrt(3)) reduced units",
+                "K_perp": 1.0, "random_field_corr_px": 5.0, "pinning_radius_px": [3.0, 7.0],
+                "nucleation_threshold": [0.2, 0.8], "nucleus_half_axes_px": [9.0, 3.0],
+                "stripe_period_px": 16.0, "stripe_contrast": 0.35,
+                "polarization_sharpness": 0.15, "line_jitter_deg": 1.0, "relax_time": 40.0}
+
+
+def synth_pfm_movie(n_frames: int = 50, size: int = 256, *, progress: bool = False,
+                    **params: Any) -> SynthPFM:
+    """Simulate a PFM switching movie (phase and amplitude) with exact ground truth.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames T (>= 1).
+    size : int
+        Image height and width H = W in pixels (>= 32).
     progress : bool
         Show a tqdm progress bar over frames.
+    **params
+        The other parameters of :class:`PfmSimParams` (``seed``, ``mode``, ``noise``,
+        ``n_pinning``, ...), each with its default there.
 
     Returns
     -------
@@ -298,6 +394,8 @@ def synth_pfm_movie(
     ------
     ValueError
         If an argument is out of range or of the wrong type; the message names it.
+    TypeError
+        For a parameter :class:`PfmSimParams` does not have.
 
     Notes
     -----
@@ -315,81 +413,8 @@ def synth_pfm_movie(
     others are pinned (0 px/frame); in field mode wall speeds rise from ~0.1 to a
     few px per frame as the field ramps up.
     """
-    n_frames = check_int("n_frames", n_frames, 1)
-    size = check_int("size", size, 32)
-    # phase, amplitude, polarisation, walls and velocity of every frame
-    check_memory(f"a PFM movie of {n_frames} frames of {size} x {size} px",
-                 5 * 4.0 * n_frames * size**2)
-    if size > 8192:
-        raise ValueError(f"size must be <= 8192, got {size}")
-    seed = check_int("seed", seed, 0)
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if initial not in _INITIAL:
-        raise ValueError(f"initial must be one of {_INITIAL}, got {initial!r}")
-    pixel_size_nm = check_float("pixel_size_nm", pixel_size_nm, minimum=0.0, strict=True)
-    noise = check_float("noise", noise, minimum=0.0)
-    area = size * size
-    if n_pinning is None:
-        n_pinning = round(area / 1200)
-    n_pinning = check_int("n_pinning", n_pinning, 0)
-    if n_nucleation is None:
-        n_nucleation = round(area / 1500)
-    n_nucleation = check_int("n_nucleation", n_nucleation, 0)
-    pinning_strength = check_float("pinning_strength", pinning_strength, minimum=0.0)
-    needle_axis_deg = check_float("needle_axis_deg", needle_axis_deg)
-    anisotropy = check_float("anisotropy", anisotropy, minimum=1.0, maximum=10.0)
-    side_friction = check_float("side_friction", side_friction, minimum=0.0)
-    coercivity = check_float("coercivity", coercivity, minimum=0.0)
-    random_field = check_float("random_field", random_field, minimum=0.0)
-    if field_range is None:
-        field_range = (0.3, 0.75) if mode == "field" else (0.0, 0.1)
-    field_range = check_pair("field_range", field_range, minimum=-10.0)
-    tip_bias = check_pair("tip_bias", tip_bias, minimum=0.0)
-    if tip_radius_px is None:
-        tip_radius_px = max(8.0, size / 10.0)
-    tip_radius_px = check_float("tip_radius_px", tip_radius_px, minimum=0.5)
-    initial_switched = check_float("initial_switched", initial_switched, minimum=0.0,
-                                    maximum=0.9)
-    if sim_time is None:
-        sim_time = 220.0 if mode == "field" else 2.2 * size
-    sim_time = check_float("sim_time", sim_time, minimum=0.0)
-    if not isinstance(stripes, bool | np.bool_):
-        raise ValueError(f"stripes must be True or False, got {stripes!r}")
-    scan_lines = check_float("scan_lines", scan_lines, minimum=0.0, maximum=1.0)
-    drift_px_per_frame = check_float("drift_px_per_frame", drift_px_per_frame, minimum=0.0)
-    if drift_px_per_frame * n_frames > 4 * size:
-        raise ValueError(
-            f"drift_px_per_frame={drift_px_per_frame} moves the sample more than 4 image "
-            f"widths over {n_frames} frames"
-        )
-    phase_offset_deg = check_float("phase_offset_deg", phase_offset_deg)
-    wrap_low_deg = check_float("wrap_low_deg", wrap_low_deg)
-    background = check_float("background", background, minimum=0.0, maximum=0.5)
-    resolution_px = check_float("resolution_px", resolution_px, minimum=0.0, maximum=20.0)
-
-    params: dict[str, Any] = {
-        "generator": "latentpath.synth.pfm.synth_pfm_movie",
-        "n_frames": n_frames, "size": size, "seed": seed, "mode": mode,
-        "pixel_size_nm": pixel_size_nm, "noise": noise, "n_pinning": n_pinning,
-        "pinning_strength": pinning_strength, "n_nucleation": n_nucleation,
-        "needle_axis_deg": needle_axis_deg, "anisotropy": anisotropy,
-        "side_friction": side_friction, "coercivity": coercivity,
-        "random_field": random_field, "field_range": list(field_range),
-        "tip_bias": list(tip_bias), "tip_radius_px": tip_radius_px, "initial": initial,
-        "initial_switched": initial_switched, "sim_time": sim_time, "stripes": bool(stripes),
-        "scan_lines": scan_lines, "drift_px_per_frame": drift_px_per_frame,
-        "phase_offset_deg": phase_offset_deg, "wrap_low_deg": wrap_low_deg,
-        "background": background, "resolution_px": resolution_px,
-        # fixed model constants, recorded so a file says everything about itself
-        "field_unit": "E_c = 2/(3*sqrt(3)) reduced units",
-        "K_perp": 1.0, "random_field_corr_px": 5.0, "pinning_radius_px": [3.0, 7.0],
-        "nucleation_threshold": [0.2, 0.8], "nucleus_half_axes_px": [9.0, 3.0],
-        "stripe_period_px": 16.0, "stripe_contrast": 0.35, "polarization_sharpness": 0.15,
-        "line_jitter_deg": 1.0, "relax_time": 40.0,
-    }
-    rng = np.random.default_rng(seed)
-    return _Movie(params, rng).run(progress)
+    checked = PfmSimParams(n_frames=n_frames, size=size, **params)
+    return _Movie(checked.record(), np.random.default_rng(checked.seed)).run(progress)
 
 
 # ------------------------------------------------------------------ building blocks
