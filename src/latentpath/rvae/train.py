@@ -467,33 +467,11 @@ def fit_rvae(
     started = time.perf_counter()
     data = open_windows(windows)
     weights = _check_weights(sample_weights, len(data))
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
-    if not (np.isfinite(kl_weight) and kl_weight > 0):
-        raise ValueError(f"kl_weight must be a positive number, got {kl_weight}")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
-    for name, value in (("patience", patience), ("max_steps", max_steps)):
-        if value is not None and (int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer or None, got {value}")
-    if not 0 <= min_delta < 1:
-        raise ValueError(f"min_delta must lie in [0, 1), got {min_delta}")
-    if not 0 <= cooldown < 1:
-        raise ValueError(f"cooldown must lie in [0, 1), got {cooldown}")
-    if not 0 < pixel_fraction <= 1:
-        raise ValueError(f"pixel_fraction must lie in (0, 1], got {pixel_fraction}")
-    if pixel_weights is not None:
-        pixel_weights = np.asarray(pixel_weights, dtype=np.float32)
-        if pixel_weights.shape != data.shape[-2:] or not np.isfinite(pixel_weights).all() \
-                or (pixel_weights < 0).any() or not pixel_weights.any():
-            raise ValueError(f"pixel_weights must be non-negative finite numbers, one per "
-                             f"pixel of the {data.shape[-2:]} windows, not all zero")
-        pixel_weights = pixel_weights / pixel_weights.mean()
-    if cooldown and patience is None and max_steps is None:
-        raise ValueError("a cooldown needs patience or max_steps to say when it begins")
-    if time_budget_s is not None and not (np.isfinite(time_budget_s) and time_budget_s > 0):
-        raise ValueError(f"time_budget_s must be a positive number of seconds or None, "
-                         f"got {time_budget_s}")
+    _check_training(val_fraction=val_fraction, kl_weight=kl_weight, epochs=epochs,
+                    batch_size=batch_size, patience=patience, max_steps=max_steps,
+                    min_delta=min_delta, cooldown=cooldown, pixel_fraction=pixel_fraction,
+                    time_budget_s=time_budget_s)
+    pixel_weights = _check_pixel_weights(pixel_weights, data.shape[-2:])
     out_dir = Path(out_dir)
     resuming = resume and (out_dir / CHECKPOINT).exists()
     if not resuming:
@@ -670,29 +648,14 @@ def fit_rvae(
             print(f"epoch {epoch}/{epochs}: loss {row['train_loss']:.2f} (recon "
                   f"{row['train_recon']:.2f}, KL {row['train_kl']:.2f}), val {val:.2f}, "
                   f"{row['windows_per_s']:.0f} windows/s")
-        ref = state["patience_ref"]
-        # once the cool-down has begun it runs its course: the patience no longer counts
-        if state["cooldown_from"] is None:
-            if (ref is None and np.isfinite(val)) or (ref is not None and
-                                                      val < ref - min_delta * abs(ref)):
-                state["patience_ref"], state["bad_checks"] = val, 0
-            else:
-                state["bad_checks"] += 1
         # Every process decides alike: the validation loss is summed over them all and
-        # the clock's verdict is too. The deterministic reasons go first, so that the
-        # reason is reproducible wherever one of them applies.
+        # the clock's verdict is too.
         out_of_time = time_budget_s is not None and group.all_sum(
             [time.perf_counter() - started > time_budget_s], device)[0] > 0
-        final = None
-        if state["cooldown_from"] is not None:
-            if state["steps"] >= state["cooldown_from"] + state["cooldown_steps"]:
-                final = state["cooldown_stop"]
-        elif patience is not None and state["bad_checks"] >= patience:
-            final = _begin_cooldown(state, "converged", max_steps, cooldown)
-        elif max_steps is not None and state["steps"] >= max_steps * (1 - cooldown):
-            final = _begin_cooldown(state, "max_steps", max_steps, cooldown)
-        state["stop"] = final or ("epochs" if epoch == epochs else
-                                  "time_budget" if out_of_time else None)
+        state["stop"] = _stop_after(state, val, last_epoch=epoch == epochs,
+                                    out_of_time=out_of_time, patience=patience,
+                                    min_delta=min_delta, max_steps=max_steps,
+                                    cooldown=cooldown)
         state["epoch"] = epoch
         if val < state["best_val"]:
             state["best_val"], state["best_epoch"] = val, epoch
@@ -762,6 +725,72 @@ def _record(state: dict, lr: float, epochs: int) -> dict:
     return {"best_epoch": state["best_epoch"], "val_loss": state["best_val"],
             **state["settings"], "lr": lr, "epochs": epochs, "steps": state["steps"],
             "epochs_run": state["epoch"], "stop_reason": state["stop"]}
+
+
+def _check_training(*, val_fraction: float, kl_weight: float, epochs: int, batch_size: int,
+                    patience: int | None, max_steps: int | None, min_delta: float,
+                    cooldown: float, pixel_fraction: float, time_budget_s: float | None
+                    ) -> None:
+    """Refuse training settings out of their ranges (ValueError naming the setting)."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    if not (np.isfinite(kl_weight) and kl_weight > 0):
+        raise ValueError(f"kl_weight must be a positive number, got {kl_weight}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
+    for name, value in (("patience", patience), ("max_steps", max_steps)):
+        if value is not None and (int(value) != value or value < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {value}")
+    if not 0 <= min_delta < 1:
+        raise ValueError(f"min_delta must lie in [0, 1), got {min_delta}")
+    if not 0 <= cooldown < 1:
+        raise ValueError(f"cooldown must lie in [0, 1), got {cooldown}")
+    if not 0 < pixel_fraction <= 1:
+        raise ValueError(f"pixel_fraction must lie in (0, 1], got {pixel_fraction}")
+    if cooldown and patience is None and max_steps is None:
+        raise ValueError("a cooldown needs patience or max_steps to say when it begins")
+    if time_budget_s is not None and not (np.isfinite(time_budget_s) and time_budget_s > 0):
+        raise ValueError(f"time_budget_s must be a positive number of seconds or None, "
+                         f"got {time_budget_s}")
+
+
+def _check_pixel_weights(pixel_weights: np.ndarray | None, shape: tuple[int, ...]
+                         ) -> np.ndarray | None:
+    """The reconstruction's pixel weights, checked against the windows' ``shape`` and
+    scaled to mean 1 (None stays None)."""
+    if pixel_weights is None:
+        return None
+    pixel_weights = np.asarray(pixel_weights, dtype=np.float32)
+    if pixel_weights.shape != tuple(shape) or not np.isfinite(pixel_weights).all() \
+            or (pixel_weights < 0).any() or not pixel_weights.any():
+        raise ValueError(f"pixel_weights must be non-negative finite numbers, one per "
+                         f"pixel of the {tuple(shape)} windows, not all zero")
+    return pixel_weights / pixel_weights.mean()
+
+
+def _stop_after(state: dict, val: float, *, last_epoch: bool, out_of_time: bool,
+                patience: int | None, min_delta: float, max_steps: int | None,
+                cooldown: float) -> str | None:
+    """Why training stops after an epoch whose validation loss is ``val`` (None: it goes
+    on), updating the patience count and the cool-down in ``state``. The deterministic
+    reasons go first, so that the reason is reproducible wherever one of them applies."""
+    ref = state["patience_ref"]
+    # once the cool-down has begun it runs its course: the patience no longer counts
+    if state["cooldown_from"] is None:
+        if (ref is None and np.isfinite(val)) or (ref is not None and
+                                                  val < ref - min_delta * abs(ref)):
+            state["patience_ref"], state["bad_checks"] = val, 0
+        else:
+            state["bad_checks"] += 1
+    final = None
+    if state["cooldown_from"] is not None:
+        if state["steps"] >= state["cooldown_from"] + state["cooldown_steps"]:
+            final = state["cooldown_stop"]
+    elif patience is not None and state["bad_checks"] >= patience:
+        final = _begin_cooldown(state, "converged", max_steps, cooldown)
+    elif max_steps is not None and state["steps"] >= max_steps * (1 - cooldown):
+        final = _begin_cooldown(state, "max_steps", max_steps, cooldown)
+    return final or ("epochs" if last_epoch else "time_budget" if out_of_time else None)
 
 
 def _begin_cooldown(state: dict, reason: str, max_steps: int | None,
