@@ -93,7 +93,7 @@ def _write_pfm_movie(npz: Path, frames: int, size: int, *, seed: int, mode: str,
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from latentpath.pipeline.steps import RunSteps, content_key
+    from latentpath.pipeline.steps import RunSteps, StepOutput, content_key
 
     out = Path(args.out)
     npz, pfm_npz = out / "stem.npz", out / "pfm.npz"
@@ -109,11 +109,11 @@ def _demo(args: argparse.Namespace) -> None:
     with RunSteps.open(out, identity, overwrite=args.overwrite, resume=args.resume,
                        outputs=[p for _, files in movies.values() for p in files]) as steps:
         for step, (make, files) in movies.items():
-            key = content_key(step, identity)
-            if not steps.reusable(step, key):
-                steps.begin(step, key)
+            def made(make=make, files=files) -> StepOutput:
                 make()
-                steps.finish(step, key, files)
+                return StepOutput(files)
+
+            steps.run(step, content_key(step, identity), made)
     run, pfm_run = out / "stem-run", out / "pfm-run"
     print(f"STEM pipeline on {npz} -> {run}/")
     _run_stem_and_summarise(str(npz), run, _stem_config(args), truth=npz,

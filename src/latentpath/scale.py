@@ -46,7 +46,7 @@ from latentpath.io import (
     write_table,
 )
 from latentpath.modelfiles import WEIGHTS
-from latentpath.pipeline.steps import RunSteps, content_key, movie_content_key
+from latentpath.pipeline.steps import RunSteps, StepOutput, content_key, movie_content_key
 
 #: the window kinds a run's models encode: the table each kind is centred on, and the
 #: latents' column that names the row of that table
@@ -215,15 +215,16 @@ def _open_movie(movie: Path, folder: Path, run_key: str | None, pixel_size_A: fl
                           inputs={"the movie": movie}, overwrite=overwrite, resume=resume,
                           progress=False)
     store, array = (movie, channel) if zarr_input else (folder / "movie.zarr", None)
-    key = content_key("movie", movie_key, pixel_size_A)
-    if not steps.reusable("movie", key):
-        steps.begin("movie", key)
+
+    def store_movie() -> StepOutput:
         if data is not None:
             save_zarr(data, store, chunk_frames=1, overwrite=True)
         frames = open_zarr_frames(store, array)[0]
-        steps.finish("movie", key, [] if zarr_input else [store],
-                     values={"movie_key": movie_key, "frames": int(frames.shape[0]),
-                             "pixel_size_A": _pixel_size(store, array, pixel_size_A)})
+        return StepOutput([] if zarr_input else [store],
+                          values={"movie_key": movie_key, "frames": int(frames.shape[0]),
+                                  "pixel_size_A": _pixel_size(store, array, pixel_size_A)})
+
+    steps.run("movie", content_key("movie", movie_key, pixel_size_A), store_movie)
     values = steps.values("movie")
     return steps, (str(store), array), values["frames"], values["pixel_size_A"]
 

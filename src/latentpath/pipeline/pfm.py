@@ -75,6 +75,7 @@ from latentpath.pipeline.common import (
 )
 from latentpath.pipeline.steps import (
     RunSteps,
+    StepOutput,
     content_key,
     movie_content_key,
     recorded_identity,
@@ -490,8 +491,8 @@ def _walls_step(steps: RunSteps, phase: Movie, amplitude: np.ndarray | None, mov
     out = steps.out
     key = step_key("walls", config, STEP_SETTINGS["walls"], movie_key)
     tables = [RUN_TABLES[name] for name in ("drift", "curves", "frames")]
-    if not steps.reusable("walls", key):
-        steps.begin("walls", key)
+
+    def find_walls() -> StepOutput:
         signal, valid, drift = signal_and_drift(phase.data, amplitude)
         walls, curves = walls_and_curves(signal, valid, config)
         if not walls.any():
@@ -502,12 +503,14 @@ def _walls_step(steps: RunSteps, phase: Movie, amplitude: np.ndarray | None, mov
             write_table(table, out / name, overwrite=True)
         save_npy(signal, out / rundir.SIGNAL, overwrite=True)
         save_npz(out / rundir.WALL_MASK, {"walls": walls, "valid": valid}, overwrite=True)
-        steps.finish("walls", key, [*(out / name for name in tables), out / rundir.SIGNAL,
-                                    out / rundir.WALL_MASK],
-                     values={"warnings": drift.attrs["doubts"]},
-                     note=f"{len(curves)} px, {len(curves.groupby(['frame', 'wall']))} "
-                          f"curves; drift from the "
-                          f"{'phase' if amplitude is None else 'amplitude'}")
+        return StepOutput([*(out / name for name in tables), out / rundir.SIGNAL,
+                           out / rundir.WALL_MASK],
+                          values={"warnings": drift.attrs["doubts"]},
+                          note=f"{len(curves)} px, {len(curves.groupby(['frame', 'wall']))} "
+                               f"curves; drift from the "
+                               f"{'phase' if amplitude is None else 'amplitude'}")
+
+    steps.run("walls", key, find_walls)
     return key
 
 
@@ -531,15 +534,17 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
 
     key = step_key("windows", config, STEP_SETTINGS["windows"], key)
     keys.append(key)
-    if not steps.reusable("windows", key):
-        steps.begin("windows", key)
+
+    def cut() -> StepOutput:
         windows, table = cut_wall_windows(signal, points, config)
         check_enough_windows(len(table), "wall", f"the movie is too small or has too few "
                                                  f"walls for windows of {config.window_px} px")
         save_npy(windows, folder / rundir.WINDOWS, overwrite=True)
         write_table(table, folder / rundir.WINDOW_TABLE, overwrite=True)
-        steps.finish("windows", key, [folder / rundir.WINDOWS, folder / rundir.WINDOW_TABLE],
-                     note=f"{len(table)} windows")
+        return StepOutput([folder / rundir.WINDOWS, folder / rundir.WINDOW_TABLE],
+                          note=f"{len(table)} windows")
+
+    steps.run("windows", key, cut)
     windows = np.load(folder / rundir.WINDOWS, mmap_mode="r")
     table = read_table(folder / rundir.WINDOW_TABLE)
 
@@ -551,19 +556,19 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
     keys.append(key)
     outputs = [out / RUN_TABLES[name] for name in ("latents", "wall_history", "wall_latents")]
     outputs.append(folder / rundir.MAPS)
-    if not steps.reusable("maps", key):
-        steps.begin("maps", key)
+
+    def map_physics() -> StepOutput:
         physics_maps(load_rvae(folder / rundir.MODEL), windows, table, signal, curves, candidates,
                      config, out)
-        steps.finish("maps", key, outputs)
+        return StepOutput(outputs)
+
+    steps.run("maps", key, map_physics)
     run = PfmRun.of_directory(out, config, movie=source, truth=truth,
                               warnings=steps.values("walls").get("warnings", []),
                               timings_s=steps.timings)
     key = content_key("report", __version__, *keys, source, truth)
-    if not steps.reusable("report", key):
-        steps.begin("report", key)
-        steps.finish("report", key, _pfm_record(run, steps, phase=phase,
-                                                amplitude=amplitude is not None))
+    steps.run("report", key, lambda: StepOutput(_pfm_record(
+        run, steps, phase=phase, amplitude=amplitude is not None)))
     return dataclasses.replace(run, timings_s=steps.timings, reused=tuple(steps.reused),
                                total_s=round(time.perf_counter() - started, 1))
 

@@ -86,6 +86,7 @@ from latentpath.pipeline.common import (
 )
 from latentpath.pipeline.steps import (
     RunSteps,
+    StepOutput,
     content_key,
     movie_content_key,
     recorded_identity,
@@ -774,8 +775,8 @@ def _atoms_step(steps: RunSteps, movie: Movie, movie_key: str, config: StemConfi
     from, reused when finished earlier; returns the step's key."""
     out = steps.out
     key = step_key("atoms", config, STEP_SETTINGS["atoms"], movie_key)
-    if not steps.reusable("atoms", key):
-        steps.begin("atoms", key)
+
+    def find_atoms_and_rings() -> StepOutput:
         segmenter = out / rundir.SEGMENTER if config.self_train_frames else None
         if segmenter is None and (out / rundir.SEGMENTER).is_dir():
             shutil.rmtree(out / rundir.SEGMENTER)  # an earlier run's, which these atoms did not use
@@ -799,12 +800,14 @@ def _atoms_step(steps: RunSteps, movie: Movie, movie_key: str, config: StemConfi
         write_table(rings.assign(members=[list(m) for m in rings.members]),
                     out / rundir.RINGS, overwrite=True)
         save_npy(source, out / rundir.WINDOW_IMAGES, overwrite=True)
-        steps.finish("atoms", key, [out / rundir.ATOMS, out / rundir.RINGS,
-                                    out / rundir.ATOM_QUALITY, out / rundir.WINDOW_IMAGES,
-                                    *([segmenter] if segmenter else [])],
-                     values={"pixel_size_A": pixel_A, "window_image_pixel_A": source_px_A,
-                             "pixel_size": size, "warnings": doubts},
-                     note=f"{len(atoms)} atoms, {len(rings)} rings")
+        return StepOutput([out / rundir.ATOMS, out / rundir.RINGS,
+                           out / rundir.ATOM_QUALITY, out / rundir.WINDOW_IMAGES,
+                           *([segmenter] if segmenter else [])],
+                          values={"pixel_size_A": pixel_A, "window_image_pixel_A": source_px_A,
+                                 "pixel_size": size, "warnings": doubts},
+                          note=f"{len(atoms)} atoms, {len(rings)} rings")
+
+    steps.run("atoms", key, find_atoms_and_rings)
     return key
 
 
@@ -832,8 +835,8 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
 
     key = step_key("tracks", config, STEP_SETTINGS["tracks"], keys[0], keys[1])
     keys.append(key)
-    if not steps.reusable("tracks", key):
-        steps.begin("tracks", key)
+
+    def follow_atoms() -> StepOutput:
         tracks, drift = track_atoms(atoms, movie.data.shape[1:], pixel_A, config)
         track_windows = np.zeros((0, config.window_px, config.window_px), np.float32)
         if len(tracks):
@@ -846,18 +849,19 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
         write_tracks(out, tracks, drift, overwrite=True)
         save_npz(out / "atom" / rundir.TRACK_WINDOWS, {"windows": track_windows},
                  overwrite=True)
-        steps.finish("tracks", key, [*(out / name for name in TRACK_TABLES.values()),
-                                     out / "atom" / rundir.TRACK_WINDOWS],
-                     note=f"{tracks['track'].nunique()} tracks, {len(tracks)} atom-frames")
+        return StepOutput([*(out / name for name in TRACK_TABLES.values()),
+                           out / "atom" / rundir.TRACK_WINDOWS],
+                          note=f"{tracks['track'].nunique()} tracks, {len(tracks)} atom-frames")
+
+    steps.run("tracks", key, follow_atoms)
     run = StemRun.of_directory(out, config, movie=movie_path, truth=truth,
                                pixel_size_A=pixel_A,
                                warnings=steps.values("atoms").get("warnings", []),
                                timings_s=steps.timings)
 
     key = content_key("report", __version__, *keys, movie_path, truth)
-    if not steps.reusable("report", key):
-        steps.begin("report", key)
-        steps.finish("report", key, _stem_record(run, movie, steps, bond_px=bond_px))
+    steps.run("report", key,
+              lambda: StepOutput(_stem_record(run, movie, steps, bond_px=bond_px)))
     return dataclasses.replace(run, timings_s=steps.timings, reused=tuple(steps.reused),
                                total_s=round(time.perf_counter() - started, 1))
 
@@ -869,8 +873,8 @@ def _windows_step(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray
     folder = steps.out / kind
     folder.mkdir(exist_ok=True)
     key = step_key(f"{kind} windows", config, STEP_SETTINGS["windows"], atoms_key)
-    if not steps.reusable(f"{kind} windows", key):
-        steps.begin(f"{kind} windows", key)
+
+    def cut() -> StepOutput:
         points = window_points(atoms, rings, kind, config)
         windows, table = cut_kind_windows(source, source_px_A, movie_shape, points, config,
                                           folder / rundir.WINDOWS, overwrite=True)
@@ -878,9 +882,11 @@ def _windows_step(kind: str, steps: RunSteps, atoms_key: str, source: np.ndarray
                                                f"{config.window_A} A")
         write_table(table, folder / rundir.WINDOW_TABLE, overwrite=True)
         del windows
-        steps.finish(f"{kind} windows", key, [folder / rundir.WINDOWS,
-                                              folder / rundir.WINDOW_TABLE],
-                     note=f"{len(table)} windows")
+        return StepOutput([folder / rundir.WINDOWS,
+                           folder / rundir.WINDOW_TABLE],
+                          note=f"{len(table)} windows")
+
+    steps.run(f"{kind} windows", key, cut)
     return key
 
 
@@ -908,31 +914,32 @@ def _maps_step(kind: str, steps: RunSteps, model_key: str, model: object | None,
 
     folder = steps.out / kind
     key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], model_key)
-    if not steps.reusable(f"{kind} maps", key):
-        steps.begin(f"{kind} maps", key)
-        if model is None:
-            model = load_rvae(folder / rundir.MODEL)
+
+    def map_latents() -> StepOutput:
+        decoder = load_rvae(folder / rundir.MODEL) if model is None else model
         windows = np.load(folder / rundir.WINDOWS, mmap_mode="r")
         table = read_table(folder / rundir.WINDOW_TABLE)
-        latents = encode(model, windows, table=table)
+        latents = encode(decoder, windows, table=table)
         z1, z2 = latent_grid(latents, config.map_points)
-        space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=kind,
+        space = chemical_space_map(decoder, z1, z2, bond_length_px=bond_px, kind=kind,
                                    size=config.map_decode_px, read_px=config.map_read_px,
                                    coarse_step=config.map_coarse_step, progress=progress)
         m1, m2 = latent_grid(latents, config.manifold_points)
         latents = latents.join(labels_at(space, latents).add_prefix("map_"))
         write_table(latents, folder / rundir.LATENTS, overwrite=True)
         save_npz(folder / rundir.MAPS, {**space.to_arrays(),
-                                       "manifold": manifold(model, m1, m2,
+                                       "manifold": manifold(decoder, m1, m2,
                                                             read_px=config.map_read_px),
                                        "manifold_z1": m1, "manifold_z2": m2},
                  overwrite=True)
         score = score_discovery(latents, windows, graph_labels(table, atoms, rings, kind),
                                 kind=kind, seed=config.seed)
         write_json(score.to_dict(), folder / rundir.DISCOVERY, overwrite=True)
-        steps.finish(f"{kind} maps", key, [folder / rundir.LATENTS, folder / rundir.MAPS,
-                                           folder / rundir.DISCOVERY],
-                     note=score.sentence())
+        return StepOutput([folder / rundir.LATENTS, folder / rundir.MAPS,
+                           folder / rundir.DISCOVERY],
+                          note=score.sentence())
+
+    steps.run(f"{kind} maps", key, map_latents)
     return key
 
 

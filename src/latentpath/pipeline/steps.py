@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,17 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
             what = "its content" if name == "movie_key" else f"{a!r} -> {b!r}"
             found.append(f"{prefix}{name}: {what}")
     return found
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What a step wrote (:meth:`RunSteps.run`): its ``files`` and folders under the run
+    directory, small ``values`` a later run reads back when it reuses the step
+    (:meth:`RunSteps.values`) and a ``note`` for the progress line."""
+
+    files: Sequence[Path]
+    values: dict | None = None
+    note: str = ""
 
 
 @dataclass
@@ -283,6 +294,17 @@ class RunSteps:
         self.alongside[step] = list(alongside)
         if self.progress:
             print(f"  {step}{f' ({note})' if note else ''}: {seconds:.1f} s", flush=True)
+
+    def run(self, step: str, key: str, compute: Callable[[], StepOutput]) -> bool:
+        """Compute ``step`` unless an earlier run finished it with this ``key``
+        (:meth:`reusable`): :meth:`begin`, ``compute()`` (which writes the step's outputs
+        and says what they are) and :meth:`finish`. Returns whether it was computed now."""
+        if self.reusable(step, key):
+            return False
+        self.begin(step, key)
+        done = compute()
+        self.finish(step, key, list(done.files), values=done.values, note=done.note)
+        return True
 
     def values(self, step: str) -> dict:
         """The ``values`` a finished step was stamped with."""
