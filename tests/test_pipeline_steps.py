@@ -56,6 +56,30 @@ def test_a_finished_step_is_reused_only_with_its_key_and_its_files(tmp_path):
     assert steps.reused == ["atoms"]
 
 
+def test_the_step_runner_computes_a_step_once_for_its_key(tmp_path):
+    from latentpath.pipeline.steps import StepOutput
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        (tmp_path / "t.csv").write_text("x")
+        return StepOutput([tmp_path / "t.csv"], values={"n": len(calls)}, note="one table")
+
+    steps = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
+    assert steps.run("tables", "k1", compute) and steps.values("tables") == {"n": 1}
+    assert not steps.run("tables", "k1", compute) and len(calls) == 1
+    assert steps.run("tables", "k2", compute) and steps.values("tables") == {"n": 2}
+
+    def broken():
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        steps.run("broken", "k", broken)
+    # left unfinished: not reusable, and the next attempt may continue what it saved
+    assert not steps.reusable("broken", "k") and steps.begin("broken", "k")
+
+
 def test_steps_run_side_by_side_count_once_in_the_total(tmp_path):
     steps = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
     for step, seconds, alongside in (("atoms", 2.0, []), ("atom model", 50.0, ["hollow model"]),
