@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from latentpath import rundir
+from latentpath.io import write_json
 from latentpath.rvae.model import SIZE_LIMITS
 
 #: skip-rVAE size and training length when not set, by device: the CPU default
@@ -183,12 +184,31 @@ class RunSettings:
                          f"{type(config).__name__}")
 
 
-def recorded_settings(cls: type, record: dict, out: Path) -> Any:
-    """The settings (of class ``cls``) in the record of the run in ``out``. Settings of
-    another version that this one does not know are left out with a warning naming
-    them: the run is read as it was made, but they no longer mean anything."""
+def read_run(out: str | Path, pipeline: str, cls: type, *, unnamed_is_this: bool = False
+             ) -> tuple[Path, Any, dict, dict]:
+    """What the record of the finished ``pipeline`` run in ``out`` says (ValueError if
+    there is none, or a run of another pipeline; a record that names no pipeline is this
+    one's if ``unnamed_is_this``, as records of early STEM runs did).
+
+    Returns
+    -------
+    out : Path
+    settings
+        Of class ``cls``. Settings of another version that this one does not know are
+        left out with a warning naming them: the run is read as it was made, but they
+        no longer mean anything.
+    facts : dict
+        ``movie``, ``truth``, ``warnings`` and ``timings_s``, as the run objects hold them.
+    record : dict
+        The whole record, for what only one pipeline records.
+    """
     import warnings
 
+    out = Path(out)
+    record = rundir.read_run_record(out)
+    named = record.get("pipeline", pipeline if unnamed_is_this else None)
+    if named != pipeline:
+        raise ValueError(f"{out} is a {named} run, not a {cls.label} run")
     values = record.get("config")
     if not isinstance(values, dict):
         raise ValueError(f"{out / rundir.RECORD} holds no settings (\"config\")")
@@ -198,7 +218,25 @@ def recorded_settings(cls: type, record: dict, out: Path) -> Any:
         warnings.warn(f"{out} was made by latentpath {record.get('version', '?')} with "
                       f"settings this version does not know, left out: {unknown}",
                       stacklevel=3)
-    return cls.from_dict({k: v for k, v in values.items() if k in known})
+    facts = {"movie": record.get("movie"), "truth": record.get("truth"),
+             "warnings": record.get("warnings", []), "timings_s": record.get("timings_s", {})}
+    return out, cls.from_dict({k: v for k, v in values.items() if k in known}), facts, record
+
+
+def write_run_record(run: Any, pipeline: str, steps: Any, figures: list[Path],
+                     **facts: Any) -> Path:
+    """``config.json`` of a ``run`` (a ``StemRun`` or ``PfmRun``): the pipeline, version,
+    movie and truth, the pipeline's own ``facts``, the settings, the ``steps``' timings,
+    the warnings and the ``figures``. Returns its path."""
+    from latentpath import __version__
+
+    return write_json({"pipeline": pipeline, "version": __version__, "movie": run.movie,
+                       "truth": run.truth, **facts,
+                       "config": dataclasses.asdict(run.settings),
+                       "timings_s": steps.timings, "total_s": steps.total_s,
+                       "warnings": run.warnings,
+                       "figures": [str(f.relative_to(run.out)) for f in figures]},
+                      run.out / rundir.RECORD, overwrite=True)
 
 
 def read_config_file(path: str | Path, pipeline: str) -> dict:

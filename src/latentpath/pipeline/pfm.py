@@ -49,7 +49,6 @@ from latentpath.io import (
     read_table,
     save_npy,
     save_npz,
-    write_json,
     write_table,
 )
 from latentpath.latent import latent_grid, manifold, nearest_index
@@ -71,7 +70,8 @@ from latentpath.pipeline.common import (
     check_enough_windows,
     check_sizes,
     model_step,
-    recorded_settings,
+    read_run,
+    write_run_record,
 )
 from latentpath.pipeline.steps import (
     RunSteps,
@@ -381,14 +381,8 @@ class PfmRun:
     def read(cls, out: str | Path) -> PfmRun:
         """A finished PFM run, from its directory ``out`` (ValueError if it holds
         none)."""
-        out = Path(out)
-        record = rundir.read_run_record(out)
-        if record.get("pipeline") != "pfm":
-            raise ValueError(f"{out} is a {record.get('pipeline')} run, not a PFM run")
-        return cls.of_directory(out, recorded_settings(PfmConfig, record, out),
-                                movie=record.get("movie"), truth=record.get("truth"),
-                                warnings=record.get("warnings", []),
-                                timings_s=record.get("timings_s", {}))
+        out, settings, facts, _ = read_run(out, "pfm", PfmConfig)
+        return cls.of_directory(out, settings, **facts)
 
     @classmethod
     def of_directory(cls, out: Path, settings: PfmConfig, **recorded) -> PfmRun:
@@ -626,14 +620,8 @@ def _pfm_record(run: PfmRun, steps: RunSteps, *, phase: Movie, amplitude: bool
     from latentpath.report import pfm_run_figures
 
     figures = pfm_run_figures(run, run.out / rundir.FIGURES)
-    record = write_json({"pipeline": "pfm", "version": __version__, "movie": run.movie,
-                         "truth": run.truth, "pixel_size": phase.pixel_size,
-                         "pixel_unit": phase.pixel_unit, "amplitude": amplitude,
-                         "config": dataclasses.asdict(run.settings),
-                         "timings_s": steps.timings, "total_s": steps.total_s,
-                         "warnings": run.warnings,
-                         "figures": [str(f.relative_to(run.out)) for f in figures]},
-                        run.out / rundir.RECORD, overwrite=True)
+    record = write_run_record(run, "pfm", steps, figures, pixel_size=phase.pixel_size,
+                              pixel_unit=phase.pixel_unit, amplitude=amplitude)
     return [*figures, record, write_report(run.out, run.signal, overwrite=True)]
 
 

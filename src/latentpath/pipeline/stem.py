@@ -82,7 +82,8 @@ from latentpath.pipeline.common import (
     check_enough_windows,
     check_sizes,
     model_steps,
-    recorded_settings,
+    read_run,
+    write_run_record,
 )
 from latentpath.pipeline.steps import (
     RunSteps,
@@ -662,15 +663,9 @@ class StemRun:
     def read(cls, out: str | Path) -> StemRun:
         """A finished STEM run, from its directory ``out`` (ValueError if it holds
         none)."""
-        out = Path(out)
-        record = rundir.read_run_record(out)
-        if record.get("pipeline", "stem") != "stem":
-            raise ValueError(f"{out} is a {record['pipeline']} run, not a STEM run")
-        return cls.of_directory(out, recorded_settings(StemConfig, record, out),
-                                movie=record.get("movie"), truth=record.get("truth"),
-                                pixel_size_A=record["pixel_size_A"],
-                                warnings=record.get("warnings", []),
-                                timings_s=record.get("timings_s", {}))
+        out, settings, facts, record = read_run(out, "stem", StemConfig,
+                                                unnamed_is_this=True)
+        return cls.of_directory(out, settings, pixel_size_A=record["pixel_size_A"], **facts)
 
     @classmethod
     def of_directory(cls, out: Path, settings: StemConfig, **recorded) -> StemRun:
@@ -950,14 +945,8 @@ def _stem_record(run: StemRun, movie: Movie, steps: RunSteps, *, bond_px: float
     from latentpath.report import stem_run_figures
 
     figures = stem_run_figures(movie.data, run, run.out / rundir.FIGURES)
-    record = write_json({"pipeline": "stem", "version": __version__, "movie": run.movie,
-                         "truth": run.truth, "pixel_size_A": run.pixel_size_A,
-                         "window_bond_length_px": bond_px,
-                         "config": dataclasses.asdict(run.settings),
-                         "timings_s": steps.timings, "total_s": steps.total_s,
-                         "warnings": run.warnings,
-                         "figures": [str(f.relative_to(run.out)) for f in figures]},
-                        run.out / rundir.RECORD, overwrite=True)
+    record = write_run_record(run, "stem", steps, figures, pixel_size_A=run.pixel_size_A,
+                              window_bond_length_px=bond_px)
     return [*figures, record, write_report(run.out, movie.data, overwrite=True)]
 
 
