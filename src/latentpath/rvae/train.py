@@ -474,17 +474,7 @@ def fit_rvae(
     pixel_weights = _check_pixel_weights(pixel_weights, data.shape[-2:])
     out_dir = Path(out_dir)
     resuming = resume and (out_dir / CHECKPOINT).exists()
-    if not resuming:
-        found = [out_dir / name for name in (MODEL_CONFIG, WEIGHTS,
-                                             CHECKPOINT)
-                 if (out_dir / name).exists()] + sorted(out_dir.glob("checkpoint*.safetensors"))
-        if found and not overwrite:
-            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-            hint = ("resume=True (--resume) to continue its checkpoint, "
-                    if (out_dir / CHECKPOINT).exists() else "")
-            raise FileExistsError(f"{found[0]}{more} already exists; pass {hint}overwrite=True "
-                                  "(--overwrite) to replace the model, or choose another "
-                                  "directory")
+    replaced = [] if resuming else _files_to_replace(out_dir, overwrite)
     if precision not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', "
                          f"got {precision!r}")
@@ -494,20 +484,9 @@ def fit_rvae(
     progress = progress and group.main
     if precision == "auto":
         precision = "bfloat16" if has_fast_bfloat16(device) else "float32"
-    stats = window_statistics(data)
-    if loss == "bce":
-        offset, scale = stats["min"], max(stats["max"] - stats["min"], 1e-12)
-    else:
-        offset, scale = stats["mean"], max(stats["std"], 1e-12)
-    channels = data.shape[1] if data.ndim == 4 else 1
-    config = RVAEConfig(window_px=data.shape[-1], channels=channels, latent_dim=latent_dim,
-                        hidden=hidden, layers=layers, angle_prior_rad=angle_prior_rad,
-                        translation_prior=translation_prior, loss=loss, skip=skip,
-                        offset=offset, scale=scale)
-    # Seeded initial weights without touching the caller's global torch RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SkipRVAE(config).to(device)
+    model = _new_model(data, seed, device, latent_dim=latent_dim, hidden=hidden,
+                       layers=layers, angle_prior_rad=angle_prior_rad,
+                       translation_prior=translation_prior, loss=loss, skip=skip)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator(device=device).manual_seed(seed)
     order = np.random.default_rng(seed).permutation(len(data))
@@ -522,12 +501,13 @@ def fit_rvae(
     if compile == "auto":
         planned = epochs * n_batches if max_steps is None else min(epochs * n_batches,
                                                                    max_steps)
-        compile = compile_pays(planned, batch_size, (n_drawn or n_pixels) * channels,
-                               hidden, layers, device)
+        compile = compile_pays(planned, batch_size,
+                               (n_drawn or n_pixels) * model.config.channels, hidden,
+                               layers, device)
     elif not isinstance(compile, bool):
         raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
-    settings = {"n_windows": len(data), "window_px": data.shape[-1], "channels": channels,
-                "seed": seed,
+    settings = {"n_windows": len(data), "window_px": data.shape[-1],
+                "channels": model.config.channels, "seed": seed,
                 "batch_size": batch_size, "val_fraction": val_fraction,
                 "kl_weight": kl_weight, "kl_warmup_epochs": kl_warmup_epochs,
                 "precision": precision,
@@ -539,62 +519,33 @@ def fit_rvae(
                 # a digest, not the weights: resuming with other weights is refused
                 "sample_weights": None if weights is None else
                 hashlib.sha256(weights.tobytes()).hexdigest()[:16]}
-    # patience_ref: the validation loss of the last improvement by more than
-    # min_delta; bad_checks: the checks since then. Kept in the checkpoint, so that a
-    # resumed run stops where an uninterrupted one would. cooldown_from/_steps: where
-    # the cool-down began and its length (None before it), with the reason it will end
-    # with; also kept, so the learning rate of every step is a function of the state.
-    state = {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings,
-             "steps": 0, "best_epoch": None, "patience_ref": None, "bad_checks": 0,
-             "stop": None, "cooldown_from": None, "cooldown_steps": None,
-             "cooldown_stop": None}
     if resuming:
-        state = load_checkpoint(out_dir, model, optimizer, gen)
-        _check_state(state, out_dir / CHECKPOINT)
-        # compiled or not, the steps are the same (to the last bits of the rounding)
-        if {**_UNSET, **state["settings"], "compile": settings["compile"]} != settings:
-            raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
-                                f"settings ({state['settings']} vs {settings})")
-        if "steps" not in state:
-            _fill_stop_state(state, n_batches)
-        state.setdefault("cooldown_from", None)
-        state.setdefault("cooldown_steps", None)
-        state.setdefault("cooldown_stop", None)
-        state["settings"] = settings
+        state = _resumed_state(out_dir, model, optimizer, gen, settings, n_batches)
+    else:
+        state = _fresh_state(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not resuming:
-        # a fresh start: the replaced model's files go first, so that a kill cannot
-        # leave its checkpoint to be resumed as this training's
-        for stale in found:
-            stale.unlink()
+    # a fresh start: the replaced model's files go first, so that a kill cannot leave
+    # its checkpoint to be resumed as this training's
+    for stale in replaced:
+        stale.unlink()
     weights_t = None if pixel_weights is None else \
         torch.from_numpy(pixel_weights.reshape(-1)).to(device)
-    plain = _BatchLoss(model, weights_t)
-    if group.world > 1:
-        plain = DistributedDataParallel(
-            plain, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        # torch keeps compiled kernels in the temporary folder, which a reboot empties:
-        # the user's cache directory keeps them between sessions (an explicit
-        # TORCHINDUCTOR_CACHE_DIR wins)
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
-    terms = torch.compile(plain, dynamic=True) if compile else plain
-    n_latents = 3 + latent_dim
-    bf16 = precision == "bfloat16"
+    steps = _Steps(model, optimizer, gen, data, device, group, lr,
+                   _loss_terms(model, weights_t, group, device, compile), n_pixels, n_drawn,
+                   precision == "bfloat16")
     # a run that converged or hit its step ceiling would stop again at once
     first = epochs + 1 if state["stop"] in _FINAL_STOPS else state["epoch"] + 1
     if first <= epochs and "initial_val" not in state:
         # the yardstick of divergence: what a model that learned nothing scores
         state["initial_val"] = _validation_loss(model, data, val_idx, batch_size, device,
-                                                seed, kl_weight, group, weights_t, bf16)
+                                                seed, kl_weight, group, weights_t,
+                                                steps.bf16)
     for epoch in range(first, epochs + 1):
         # A tensor, not a float, so that a KL warm-up does not recompile every epoch.
         beta = torch.tensor(kl_weight * (min(1.0, epoch / kl_warmup_epochs)
                                          if kl_warmup_epochs else 1.0), device=device)
-        model.train()
         start = time.perf_counter()
         shuffled = epoch_order(train_idx, seed, epoch, weights)
-        sums = np.zeros(2)
         batches = range(0, len(shuffled), batch_size)
         last = _last_step(state, max_steps, cooldown)
         if last is not None:
@@ -602,41 +553,11 @@ def fit_rvae(
             # part-way: exactly that many steps
             batches = batches[:last - state["steps"]]
         seen = min(len(shuffled), len(batches) * batch_size)
-        for b in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress,
-                      leave=False):
-            rows = np.sort(shuffled[b:b + batch_size])
-            # the noise of the whole batch, so that each rank draws what one process would
-            eps = torch.randn((len(rows), n_latents), generator=gen, device=device)
-            pixels = None if n_drawn is None else torch.randperm(
-                n_pixels, generator=gen, device=device)[:n_drawn]
-            mine = group.shard(rows)
-            # each rank's mean loss weighed by its share of the batch: the averaged
-            # gradients are the whole batch's
-            share = len(mine) * group.world / len(rows)
-            if len(mine) == 0:  # a short last batch: take part in the exchange, add nothing
-                mine = np.array([0])
-            x = model.normalize(_batch(data, rows[mine], device))
-            try:
-                rec, kl = terms(x, eps[mine], beta, bf16, pixels)
-            except Exception as err:  # torch.compile fails lazily, at the first call
-                if terms is plain:
-                    raise
-                warnings.warn(f"torch.compile failed, training without it: "
-                              f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=2)
-                terms = plain
-                rec, kl = terms(x, eps[mine], beta, bf16, pixels)
-            for group_ in optimizer.param_groups:
-                group_["lr"] = _step_lr(state, lr)
-            optimizer.zero_grad()
-            ((rec + kl) * share).backward()
-            optimizer.step()
-            state["steps"] += 1
-            n = len(x) if share else 0
-            sums += [float(rec.detach()) * n, float(kl.detach()) * n]
-        sums = group.all_sum(sums, device)
+        sums = steps.epoch(shuffled, batches, batch_size, beta, state,
+                           desc=f"epoch {epoch}/{epochs}", progress=progress)
         seconds = time.perf_counter() - start
         val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
-                               group, weights_t, bf16)
+                               group, weights_t, steps.bf16)
         train_loss = sums.sum() / seen
         _check_divergence(epoch, train_loss, val, state["initial_val"], lr)
         row = {"epoch": epoch, "train_loss": train_loss,
@@ -657,12 +578,7 @@ def fit_rvae(
                                     min_delta=min_delta, max_steps=max_steps,
                                     cooldown=cooldown)
         state["epoch"] = epoch
-        if val < state["best_val"]:
-            state["best_val"], state["best_epoch"] = val, epoch
-            if group.main:
-                save_rvae(model, out_dir, training=_record(state, lr, epochs))
-        if group.main:
-            save_checkpoint(out_dir, model, optimizer, gen, state)
+        _checkpoint(state, val, steps, out_dir, lr, epochs)
         if state["stop"]:
             break
     if state["stop"] not in _FINAL_STOPS and state["epoch"] >= epochs:
@@ -680,6 +596,166 @@ def fit_rvae(
                                          best_epoch=state["best_epoch"],
                                          best_val_loss=state["best_val"])
     return history
+
+
+def _files_to_replace(out_dir: Path, overwrite: bool) -> list[Path]:
+    """A fresh training's model files already in ``out_dir``: an error naming the first,
+    unless ``overwrite``."""
+    found = [out_dir / name for name in (MODEL_CONFIG, WEIGHTS, CHECKPOINT)
+             if (out_dir / name).exists()] + sorted(out_dir.glob("checkpoint*.safetensors"))
+    if found and not overwrite:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        hint = ("resume=True (--resume) to continue its checkpoint, "
+                if (out_dir / CHECKPOINT).exists() else "")
+        raise FileExistsError(f"{found[0]}{more} already exists; pass {hint}overwrite=True "
+                              "(--overwrite) to replace the model, or choose another "
+                              "directory")
+    return found
+
+
+def _new_model(data: np.ndarray, seed: int, device: torch.device, *, loss: str,
+               **architecture) -> SkipRVAE:
+    """The untrained model for ``data``: its normalisation from the windows' statistics,
+    its weights seeded without touching the caller's global torch RNG."""
+    stats = window_statistics(data)
+    if loss == "bce":
+        offset, scale = stats["min"], max(stats["max"] - stats["min"], 1e-12)
+    else:
+        offset, scale = stats["mean"], max(stats["std"], 1e-12)
+    channels = data.shape[1] if data.ndim == 4 else 1
+    config = RVAEConfig(window_px=data.shape[-1], channels=channels, loss=loss,
+                        offset=offset, scale=scale, **architecture)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SkipRVAE(config).to(device)
+
+
+def _fresh_state(settings: dict) -> dict:
+    """The training state before the first epoch. patience_ref: the validation loss of
+    the last improvement by more than min_delta; bad_checks: the checks since then.
+    Kept in the checkpoint, so that a resumed run stops where an uninterrupted one
+    would. cooldown_from/_steps: where the cool-down began and its length (None before
+    it), with the reason it will end with; also kept, so the learning rate of every
+    step is a function of the state."""
+    return {"epoch": 0, "history": [], "best_val": float("inf"), "settings": settings,
+            "steps": 0, "best_epoch": None, "patience_ref": None, "bad_checks": 0,
+            "stop": None, "cooldown_from": None, "cooldown_steps": None,
+            "cooldown_stop": None}
+
+
+def _resumed_state(out_dir: Path, model: SkipRVAE, optimizer: torch.optim.Optimizer,
+                   gen: torch.Generator, settings: dict, n_batches: int) -> dict:
+    """The checkpoint's state, loaded into the model, optimiser and generator; refused
+    if it was made with other data or settings."""
+    state = load_checkpoint(out_dir, model, optimizer, gen)
+    _check_state(state, out_dir / CHECKPOINT)
+    # compiled or not, the steps are the same (to the last bits of the rounding)
+    if {**_UNSET, **state["settings"], "compile": settings["compile"]} != settings:
+        raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
+                             f"settings ({state['settings']} vs {settings})")
+    if "steps" not in state:
+        _fill_stop_state(state, n_batches)
+    for key in ("cooldown_from", "cooldown_steps", "cooldown_stop"):
+        state.setdefault(key, None)
+    state["settings"] = settings
+    return state
+
+
+def _loss_terms(model: SkipRVAE, pixel_weights: torch.Tensor | None, group: Group,
+                device: torch.device, compile: bool) -> nn.Module | _Compiled:
+    """The module a step calls for its loss terms: wrapped for distributed training
+    where there are several processes, compiled where ``compile``."""
+    plain = _BatchLoss(model, pixel_weights)
+    if group.world > 1:
+        plain = DistributedDataParallel(
+            plain, device_ids=[device.index] if device.type == "cuda" else None)
+    if not compile:
+        return plain
+    # torch keeps compiled kernels in the temporary folder, which a reboot empties: the
+    # user's cache directory keeps them between sessions (an explicit
+    # TORCHINDUCTOR_CACHE_DIR wins)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+    return _Compiled(torch.compile(plain, dynamic=True), plain)
+
+
+@dataclass
+class _Compiled:
+    """A compiled loss module with its plain one to fall back on."""
+
+    compiled: nn.Module
+    plain: nn.Module
+
+
+@dataclass
+class _Steps:
+    """What every optimiser step of one training uses, and one epoch of them."""
+
+    model: SkipRVAE
+    optimizer: torch.optim.Optimizer
+    gen: torch.Generator
+    data: np.ndarray
+    device: torch.device
+    group: Group
+    lr: float
+    terms: nn.Module | _Compiled
+    n_pixels: int
+    n_drawn: int | None
+    bf16: bool
+
+    def epoch(self, shuffled: np.ndarray, batches: range, batch_size: int,
+              beta: torch.Tensor, state: dict, *, desc: str, progress: bool) -> np.ndarray:
+        """Train on ``batches`` of ``shuffled`` (advancing ``state["steps"]``); returns
+        the summed reconstruction and KL terms over the windows seen."""
+        self.model.train()
+        n_latents = 3 + self.model.config.latent_dim
+        sums = np.zeros(2)
+        for b in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            rows = np.sort(shuffled[b:b + batch_size])
+            # the noise of the whole batch, so that each rank draws what one process would
+            eps = torch.randn((len(rows), n_latents), generator=self.gen, device=self.device)
+            pixels = None if self.n_drawn is None else torch.randperm(
+                self.n_pixels, generator=self.gen, device=self.device)[:self.n_drawn]
+            mine = self.group.shard(rows)
+            # each rank's mean loss weighed by its share of the batch: the averaged
+            # gradients are the whole batch's
+            share = len(mine) * self.group.world / len(rows)
+            if len(mine) == 0:  # a short last batch: take part in the exchange, add nothing
+                mine = np.array([0])
+            x = self.model.normalize(_batch(self.data, rows[mine], self.device))
+            rec, kl = self._terms(x, eps[mine], beta, pixels)
+            for group_ in self.optimizer.param_groups:
+                group_["lr"] = _step_lr(state, self.lr)
+            self.optimizer.zero_grad()
+            ((rec + kl) * share).backward()
+            self.optimizer.step()
+            state["steps"] += 1
+            n = len(x) if share else 0
+            sums += [float(rec.detach()) * n, float(kl.detach()) * n]
+        return self.group.all_sum(sums, self.device)
+
+    def _terms(self, x: torch.Tensor, eps: torch.Tensor, beta: torch.Tensor,
+               pixels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(self.terms, _Compiled):
+            return self.terms(x, eps, beta, self.bf16, pixels)
+        try:
+            return self.terms.compiled(x, eps, beta, self.bf16, pixels)
+        except Exception as err:  # torch.compile fails lazily, at the first call
+            warnings.warn(f"torch.compile failed, training without it: "
+                          f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=4)
+            self.terms = self.terms.plain
+            return self.terms(x, eps, beta, self.bf16, pixels)
+
+
+def _checkpoint(state: dict, val: float, steps: _Steps, out_dir: Path, lr: float,
+                epochs: int) -> None:
+    """After an epoch: the model if its validation loss ``val`` is the best yet, and the
+    checkpoint to resume from (by the main process only)."""
+    if val < state["best_val"]:
+        state["best_val"], state["best_epoch"] = val, state["epoch"]
+        if steps.group.main:
+            save_rvae(steps.model, out_dir, training=_record(state, lr, epochs))
+    if steps.group.main:
+        save_checkpoint(out_dir, steps.model, steps.optimizer, steps.gen, state)
 
 
 #: what a checkpoint's state holds, by type: anything else is a damaged or edited file
