@@ -484,6 +484,24 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
     Returns
     -------
     ChemicalSpaceMap
+
+    Examples
+    --------
+    An untrained decoder draws no atoms, so every point of its map is unphysical; a
+    trained one's map holds the structures of its windows (a STEM run's
+    ``RUN/atom/maps.npz``).
+
+    >>> import torch
+    >>> from latentpath.rvae import RVAEConfig
+    >>> with torch.random.fork_rng():
+    ...     _ = torch.manual_seed(0)
+    ...     model = SkipRVAE(RVAEConfig(window_px=16, hidden=32, layers=2))
+    >>> space = chemical_space_map(model, np.linspace(-2, 2, 5), np.linspace(-2, 2, 4),
+    ...                            bond_length_px=2.7, read_px=24)
+    >>> space.counts.shape
+    (4, 5, 4)
+    >>> space.classes()[["structure", "points"]].to_dict("records")
+    [{'structure': 'unphysical', 'points': 20}]
     """
     _check_side("read_px", read_px)
     w = model.config.window_px

@@ -364,6 +364,20 @@ def find_atoms(
     ndarray (T, C, h, w), float32
         Only with ``return_probabilities``: class probabilities (background, then each
         species) at the model's sampling.
+
+    Examples
+    --------
+    >>> from latentpath.synth import synth_stem_movie
+    >>> sim = synth_stem_movie(1, 192, pixel_size_A=0.1, seed=0)
+    >>> atoms = find_atoms(sim.movie, pixel_size_A=0.1)
+    >>> atoms.columns.tolist()
+    ['frame', 'y', 'x', 'species', 'score', 'intensity']
+    >>> atoms.attrs["pixel_size_source"], atoms.attrs["outside_domain"]
+    ('argument', [])
+    >>> from latentpath.evaluate import score_atoms
+    >>> inside = sim.atoms.y.between(10, 181) & sim.atoms.x.between(10, 181)
+    >>> score_atoms(atoms, sim.atoms[inside], pixel_size_A=0.1)["recall"] > 0.95
+    True
     """
     data = validate_movie(movie_stack(movie), name="movie")
     flat = np.flatnonzero(data.reshape(len(data), -1).std(axis=1) == 0)

@@ -720,6 +720,28 @@ def run_stem(movie: str | Path | Movie, out: str | Path,
         The run's tables, maps and settings, as :meth:`StemRun.read` reads them back,
         with the steps taken from an earlier run (``reused``) and the seconds this call
         took (``total_s``).
+
+    Examples
+    --------
+    A two-frame synthetic movie and models far too small to learn anything, to show the
+    run's shape (the defaults train for minutes):
+
+    >>> import tempfile
+    >>> from latentpath.synth import synth_stem_movie, write_synth_stem
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = write_synth_stem(synth_stem_movie(2, 192, seed=0), folder / "movie.npz")
+    >>> tiny = {"epochs": 2, "hidden": 32, "layers": 2, "map_points": 12,
+    ...         "manifold_points": 4, "device": "cpu", "compile": False}
+    >>> run = run_stem(folder / "movie.npz", folder / "run", tiny, progress=False)
+    >>> sorted(run.kinds)
+    ['atom', 'hollow']
+    >>> {"z1", "z2", "map_structure"} <= set(run.kinds["atom"].latents.columns)
+    True
+    >>> again = run_stem(folder / "movie.npz", folder / "run", tiny, progress=False)
+    >>> "atom model" in again.reused
+    True
+    >>> StemRun.read(folder / "run").kinds["atom"].latents.equals(run.kinds["atom"].latents)
+    True
     """
     started = time.perf_counter()
     inputs = {**(inputs or {}),
