@@ -158,7 +158,8 @@ def main() -> None:
     space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=args.kind,
                                size=args.map_px, read_px=config.map_read_px, **reading)
     latents = latents.join(labels_at(space, latents).add_prefix("map_"))
-    saved[f"latents_{args.kind}"] = latents
+    retrained = dataclasses.replace(saved.kinds[args.kind], latents=latents, map=space)
+    saved = dataclasses.replace(saved, kinds={**saved.kinds, args.kind: retrained})
     truth_labels = true_window_labels(saved, truth.atoms, truth.rings, args.kind,
                                       pixel_size_A=truth.pixel_size_A)
     print(f"{len(windows)} {args.kind} windows; {stop.steps} steps ({stop.reason}, best "
