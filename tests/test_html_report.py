@@ -12,7 +12,7 @@ import pytest
 
 from latentpath.cli import main
 from latentpath.html_report import write_report
-from latentpath.pipeline import PfmConfig, StemConfig, run_pfm, run_stem
+from latentpath.pipeline import PfmConfig, PfmRun, StemConfig, run_pfm, run_stem
 from latentpath.synth import synth_stem_movie, write_synth_stem
 from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
 
@@ -90,12 +90,13 @@ def test_report_refuses_a_movie_that_changed_since_the_run(stem_run, tmp_path, c
         movie.write_bytes(original)
 
 
-def test_report_refuses_what_is_not_a_run(tmp_path, capsys):
+def test_report_refuses_what_is_not_a_run(tmp_path, capsys, pfm_run):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a finished run" in capsys.readouterr().err
     (tmp_path / "config.json").write_text(json.dumps({"pipeline": "pfm", "config": {}}))
+    assert main(["report", str(tmp_path)]) == 2
     with pytest.raises(ValueError, match="frames must have shape"):
-        write_report(tmp_path, frames=[1.0, 2.0])
+        write_report(PfmRun.read(pfm_run), frames=[1.0, 2.0])
 
 
 def _browser():

@@ -84,8 +84,8 @@ def test_windows_encoded_on_the_cluster_are_the_runs_own(tmp_path, capsys):
                         compile=False, precision="float32", device="cpu",
                         atoms_per_frame={"C": 40}, hollow_per_frame=30, track_species=None)
     run = run_stem(npz, tmp_path / "run", config, progress=False)
-    summary = atoms_many([npz], tmp_path / "out", run=tmp_path / "run", workers=2,
-                         frames_per_task=2, progress=False)
+    summary = atoms_many([npz], tmp_path / "out", run=run, workers=2, frames_per_task=2,
+                         progress=False)
     folder = tmp_path / "out" / "sim"
     # every atom and every ring with a whole window in its frame is encoded
     for kind, (centres, column) in KIND_CENTRES.items():

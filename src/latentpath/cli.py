@@ -414,9 +414,9 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
         record_run_files(run_dir, [out])
     if in_run and (run_dir / rundir.REPORT).is_file():
         from latentpath.html_report import write_report
-        from latentpath.pipeline import run_frames
+        from latentpath.pipeline import read_finished_run, run_frames
 
-        page = write_report(run_dir, run_frames(run_dir), overwrite=True)
+        page = write_report(read_finished_run(run_dir), run_frames(run_dir), overwrite=True)
         record_run_files(run_dir, [page])
         print(f"report with the scores -> {page}")
 
@@ -459,11 +459,12 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
 
 def _report(args: argparse.Namespace) -> None:
     from latentpath.html_report import write_report
-    from latentpath.pipeline import run_frames
+    from latentpath.pipeline import read_finished_run, run_frames
     from latentpath.pipeline.steps import check_run_file, record_run_files
 
     check_run_file(args.run, Path(args.run) / rundir.REPORT, overwrite=args.overwrite)
-    path = write_report(args.run, run_frames(args.run), max_points=args.max_points)
+    path = write_report(read_finished_run(args.run), run_frames(args.run),
+                        max_points=args.max_points)
     record_run_files(args.run, [path])
     print(f"report -> {path}")
 

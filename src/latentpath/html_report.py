@@ -16,12 +16,17 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from latentpath import rundir
 from latentpath.io import write_text
+
+if TYPE_CHECKING:
+    from latentpath.discovery import DiscoveryScore
+    from latentpath.pipeline import PfmRun, StemRun
 
 #: most windows shown in one explorer (a seeded sample): the page stays a few MB
 MAX_POINTS = 1000
@@ -235,14 +240,16 @@ def _explorer_section(explorer: dict) -> str:
             f'<div class="cells"></div><canvas class="frame"></canvas></div></div>')
 
 
-def write_report(out: str | Path, frames: np.ndarray, *,
+def write_report(run: StemRun | PfmRun, frames: np.ndarray, *,
                  overwrite: bool = True, max_points: int = MAX_POINTS) -> Path:
     """Write ``RUN/report.html`` for a finished run.
 
     Parameters
     ----------
-    out : path
-        The run directory (its ``config.json`` says which pipeline made it).
+    run : StemRun or PfmRun
+        The run, as its pipeline returns it or ``StemRun.read(dir)`` / ``PfmRun.read(dir)``
+        reads it back; its directory's ``config.json`` adds the figures' list and the
+        version that made it.
     frames : ndarray (T, H, W)
         The frames the windows were cut from, in the windows' coordinates: the movie
         of a STEM run, the aligned polarisation signal of a PFM run
@@ -258,7 +265,7 @@ def write_report(out: str | Path, frames: np.ndarray, *,
     """
     from latentpath.rvae import load_rvae
 
-    out = Path(out)
+    out = run.out
     record = rundir.read_run_record(out)
     stack = np.asarray(frames)
     if stack.ndim == 2:
@@ -269,17 +276,17 @@ def write_report(out: str | Path, frames: np.ndarray, *,
     if pipeline not in ("stem", "pfm"):
         raise ValueError(f"{out}: config.json names no pipeline this report knows "
                          f"({pipeline!r})")
-    settings = record["config"]
     explorers = []
     if pipeline == "stem":
         kinds = [("atom", "Atom-centred windows"), ("hollow", "Hollow-site windows")]
-        window_px = settings["window_A"] / record["pixel_size_A"]
+        latents = {kind: run.kinds[kind].latents for kind, _ in kinds}
+        window_px = run.settings.window_A / run.pixel_size_A
         colour = "map_structure"
     else:
         kinds = [("walls", "Wall windows")]
-        window_px = settings["window_px"]
+        latents = {"walls": run.latents}
+        window_px = run.settings.window_px
         colour = "switching"
-    latents = {kind: pd.read_parquet(out / kind / rundir.LATENTS) for kind, _ in kinds}
     for kind, title in kinds:
         if not len(latents[kind]):
             continue
@@ -287,8 +294,8 @@ def write_report(out: str | Path, frames: np.ndarray, *,
         explorers.append(explorer_data(kind, title, windows, latents[kind],
                                        load_rvae(out / kind / rundir.MODEL), window_px=window_px,
                                        colour=colour, max_points=max_points,
-                                       seed=settings.get("seed", 0)))
-    sections = (_stem_sections if pipeline == "stem" else _pfm_sections)(out, latents, explorers)
+                                       seed=run.settings.seed))
+    sections = (_stem_sections if pipeline == "stem" else _pfm_sections)(run, latents, explorers)
     figures = [out / f for f in record.get("figures", []) if (out / f).is_file()]
     shown = {stem for _, _, stems in _SECTIONS[pipeline] for stem in stems}
     rest = [f for f in figures if f.stem not in shown]
@@ -297,10 +304,9 @@ def write_report(out: str | Path, frames: np.ndarray, *,
     scores = out / rundir.SCORES
     if scores.is_file():
         sections.append(("Accuracy against the synthetic truth", _scores_table(scores)))
-    timings = pd.DataFrame({"step": list(record.get("timings_s", {})),
-                            "seconds": list(record.get("timings_s", {}).values())})
+    timings = pd.DataFrame({"step": list(run.timings_s), "seconds": list(run.timings_s.values())})
     sections.append(("Settings", _table(_settings(record), max_rows=200)
-                     + f"<p>Movie: <code>{html.escape(json.dumps(record.get('movie')))}"
+                     + f"<p>Movie: <code>{html.escape(json.dumps(run.movie))}"
                      f"</code>; latentpath {html.escape(str(record.get('version')))}; "
                      f"repeat with <code>latentpath {pipeline} --config "
                      f"{html.escape(str(out / rundir.RECORD))}</code>.</p>"
@@ -308,7 +314,7 @@ def write_report(out: str | Path, frames: np.ndarray, *,
     frame_urls = [_frame_jpeg(f, FRAME_PX) for f in stack]
     page = render_report(
         title=f"latentpath {pipeline.upper()} run: {out.name}",
-        summary=_summary(out, record, pipeline), sections=sections, frames=frame_urls,
+        summary=_summary(run, record, pipeline), sections=sections, frames=frame_urls,
         frame_shape=stack.shape[1:], explorers=explorers)
     path = out / rundir.REPORT
     return write_text(page, path, overwrite=overwrite)
@@ -354,7 +360,7 @@ def _structure_shares(labels: pd.Series, kind: str, what: str) -> pd.DataFrame:
     return table
 
 
-def _discovered(out: Path, latents: dict[str, pd.DataFrame]) -> str:
+def _discovered(run: StemRun, latents: dict[str, pd.DataFrame]) -> str:
     """The structures a run found, named as a chemist would: from the latent space of
     each window kind, the tracked atoms' sites, and the found atoms' bond graph."""
     from latentpath.graph import RING_SIZES, ring_label
@@ -367,31 +373,26 @@ def _discovered(out: Path, latents: dict[str, pd.DataFrame]) -> str:
         if kind in latents:
             parts.append(f"<h3>Latent space of the {what}</h3>" + _table(_structure_shares(
                 latents[kind].map_structure, kind, "class at the latent point"), max_rows=8))
-    tracks = out / rundir.TRACKS
-    states = pd.read_parquet(tracks, columns=["state"]).state.dropna() if tracks.is_file() \
-        else pd.Series(dtype=str)
+    states = run.tracks["state"].dropna() if "state" in run.tracks else pd.Series(dtype=str)
     if len(states):
         sites = states.value_counts().rename("atom-frames").rename_axis("state").reset_index()
         sites.insert(1, "site", [site_name(state) for state in sites.state])
         parts.append("<h3>Sites of the tracked atoms</h3>" + _table(sites, max_rows=10))
-    atoms = pd.read_parquet(out / rundir.ATOMS,
-                            columns=[f"n{k}" for k in RING_SIZES]).to_numpy()
+    atoms = run.atoms[[f"n{k}" for k in RING_SIZES]].to_numpy()
     graph = pd.Series([ring_label(counts) for counts in atoms])
     parts.append("<h3>Bond graph of all found atoms</h3>"
                  + _table(_structure_shares(graph, "atom", "rings of the atom"), max_rows=10))
     return "".join(parts)
 
 
-def _discovery_scores(out: Path) -> list:
+def _discovery_scores(run: StemRun) -> list[DiscoveryScore]:
     """The run's discovery scores (:mod:`latentpath.discovery`), atom then hollow; runs
     of earlier versions have none."""
-    from latentpath.discovery import read_discovery
-
-    found = (read_discovery(out / kind) for kind in ("atom", "hollow"))
+    found = (run.kinds[kind].discovery for kind in ("atom", "hollow"))
     return [score for score in found if score is not None]
 
 
-def _discovery_table(score) -> pd.DataFrame:
+def _discovery_table(score: DiscoveryScore) -> pd.DataFrame:
     """Per structure of the reference: windows, 5-NN recall from the latent plane and
     from a 2-D PCA, and the map's agreement."""
     rows = [{"structure": label, "windows": n,
@@ -402,8 +403,8 @@ def _discovery_table(score) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _discovery_section(out: Path) -> str:
-    scores = _discovery_scores(out)
+def _discovery_section(run: StemRun) -> str:
+    scores = _discovery_scores(run)
     if not scores:
         return ""
     parts = ["<h3>Does the latent space separate the structures?</h3><p>The bond graph "
@@ -418,9 +419,10 @@ def _discovery_section(out: Path) -> str:
     return "".join(parts)
 
 
-def _stem_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[dict]
+def _stem_sections(run: StemRun, latents: dict[str, pd.DataFrame], explorers: list[dict]
                    ) -> list[tuple[str, str]]:
-    grouped = {"What the run discovered": _discovered(out, latents) + _discovery_section(out),
+    out = run.out
+    grouped = {"What the run discovered": _discovered(run, latents) + _discovery_section(run),
                **_grouped(out, "stem", explorers)}
     for heading, kind, _ in _SECTIONS["stem"]:
         if kind not in latents:
@@ -433,12 +435,10 @@ def _stem_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[
     quality = out / rundir.ATOM_QUALITY
     if quality.is_file():
         grouped["Data and atoms"] += _atom_quality_section(pd.read_csv(quality))
-    counts = out / rundir.TRANSITION_COUNTS
-    if counts.is_file():
-        table = pd.read_csv(counts)
-        grouped["Trajectories and transitions"] += (
-            "<h3>Changes of chemical state</h3>" + (_table(table) if len(table) else
-                                                     "<p>No change of state was seen.</p>"))
+    table = run.transition_counts
+    grouped["Trajectories and transitions"] += (
+        "<h3>Changes of chemical state</h3>"
+        + (_table(table) if len(table) else "<p>No change of state was seen.</p>"))
     return list(grouped.items())
 
 
@@ -454,40 +454,34 @@ def _atom_quality_section(quality: pd.DataFrame) -> str:
             + _table(quality.round(3), max_rows=30))
 
 
-def _pfm_sections(out: Path, latents: dict[str, pd.DataFrame], explorers: list[dict]
+def _pfm_sections(run: PfmRun, latents: dict[str, pd.DataFrame], explorers: list[dict]
                   ) -> list[tuple[str, str]]:
-    grouped = _grouped(out, "pfm", explorers)
-    frames = pd.read_csv(out / rundir.FRAMES)
-    grouped["Data and walls"] += "<h3>Frames</h3>" + _table(frames, max_rows=12)
-    history = out / rundir.WALL_HISTORY
-    if history.is_file():
-        grouped["The longest-lived wall"] += _table(pd.read_csv(history), max_rows=12)
+    grouped = _grouped(run.out, "pfm", explorers)
+    grouped["Data and walls"] += "<h3>Frames</h3>" + _table(run.frames, max_rows=12)
+    grouped["The longest-lived wall"] += _table(run.wall_history, max_rows=12)
     return list(grouped.items())
 
 
-def _summary(out: Path, record: dict, pipeline: str) -> list[str]:
-    movie = record.get("movie")
+def _summary(run: StemRun | PfmRun, record: dict, pipeline: str) -> list[str]:
+    movie = run.movie
     lines = [f"Movie: {movie if isinstance(movie, str) else ', '.join(movie or ['(in memory)'])}",
              f"Finished in {record.get('total_s', 0):.0f} s with latentpath "
-             f"{record.get('version')} on {record['config'].get('device')}"]
+             f"{record.get('version')} on {run.settings.device}"]
     if pipeline == "stem":
-        atoms = pd.read_parquet(out / rundir.ATOMS, columns=["frame"])
-        rings = pd.read_parquet(out / rundir.RINGS, columns=["frame"])
-        tracks = pd.read_parquet(out / rundir.TRACKS)
-        lines.append(f"{len(atoms)} atoms and {len(rings)} rings in "
-                     f"{atoms.frame.nunique()} frames")
-        if len(tracks):
-            lines.append(f"{tracks['track'].nunique()} tracked atoms, "
-                         f"{len(pd.read_csv(out / rundir.TRANSITIONS))} changes of state")
-        lines += [score.sentence() for score in _discovery_scores(out)]
+        lines.append(f"{len(run.atoms)} atoms and {len(run.rings)} rings in "
+                     f"{run.atoms.frame.nunique()} frames")
+        if len(run.tracks):
+            lines.append(f"{run.tracks['track'].nunique()} tracked atoms, "
+                         f"{len(run.transitions)} changes of state")
+        lines += [score.sentence() for score in _discovery_scores(run)]
     else:
-        frames = pd.read_csv(out / rundir.FRAMES)
+        frames = run.frames
         lines.append(f"{len(frames)} frames; switched "
                      f"{frames.switched_fraction.iloc[0]:.0%} -> "
                      f"{frames.switched_fraction.iloc[-1]:.0%}; "
                      f"{frames.walls.mean():.0f} walls per frame")
     # what the run doubts of itself, first thing after the numbers
-    lines += [f"Warning: {w}" for w in record.get("warnings", [])]
+    lines += [f"Warning: {w}" for w in run.warnings]
     return lines
 
 

@@ -31,6 +31,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -48,13 +49,16 @@ from latentpath.io import (
 from latentpath.modelfiles import WEIGHTS
 from latentpath.pipeline.steps import RunSteps, StepOutput, content_key, movie_content_key
 
+if TYPE_CHECKING:
+    from latentpath.pipeline import StemRun
+
 #: the window kinds a run's models encode: the table each kind is centred on, and the
 #: latents' column that names the row of that table
 KIND_CENTRES = {"atom": ("atoms", "atom"), "hollow": ("rings", "ring")}
 
 
 def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-               run: str | os.PathLike | None = None, scheduler: str | None = None,
+               run: StemRun | str | os.PathLike | None = None, scheduler: str | None = None,
                workers: int = 1, frames_per_task: int = 8, pixel_size_A: float | None = None,
                channel: str | None = None, device: str = "cpu", overwrite: bool = False,
                resume: bool = True, progress: bool = True) -> pd.DataFrame:
@@ -69,11 +73,11 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         streamed and never read whole.
     out : path
         Folder of the results, one subfolder per movie (named after its file).
-    run : path, optional
-        A finished STEM run (:func:`latentpath.pipeline.run_stem`) whose skip-rVAEs
-        encode the windows: they are cut as the run cut its own (window size, source
-        image, taper) and labelled with its chemical-space maps. Its self-trained
-        segmentation model, if it has one, also finds the atoms.
+    run : StemRun or path, optional
+        A finished STEM run (:func:`latentpath.pipeline.run_stem`, or its directory)
+        whose skip-rVAEs encode the windows: they are cut as the run cut its own
+        (window size, source image, taper) and labelled with its chemical-space maps.
+        Its self-trained segmentation model, if it has one, also finds the atoms.
     scheduler : str, optional
         Address of a running Dask scheduler; by default a local cluster is started.
     workers : int
@@ -109,6 +113,8 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         raise ValueError(f"workers and frames_per_task must be at least 1, got {workers} "
                          f"and {frames_per_task}")
     started = time.perf_counter()
+    # the tasks read the run's models from its directory, whichever way it was given
+    run = getattr(run, "out", run)
     run_key = None if run is None else _run_key(Path(run))
     run = None if run is None else str(Path(run).resolve())
     folders = _movie_folders([Path(m) for m in movies], Path(out))

@@ -41,6 +41,13 @@ def run_frames(out: str | Path) -> np.ndarray:
     return (pfm_run_frames if pipeline == "pfm" else stem_run_frames)(out)
 
 
+def read_finished_run(out: str | Path) -> StemRun | PfmRun:
+    """A finished run read back, whichever pipeline made it (:meth:`StemRun.read`,
+    :meth:`PfmRun.read`; ValueError where ``out`` holds neither)."""
+    pipeline = read_run_record(out).get("pipeline")
+    return (PfmRun if pipeline == "pfm" else StemRun).read(out)
+
+
 __all__ = [
     "KINDS",
     "RVAE_SIZES",
@@ -56,6 +63,7 @@ __all__ = [
     "cut_kind_windows",
     "frame_graphs",
     "pfm_run_frames",
+    "read_finished_run",
     "read_run_record",
     "run_frames",
     "run_pfm",

@@ -622,7 +622,7 @@ def _pfm_record(run: PfmRun, steps: RunSteps, *, phase: Movie, amplitude: bool
     figures = pfm_run_figures(run, run.out / rundir.FIGURES)
     record = write_run_record(run, "pfm", steps, figures, pixel_size=phase.pixel_size,
                               pixel_unit=phase.pixel_unit, amplitude=amplitude)
-    return [*figures, record, write_report(run.out, run.signal, overwrite=True)]
+    return [*figures, record, write_report(run, run.signal, overwrite=True)]
 
 
 def pfm_run_frames(out: str | Path) -> np.ndarray:

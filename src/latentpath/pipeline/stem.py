@@ -969,7 +969,7 @@ def _stem_record(run: StemRun, movie: Movie, steps: RunSteps, *, bond_px: float
     figures = stem_run_figures(movie.data, run, run.out / rundir.FIGURES)
     record = write_run_record(run, "stem", steps, figures, pixel_size_A=run.pixel_size_A,
                               window_bond_length_px=bond_px)
-    return [*figures, record, write_report(run.out, movie.data, overwrite=True)]
+    return [*figures, record, write_report(run, movie.data, overwrite=True)]
 
 
 def _read_rings(path: Path) -> pd.DataFrame:
