@@ -96,6 +96,33 @@ def test_gaussian_refinement_moves_guesses_onto_atoms():
     assert np.median(after[refined.refined]) < 0.3 < np.median(before)
 
 
+def test_a_fit_moves_an_atom_only_where_it_places_it_well():
+    """On a clean frame the fits' positions are certain and kept; on a noisy one they
+    scatter more than the starting positions and the starting positions stay."""
+    for dose, kept in ((1e8, True), (2e4, False)):
+        sim = synth_stem_movie(1, 192, seed=31, dose_e_per_A2=dose, jitter_px=0.0)
+        truth = sim.atoms[sim.atoms.in_image]
+        truth = truth[truth.x.between(6, 185) & truth.y.between(6, 185)].reset_index(drop=True)
+        start = truth[["frame", "y", "x"]].copy()
+        start["y"] += np.random.default_rng(0).normal(0, 0.3, len(start))
+        free = refine_gaussian(sim.movie, start, half_width_px=4, sigma_px=4.5)
+        gated = refine_gaussian(sim.movie, start, half_width_px=4, sigma_px=4.5,
+                                max_error_px=0.3)
+        fitted = free.refined.to_numpy()
+        assert fitted.mean() > 0.3 and free.fit_error_px[fitted].notna().all()
+        # the gate takes a fit's position or leaves the start, nothing else
+        took = gated.refined.to_numpy()
+        assert took.sum() <= fitted.sum()
+        np.testing.assert_array_equal(gated.y[took], free.y[took])
+        np.testing.assert_array_equal(gated.y[~took], start.y[~took])
+        assert (gated.fit_error_px[took] <= 0.3).all()
+        error = np.hypot(free.y - truth.y, free.x - truth.x)[fitted]
+        if kept:
+            assert took.mean() > 0.9 and np.median(error) < 0.3
+        else:
+            assert took.mean() < 0.2 and np.median(error) > 0.3
+
+
 def test_model_forward_and_safe_roundtrip(tmp_path):
     torch.manual_seed(0)
     model = AtomUNet(TINY).eval()

@@ -43,6 +43,12 @@ PIXEL_SIZE_TOLERANCE = 0.2
 """Share by which a given pixel size may differ from a clear lattice's before a warning."""
 PROBE_SIGMA_A = 0.45
 """Typical ADF probe width (Gaussian sigma) used as the starting width of the fits."""
+FIT_MAX_ERROR_A = 0.03
+"""A Gaussian fit moves an atom only where its position's standard error is below this:
+the segmentation's own positions lie 0.03-0.05 A from the truth on clean synthetic
+frames, and a fit less certain than that scatters the atoms more than it places them
+(on noisy frames the fits were 0.07-0.11 A off where the segmentation was 0.04-0.08 A;
+docs/atoms.md)."""
 PROBE_FIELD_A = 48.0
 """Side of the piece of the first frame whose atoms check an estimated pixel size."""
 SCALE_GUESSES = (1.0, np.sqrt(3.0), 1.0 / np.sqrt(3.0))
@@ -52,10 +58,10 @@ CLEAR_REFLECTION = 2.0
 """Prominence of a lattice reflection that can be trusted (a lattice gives 4-30 on the
 shared real images, noise up to about 1)."""
 SETTLED = 0.03
+"""Relative change of the pixel size below which the atoms' spacing agrees with it."""
 AGREE = 0.08
 """Largest relative difference of the lattice reflection's and the atoms' pixel sizes
 for a confident estimate (the reflection of a 20 A field is good to about 5 %)."""
-"""Relative change of the pixel size below which the atoms' spacing agrees with it."""
 MAX_ROUNDS = 4
 
 
@@ -333,7 +339,9 @@ def find_atoms(
     threshold : float
         Atom probability above which a pixel belongs to an atom.
     refine : bool
-        Refine positions by 2-D Gaussian fits on the raw frames.
+        Refine positions by 2-D Gaussian fits on the raw frames, where a fit places
+        the atom to better than :data:`FIT_MAX_ERROR_A` (on clean frames; on noisy
+        ones the segmentation's positions are kept).
     border_A : float
         Atoms closer than this to the frame edge are dropped...
     keep_border : bool
@@ -402,7 +410,9 @@ def find_atoms(
     if refine and len(atoms):
         half = max(2, round(0.3 * CC_BOND_A / pixel_A))
         atoms = refine_gaussian(work, atoms, half_width_px=half,
-                                sigma_px=PROBE_SIGMA_A / pixel_A).drop(columns="refined")
+                                sigma_px=PROBE_SIGMA_A / pixel_A,
+                                max_error_px=FIT_MAX_ERROR_A / pixel_A
+                                ).drop(columns=["refined", "fit_error_px"])
     atoms["intensity"] = peak_heights(work, atoms, bond_px=CC_BOND_A / pixel_A)
     if work.shape != data.shape:
         atoms = drop_border(atoms.assign(y=atoms.y - top, x=atoms.x - left),

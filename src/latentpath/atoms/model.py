@@ -9,11 +9,13 @@ run code.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from latentpath.modelfiles import (
     MODEL_CONFIG,
@@ -104,6 +106,20 @@ class AtomUNet(nn.Module):
     def multiple(self) -> int:
         """Input height and width must be multiples of this."""
         return 2**self.config.depth
+
+    def for_inference(self, device: str | torch.device = "cpu") -> AtomUNet:
+        """A copy on ``device`` for prediction only: each convolution's batch norm folded
+        into its weights (one pass over the activations less per layer) and the
+        tensors in channels-last order, which the CPU's convolutions run faster on.
+        The same logits to float32 rounding (4e-6 on the shipped weights); 1.5x faster
+        on a 2-core CPU (docs/benchmarks.md)."""
+        net = copy.deepcopy(self).eval()
+        for module in net.modules():
+            if isinstance(module, nn.Sequential) and isinstance(module[0], nn.Conv2d) \
+                    and len(module) > 1 and isinstance(module[1], nn.BatchNorm2d):
+                module[0] = fuse_conv_bn_eval(module[0], module[1])
+                module[1] = nn.Identity()
+        return net.to(device, memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

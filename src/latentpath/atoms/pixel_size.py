@@ -9,6 +9,7 @@ angstrom per pixel.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 GRAPHENE_D100_A = 2.46 * np.sqrt(3) / 2
 """Spacing of the {100} lattice planes of graphene, angstrom (2.13)."""
@@ -46,15 +47,20 @@ def estimate_pixel_size(images: np.ndarray, *, spacing_A: float = GRAPHENE_D100_
     # Zero-padding small frames samples the spectrum finely enough to place the peak
     # within a percent or two.
     n = max(side, 1024)
-    power = np.zeros((n, n))
+    # A real image's spectrum is symmetric: half of it (a real FFT) holds it all, each
+    # column but the first and last standing for itself and its mirror image.
+    power = np.zeros((n, n // 2 + 1))
     for frame in images[:, :side, :side]:
         f = frame - frame.mean()
-        power += np.abs(np.fft.fftshift(np.fft.fft2(f * window, s=(n, n)))) ** 2
-    yy, xx = np.indices(power.shape) - n // 2
-    radius = np.hypot(yy, xx)
-    r_int = np.rint(radius).astype(np.int64)
-    counts = np.bincount(r_int.ravel())
-    radial = np.bincount(r_int.ravel(), power.ravel()) / np.maximum(counts, 1)
+        power += np.abs(scipy.fft.rfft2(f * window, s=(n, n), workers=-1)) ** 2
+    ky = np.fft.fftfreq(n, 1.0 / n)
+    radius = np.hypot(ky[:, None], np.arange(n // 2 + 1)[None])
+    mirrored = np.full(n // 2 + 1, 2.0)
+    mirrored[[0, -1]] = 1.0
+    weight = np.broadcast_to(mirrored, power.shape).ravel()
+    r_int = np.rint(radius).astype(np.int64).ravel()
+    counts = np.bincount(r_int, weight)
+    radial = np.bincount(r_int, weight * power.ravel()) / np.maximum(counts, 1)
     r_lo = max(2, int(np.floor(n / max_spacing_px)))
     r_hi = min(n // 2 - 1, int(np.ceil(n / min_spacing_px)))
     if side < 4 * min_spacing_px or r_hi - r_lo < 3:

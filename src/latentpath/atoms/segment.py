@@ -55,7 +55,8 @@ def _probabilities(model: AtomUNet, batch: np.ndarray, device: torch.device | st
     """Softmax of the model on frames (N, h, w) at its sampling, any h and w."""
     padded, (h, w) = _pad_to(batch, model.multiple)
     x = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(device)
-    return torch.softmax(model(x), dim=1)[:, :, :h, :w].float().cpu().numpy()
+    x = x.contiguous(memory_format=torch.channels_last)
+    return np.ascontiguousarray(torch.softmax(model(x), dim=1)[:, :, :h, :w].float().cpu().numpy())
 
 
 def _tiled_probabilities(model: AtomUNet, frame: np.ndarray, device: torch.device | str,
@@ -112,7 +113,7 @@ def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
         raise ValueError(f"tile_px ({tile_px}) must exceed twice the overlap ({overlap_px}) "
                          f"by at least {4 * model.multiple} px")
     factor = pixel_size_A / model.config.pixel_size_A
-    model = model.to(device).eval()
+    model = model.for_inference(device)
     n_frames, height, width = images.shape
     small = model_shape((height, width), factor)
     shape = (height, width) if at_input_sampling else small
