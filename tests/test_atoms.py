@@ -123,6 +123,18 @@ def test_a_fit_moves_an_atom_only_where_it_places_it_well():
             assert took.mean() < 0.2 and np.median(error) > 0.3
 
 
+def test_bfloat16_segmentation_finds_the_same_atoms():
+    sim = synth_stem_movie(1, 192, seed=12)
+    exact = find_atoms(sim.movie, pixel_size_A=sim.pixel_size_A, device="cpu")
+    fast = find_atoms(sim.movie, pixel_size_A=sim.pixel_size_A, device="cpu",
+                      precision="bfloat16")
+    assert abs(len(fast) - len(exact)) <= 1
+    scores = score_atoms(fast, exact, pixel_size_A=sim.pixel_size_A)
+    assert scores["f1"] > 0.99 and scores["mean_error_A"] < 0.01
+    with pytest.raises(ValueError, match="precision"):
+        find_atoms(sim.movie, pixel_size_A=sim.pixel_size_A, precision="half")
+
+
 def test_model_forward_and_safe_roundtrip(tmp_path):
     torch.manual_seed(0)
     model = AtomUNet(TINY).eval()

@@ -121,6 +121,19 @@ def test_domain_problems_say_why():
                    for p in domain_problems(wide, q, pixel_size_known=False))
 
 
+def test_scattered_atoms_are_no_lattice_but_a_few_are_not_judged():
+    rng = np.random.default_rng(5)
+    scattered = pd.DataFrame({"frame": 0, "y": rng.uniform(0, 300, 60),
+                              "x": rng.uniform(0, 300, 60), "species": "C",
+                              "intensity": 1.0})
+    q = frame_quality(scattered, (300, 300), 0.1)
+    assert any("no honeycomb" in p
+               for p in domain_problems(scattered, q, pixel_size_known=False))
+    few = scattered.head(4)
+    q = frame_quality(few, (300, 300), 0.1)
+    assert not any("no honeycomb" in p for p in domain_problems(few, q, pixel_size_known=False))
+
+
 def test_pad_field_reflects_small_frames_only():
     frames = np.arange(2 * 50 * 80, dtype=np.float32).reshape(2, 50, 80)
     padded, (top, left) = pad_field(frames, 0.1)

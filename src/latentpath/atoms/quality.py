@@ -58,6 +58,8 @@ UNUSUAL_FLOOR = {"bond_A": 0.1, "bonded": 0.1, "doubles": 0.03, "isolated": 0.03
 #: what a table of atoms in a graphene-like image keeps to
 GRAPHENE_BOND_TOLERANCE = 0.12
 MIN_BONDED = 0.5
+#: fewer atoms than this show no lattice either way (a crop around a Si trimer: four)
+MIN_LATTICE_ATOMS = 10
 MAX_SI_SHARE = 0.25
 MIN_SUBLATTICE = -0.35
 MIN_SUBLATTICE_ATOMS = 100
@@ -286,7 +288,7 @@ def domain_problems(atoms: pd.DataFrame, quality: pd.DataFrame, *,
     if len(atoms) == 0:
         return problems
     bonded = float(np.nanmedian(quality.bonded)) if quality.bonded.notna().any() else 0.0
-    if bonded < MIN_BONDED:
+    if bonded < MIN_BONDED and len(atoms) >= MIN_LATTICE_ATOMS:
         problems.append(f"only {bonded:.0%} of the atoms have two or three neighbours at "
                         "one bond length (a graphene sheet: nearly all): no honeycomb "
                         "lattice")
