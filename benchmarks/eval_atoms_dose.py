@@ -1,6 +1,7 @@
 """Atom finding at low dose on varied synthetic movies: the spread, not one movie.
 
     python benchmarks/eval_atoms_dose.py [--model DIR] [--seeds 2] [--frames 4]
+        [--precision float32|bfloat16]
 
 Movies of 384 x 384 px from both of the simulator's imaging models (a Gaussian probe
 with tails; an aperture-limited probe with a finite source), contrast exponents 1.64
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--model", help="model directory (default: the shipped weights)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="of the segmentation network")
     args = parser.parse_args()
     print(machine_line())
     model = load_model(args.model, device="cpu")
@@ -45,7 +48,8 @@ def main() -> None:
                                final_disorder=0.4, progress=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            found = find_atoms(sim.movie, pixel_size_A=px, model=model, device="cpu")
+            found = find_atoms(sim.movie, pixel_size_A=px, model=model, device="cpu",
+                               precision=args.precision)
         s = score_atoms(found, sim.atoms, pixel_size_A=px, image_shape=sim.movie.shape[1:])
         rows.append({"dose": dose, "render": render, "z": z, "px": px, "seed": seed,
                      "f1": s["f1"], "species_accuracy": s["species_accuracy"],
