@@ -513,12 +513,8 @@ def fit_rvae(
                 "precision": precision,
                 "compile": bool(compile), "patience": patience, "min_delta": min_delta,
                 "max_steps": max_steps, "cooldown": cooldown,
-                "pixel_fraction": pixel_fraction,
-                "pixel_weights": None if pixel_weights is None else
-                hashlib.sha256(pixel_weights.tobytes()).hexdigest()[:16],
-                # a digest, not the weights: resuming with other weights is refused
-                "sample_weights": None if weights is None else
-                hashlib.sha256(weights.tobytes()).hexdigest()[:16]}
+                "pixel_fraction": pixel_fraction, "pixel_weights": _digest(pixel_weights),
+                "sample_weights": _digest(weights)}
     if resuming:
         state = _resumed_state(out_dir, model, optimizer, gen, settings, n_batches)
     else:
@@ -558,12 +554,8 @@ def fit_rvae(
         seconds = time.perf_counter() - start
         val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
                                group, weights_t, steps.bf16)
-        train_loss = sums.sum() / seen
-        _check_divergence(epoch, train_loss, val, state["initial_val"], lr)
-        row = {"epoch": epoch, "train_loss": train_loss,
-               "train_recon": sums[0] / seen, "train_kl": sums[1] / seen,
-               "val_loss": val, "seconds": seconds, "windows_per_s": seen / seconds,
-               "steps": state["steps"]}
+        _check_divergence(epoch, sums.sum() / seen, val, state["initial_val"], lr)
+        row = _epoch_row(epoch, sums, seen, val, seconds, state["steps"])
         state["history"].append(row)
         if progress:
             print(f"epoch {epoch}/{epochs}: loss {row['train_loss']:.2f} (recon "
@@ -596,6 +588,21 @@ def fit_rvae(
                                          best_epoch=state["best_epoch"],
                                          best_val_loss=state["best_val"])
     return history
+
+
+def _digest(weights: np.ndarray | None) -> str | None:
+    """A short hash of sample or pixel weights for the checkpoint's settings: resuming
+    with other weights is refused without storing them."""
+    return None if weights is None else hashlib.sha256(weights.tobytes()).hexdigest()[:16]
+
+
+def _epoch_row(epoch: int, sums: np.ndarray, seen: int, val: float, seconds: float,
+               steps: int) -> dict:
+    """One epoch of the history, from the reconstruction and KL terms summed over the
+    ``seen`` training windows."""
+    return {"epoch": epoch, "train_loss": sums.sum() / seen, "train_recon": sums[0] / seen,
+            "train_kl": sums[1] / seen, "val_loss": val, "seconds": seconds,
+            "windows_per_s": seen / seconds, "steps": steps}
 
 
 def _files_to_replace(out_dir: Path, overwrite: bool) -> list[Path]:
