@@ -21,7 +21,7 @@ LAYERS = [
     {"graph", "windows", "rvae"},
     {"synth", "latent", "pfm"},
     {"atoms", "discovery", "tracks"},
-    {"evaluate", "report", "html_report"},
+    {"evaluate", "figures", "report"},
     {"pipeline"},
     {"scale"},
     {"cli"},
@@ -136,4 +136,4 @@ def test_imports_for_annotations_only_are_not_counted_and_the_others_are():
               "if TYPE_CHECKING:\n    from latentpath.pipeline import StemRun\n"
               "def f():\n    from latentpath.cli import main\n"
               "if True:\n    import latentpath.scale\n")
-    assert _imports(PACKAGE / "report.py", source) == {"latentpath.cli", "latentpath.scale"}
+    assert _imports(PACKAGE / "figures.py", source) == {"latentpath.cli", "latentpath.scale"}

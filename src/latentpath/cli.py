@@ -51,7 +51,7 @@ def _write_stem_movie(npz: Path, frames: int, size: int, *, seed: int, overwrite
                       **params) -> Path:
     """A synthetic STEM movie (:func:`latentpath.synth.synth_stem_movie` of ``params``)
     with its truth tables and figure, beside ``npz``."""
-    from latentpath.report import figure_stem_truth
+    from latentpath.figures import figure_stem_truth
     from latentpath.synth.stem import synth_stem_movie, write_synth_stem
 
     check_writable(_stem_outputs(npz), overwrite=overwrite)
@@ -76,7 +76,7 @@ def _synth_pfm(args: argparse.Namespace) -> Path:
 def _write_pfm_movie(npz: Path, frames: int, size: int, *, seed: int, mode: str,
                      overwrite: bool) -> Path:
     """A synthetic PFM movie with its truth table and figure, beside ``npz``."""
-    from latentpath.report import figure_pfm_truth
+    from latentpath.figures import figure_pfm_truth
     from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
 
     check_writable(_pfm_outputs(npz), overwrite=overwrite)
@@ -303,8 +303,8 @@ def _atoms(args: argparse.Namespace) -> None:
     from latentpath.atoms import compare_tables, find_atoms, load_model, self_train
     from latentpath.atoms.find import describe_found, found_metadata
     from latentpath.device import resolve_device
+    from latentpath.figures import figure_atoms
     from latentpath.io import load_movie, write_json, write_table
-    from latentpath.report import figure_atoms
 
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):
@@ -413,8 +413,8 @@ def _evaluate_run(args: argparse.Namespace, run_dir: Path) -> None:
     if in_run:
         record_run_files(run_dir, [out])
     if in_run and (run_dir / rundir.REPORT).is_file():
-        from latentpath.html_report import write_report
         from latentpath.pipeline import read_finished_run, run_frames
+        from latentpath.report import write_report
 
         page = write_report(read_finished_run(run_dir), run_frames(run_dir), overwrite=True)
         record_run_files(run_dir, [page])
@@ -458,9 +458,9 @@ def _score_stem_run(args: argparse.Namespace, run_dir: Path) -> tuple[dict, str,
 
 
 def _report(args: argparse.Namespace) -> None:
-    from latentpath.html_report import write_report
     from latentpath.pipeline import read_finished_run, run_frames
     from latentpath.pipeline.steps import check_run_file, record_run_files
+    from latentpath.report import write_report
 
     check_run_file(args.run, Path(args.run) / rundir.REPORT, overwrite=args.overwrite)
     path = write_report(read_finished_run(args.run), run_frames(args.run),

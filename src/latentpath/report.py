@@ -1,497 +1,498 @@
-"""Figures of movies and of their ground truth."""
+"""``RUN/report.html``: one self-contained page of a finished run.
+
+The page holds the run's figures, its tables and settings, and an explorer of each
+latent space: a scatter of the encoded windows where hovering or clicking a point shows
+its window, the skip-rVAE's reconstruction of it and its place on its frame. Images are
+embedded as data URLs and the script and style are inline, so the page works offline,
+sent by mail or opened from a USB stick.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import json
+import re
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-import matplotlib.colors
-import matplotlib.patches
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+
+from latentpath import rundir
+from latentpath.io import write_text
 
 if TYPE_CHECKING:
+    from latentpath.discovery import DiscoveryScore
     from latentpath.pipeline import PfmRun, StemRun
-    from latentpath.synth.pfm import SynthPFM
-    from latentpath.synth.stem import SynthSTEM
 
-RING_COLOURS = {5: "#e41a1c", 6: "#4daf4a", 7: "#377eb8", 8: "#984ea3"}
+#: most windows shown in one explorer (a seeded sample): the page stays a few MB
+MAX_POINTS = 1000
+#: longest side of the frames shown beside the explorer, pixels
+FRAME_PX = 384
+#: colours of the structure classes of a chemical-space map (Tableau 10), gray for the rest
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#17becf"]
+
+FIGURE_CAPTIONS = {
+    "graph": "The movie with the atoms found and the rings of their bond graph.",
+    "atom_manifold": "Atom-centred windows: images decoded over the latent plane.",
+    "atom_chemical_space": "Atom-centred windows: the chemical-space map (rings adjacent "
+                           "to the centre of each decoded image) with the encoded windows.",
+    "atom_latents": "Atom-centred windows in latent space, coloured by their bond graph.",
+    "atom_encoded": "Atom-centred windows of one frame, coloured by their latent values.",
+    "hollow_manifold": "Hollow-site windows: images decoded over the latent plane.",
+    "hollow_chemical_space": "Hollow-site windows: the chemical-space map.",
+    "hollow_latents": "Hollow-site windows in latent space, coloured by their ring's size.",
+    "hollow_encoded": "Hollow-site windows of one frame, coloured by their latent values.",
+    "track_paths": "Tracked atoms: their paths over the chemical-space map.",
+    "track_latents": "Tracked atoms: latent values against time, changes of state marked.",
+    "transitions": "Windows before and after each change of chemical state.",
+    "walls": "Domain walls found on the registered frames.",
+    "manifold": "Wall windows: images decoded over the latent plane (frames t and t + d).",
+    "physics_maps": "Switching degree, wall count and wall curvature over the latent plane "
+                    "(the method's Figure 7b-d).",
+    "latents": "Wall windows in latent space.",
+    "wall_history": "The longest-lived wall: coloured by its windows' latents, and its "
+                    "curvature's mean and dispersion through the movie (Figure 7a, e, f).",
+}
 
 
-def _frames_to_show(n_frames: int) -> list[int]:
-    return sorted({0, n_frames // 2, n_frames - 1})
+def _png(image: np.ndarray) -> str:
+    """A data URL of a grayscale image, scaled to its own range."""
+    from PIL import Image
+
+    data = np.asarray(image, np.float64)
+    low, high = np.nanpercentile(data, [0.5, 99.5]) if data.size else (0.0, 1.0)
+    scaled = np.clip((data - low) / (high - low if high > low else 1.0), 0, 1)
+    buffer = io.BytesIO()
+    Image.fromarray((scaled * 255).astype(np.uint8)).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _subplots(*args, figsize: tuple[float, float], **kwargs) -> tuple[Figure, object]:
-    """A figure and its axes, made without pyplot: no global figure state, and the
-    backend of a notebook or a desktop session is left as the user set it."""
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(*args, **kwargs)
+def _frame_jpeg(frame: np.ndarray, side_px: int) -> str:
+    """A data URL of a frame, shrunk to ``side_px`` on its longer side, as JPEG."""
+    from PIL import Image
+
+    data = np.asarray(frame, np.float64)
+    low, high = np.percentile(data, [0.5, 99.5])
+    scaled = np.clip((data - low) / (high - low if high > low else 1.0), 0, 1)
+    image = Image.fromarray((scaled * 255).astype(np.uint8))
+    scale = side_px / max(image.size)
+    if scale < 1:
+        image = image.resize((round(image.width * scale), round(image.height * scale)),
+                             Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+def _sprite(cells: np.ndarray) -> tuple[str, int]:
+    """Windows (N, w, w), each scaled to its own range, tiled into one PNG; and the
+    number of columns."""
+    n, w = len(cells), cells.shape[-1]
+    cols = max(1, int(np.ceil(np.sqrt(n))))
+    rows = max(1, int(np.ceil(n / cols)))
+    flat = cells.reshape(n, -1).astype(np.float64)
+    low, high = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
+    flat = (flat - low) / np.where(high > low, high - low, 1.0)
+    sheet = np.zeros((rows * w, cols * w))
+    for i, cell in enumerate(flat.reshape(n, w, w)):
+        r, c = divmod(i, cols)
+        sheet[r * w:(r + 1) * w, c * w:(c + 1) * w] = cell
+    return _png(sheet), cols
 
 
-def figure_stem_truth(result: SynthSTEM, path: str | Path) -> Path:
-    """First, middle and last frame with the true atoms and rings, and disorder over time.
+def explorer_data(name: str, title: str, windows: np.ndarray, latents: pd.DataFrame,
+                  model, *, window_px: float, colour: str, max_points: int = MAX_POINTS,
+                  seed: int = 0) -> dict:
+    """What one latent-space explorer of the page shows.
 
-    Atoms are dots (cyan C, red Si); ring centres are crosses coloured by ring size
-    (5 red, 6 green, 7 blue, 8 purple).
+    Parameters
+    ----------
+    name, title : str
+        Identifier and heading.
+    windows : ndarray (N, w, w) or (N, c, w, w)
+        The encoded windows, row i of ``latents`` being window i.
+    latents : DataFrame
+        ``frame, y, x`` (pixels of the frames shown), ``z1, z2, ...``, ``angle, dx, dy``
+        and the ``colour`` column.
+    model : SkipRVAE
+        Decodes each shown window's latents (with its angle and shift) into its
+        reconstruction.
+    window_px : float
+        Side of a window, pixels of the frames shown.
+    colour : str
+        Column colouring the points: text for classes, numbers for a diverging scale.
+    max_points : int
+        Windows shown at most (a seeded sample of them).
     """
-    frames = _frames_to_show(len(result.movie))
-    fig, axes = _subplots(1, len(frames) + 1, figsize=(5 * (len(frames) + 1), 5))
-    for ax, t in zip(axes, frames, strict=False):
-        ax.imshow(result.movie[t], cmap="gray")
-        atoms = result.atoms[(result.atoms.frame == t) & result.atoms.in_image]
-        si = atoms.species == "Si"
-        ax.scatter(atoms.x[~si], atoms.y[~si], s=3, c="c", lw=0)
-        ax.scatter(atoms.x[si], atoms.y[si], s=25, c="r", lw=0)
-        rings = result.rings[result.rings.frame == t]
-        for size, colour in RING_COLOURS.items():
-            sel = rings[rings["size"] == size]
-            ax.scatter(sel.x, sel.y, s=14, c=colour, marker="x", lw=1)
-        ax.set_title(f"frame {t}")
-        ax.set_axis_off()
-    ax = axes[-1]
-    fr = result.frames
-    ax.plot(fr.frame, fr.hole_fraction, label="holes")
-    ax.plot(fr.frame, fr.amorphous_fraction, label="amorphous")
-    ax.plot(fr.frame, fr.disorder_fraction, label="holes + amorphous", c="k")
-    ax.set_xlabel("frame")
-    ax.set_ylabel("fraction of the field of view")
-    ax.set_ylim(0, 1)
-    ax.legend(loc="upper left")
-    ax.set_title(f"{result.pixel_size_A:.3g} A/px, rings: " + ", ".join(
-        f"{k}" for k in RING_COLOURS))
-    return _save(fig, path)
+    from latentpath.rvae import decode
+
+    if len(windows) != len(latents):
+        raise ValueError(f"{name}: {len(windows)} windows but {len(latents)} latent rows")
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(latents), min(max_points, len(latents)), replace=False))
+    shown = latents.iloc[keep].reset_index(drop=True)
+    cells = np.asarray(windows[keep], np.float32)
+    z_names = [f"z{i + 1}" for i in range(model.config.latent_dim)]
+    decoded = decode(model, shown[z_names].to_numpy(np.float32),
+                     angle=shown["angle"].to_numpy(np.float32),
+                     shift=shown[["dx", "dy"]].to_numpy(np.float32))
+    if cells.ndim == 3:
+        cells, decoded = cells[:, None], decoded[:, None]
+    channels = cells.shape[1]
+    sprites = {"window": [], "decoded": []}
+    cols = 1
+    for c in range(channels):
+        url, cols = _sprite(cells[:, c])
+        sprites["window"].append(url)
+        sprites["decoded"].append(_sprite(decoded[:, c])[0])
+    values = shown[colour]
+    if pd.api.types.is_numeric_dtype(values):
+        finite = values.to_numpy(np.float64)
+        # a few extreme windows should not wash out the rest of the scale
+        limit = (float(np.nanpercentile(np.abs(finite), 98)) if np.isfinite(finite).any()
+                 else 1.0)
+        scale = {"kind": "value", "name": colour, "limit": limit or 1.0}
+        value = [None if not np.isfinite(v) else round(float(v), 4) for v in finite]
+    else:
+        order = values.value_counts().index.tolist()
+        names = [n for n in order if n != "unphysical"][:len(PALETTE)]
+        scale = {"kind": "class", "name": colour, "names": names,
+                 "colours": PALETTE[:len(names)]}
+        value = [str(v) for v in values]
+    return {"name": name, "title": title, "channels": channels, "cell": int(cells.shape[-1]),
+            "cols": cols, "window_px": float(window_px), "sprites": sprites, "scale": scale,
+            "points": {"z1": shown["z1"].round(4).tolist(), "z2": shown["z2"].round(4).tolist(),
+                       "frame": shown["frame"].astype(int).tolist(),
+                       "y": shown["y"].round(2).tolist(), "x": shown["x"].round(2).tolist(),
+                       "value": value}}
 
 
-def figure_pfm_truth(result: SynthPFM, path: str | Path) -> Path:
-    """Phase of the first, middle and last frame with the true walls, amplitude, and
-    the switched fraction over time."""
-    frames = _frames_to_show(len(result.phase))
-    fig, axes = _subplots(1, len(frames) + 2, figsize=(4.5 * (len(frames) + 2), 4.5))
-    for ax, t in zip(axes, frames, strict=False):
-        ax.imshow(result.phase[t], cmap="RdBu_r")
-        wy, wx = np.nonzero(result.walls[t])
-        ax.scatter(wx, wy, s=0.5, c="k", lw=0)
-        ax.set_title(f"phase, frame {t}")
-        ax.set_axis_off()
-    axes[-2].imshow(result.amplitude[frames[-1]], cmap="viridis")
-    axes[-2].set_title(f"amplitude, frame {frames[-1]}")
-    axes[-2].set_axis_off()
-    ax = axes[-1]
-    ax.plot(result.frames.frame, result.frames.switched_fraction, c="k")
-    ax.set_xlabel("frame")
-    ax.set_ylabel("switched fraction")
-    ax.set_ylim(0, 1)
-    return _save(fig, path)
-
-
-def figure_atoms(image: np.ndarray, atoms, path: str | Path, *, title: str = "") -> Path:
-    """One frame with its atoms: small cyan dots for C, larger red dots for Si, other
-    species in further colours."""
-    fig, ax = _subplots(figsize=(8, 8))
-    ax.imshow(image, cmap="gray")
-    colours = {"C": ("c", 4), "Si": ("r", 30)}
-    spare = iter(["#ff7f00", "#ffff33", "#a65628", "#f781bf"])
-    for species, group in atoms.groupby("species"):
-        colour, size = colours.get(species, (next(spare, "w"), 16))
-        ax.scatter(group.x, group.y, s=size, c=colour, lw=0, label=f"{species} ({len(group)})")
-    if len(atoms):
-        ax.legend(loc="upper right", markerscale=2)
-    ax.set_title(title)
-    ax.set_axis_off()
-    return _save(fig, path)
-
-
-def _ring_patches(ax: Axes, atoms, rings) -> None:
-    """Rings of one frame as translucent polygons coloured by size."""
-    from matplotlib.collections import PolyCollection
-
-    yx = atoms[["y", "x"]]
-    polygons, colours = [], []
-    for members, size in zip(rings.members, rings["size"], strict=True):
-        pts = yx.loc[list(members)].to_numpy()
-        polygons.append(pts[:, ::-1])
-        colours.append(RING_COLOURS.get(int(size), "#999999"))
-    ax.add_collection(PolyCollection(polygons, facecolors=colours, edgecolors="none",
-                                     alpha=0.35))
-
-
-def figure_run_graph(frames: np.ndarray, atoms, rings, path: str | Path) -> Path:
-    """First, middle and last frame with the found atoms and their rings by size."""
-    shown = _frames_to_show(len(frames))
-    fig, axes = _subplots(1, len(shown), figsize=(5.5 * len(shown), 5.8), squeeze=False)
-    for ax, t in zip(axes[0], shown, strict=True):
-        ax.imshow(frames[t], cmap="gray")
-        fa, fr = atoms[atoms.frame == t], rings[rings.frame == t]
-        _ring_patches(ax, fa, fr)
-        for species, colour, size in (("C", "c", 2), ("Si", "r", 14)):
-            sel = fa[fa.species == species]
-            ax.scatter(sel.x, sel.y, s=size, c=colour, lw=0)
-        sizes = fr["size"].value_counts().sort_index()
-        ax.set_title(f"frame {t}: {len(fa)} atoms; rings "
-                     + ", ".join(f"{k}:{v}" for k, v in sizes.items()), fontsize=9)
-        ax.set_axis_off()
-    handles = [matplotlib.patches.Rectangle((0, 0), 1, 1, color=c, alpha=0.5)
-               for c in RING_COLOURS.values()]
-    fig.legend(handles, [f"{k}-ring" for k in RING_COLOURS], loc="lower center", ncol=4)
-    return _save(fig, path)
-
-
-def figure_manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray, path: str | Path, *,
-                    title: str = "") -> Path:
-    """The decoded manifold: image at (z1, z2) on a grid, z2 upwards."""
-    from latentpath.latent import mosaic
-
-    tiles = mosaic(images)
-    fig, ax = _subplots(figsize=(8, 8))
-    ax.imshow(tiles, cmap="viridis", extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
-    ax.set_xlabel("z1")
-    ax.set_ylabel("z2")
-    ax.set_title(title)
-    return _save(fig, path)
-
-
-def chemical_space_rgb(counts: np.ndarray, kind: str) -> np.ndarray:
-    """RGB image of a map's 5-, 6- and 7-ring counts (red, green, blue); 8-rings add
-    to red and blue (purple); unphysical points are black."""
-    full = 3.0 if kind == "atom" else 1.0
-    c = np.clip(np.asarray(counts, np.float32), 0, None) / full
-    rgb = np.stack([c[..., 0] + 0.6 * c[..., 3], c[..., 1], c[..., 2] + 0.6 * c[..., 3]], -1)
-    rgb = np.clip(rgb, 0, 1)
-    # Points without rings (edges, isolated atoms) grey, to tell them from unphysical.
-    none = (np.asarray(counts) == 0).all(-1)
-    rgb[none] = 0.35
-    return rgb
-
-
-def figure_chemical_space(space, latents, path: str | Path, *, title: str = "") -> Path:
-    """The chemical-space map as an RGB image of ring counts, beside the map of its
-    most common structures, with the encoded windows on top."""
-    from latentpath.graph import RING_SIZES, ring_label
-
-    extent = (space.z1[0], space.z1[-1], space.z2[0], space.z2[-1])
-    fig, axes = _subplots(1, 2, figsize=(15, 6.8))
-    axes[0].imshow(chemical_space_rgb(space.counts, space.kind), origin="lower",
-                   extent=extent, aspect="auto", interpolation="nearest")
-    axes[0].set_title("rings at the centre: 5 red, 6 green, 7 blue, 8 purple; none grey; "
-                      "unphysical black", fontsize=9)
-    classes = space.classes()
-    top = classes.head(9)
-    flat = space.counts.reshape(-1, len(RING_SIZES))
-    code = np.full(len(flat), len(top), np.int64)
-    for k, row in enumerate(top[[f"n{s}" for s in RING_SIZES]].to_numpy()):
-        code[(flat == row).all(1)] = k
-    palette = iter(matplotlib.colormaps["tab10"].colors)
-    fixed = {"unphysical": "black", "no ring": "#777777"}
-    colours = [fixed.get(name) or next(palette) for name in top.structure]
-    colours.append("#dddddd")
-    cmap = matplotlib.colors.ListedColormap(colours)
-    axes[1].imshow(code.reshape(space.counts.shape[:2]), origin="lower", extent=extent,
-                   aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(top) + 0.5,
-                   interpolation="nearest")
-    handles = [matplotlib.patches.Rectangle((0, 0), 1, 1, color=c) for c in colours]
-    names = [f"{ring_label(r)} ({s:.0%})" for r, s in
-             zip(top[[f"n{s}" for s in RING_SIZES]].to_numpy(), top.share, strict=True)]
-    axes[1].legend(handles, [*names, "other"], loc="center left", bbox_to_anchor=(1.01, 0.5),
-                   fontsize=8)
-    axes[1].set_title("structures", fontsize=9)
-    for ax in axes:
-        ax.scatter(latents.z1, latents.z2, s=1, c="w", alpha=0.4, lw=0)
-        ax.set_xlim(extent[:2])
-        ax.set_ylim(extent[2:])
-        ax.set_xlabel("z1")
-        ax.set_ylabel("z2")
-    fig.suptitle(title)
-    return _save(fig, path)
-
-
-def figure_latents(latents, labels, path: str | Path, *, title: str = "") -> Path:
-    """Encoded windows in the (z1, z2) plane, coloured by the structure the bond graph
-    of the found atoms gives them (the most common eight named)."""
-    labels = np.asarray(labels).astype(str)
-    counts = {k: v for k, v in zip(*np.unique(labels, return_counts=True), strict=True)}
-    top = sorted(counts, key=counts.get, reverse=True)[:8]
-    fig, ax = _subplots(figsize=(8, 7))
-    other = ~np.isin(labels, top)
-    ax.scatter(latents.z1[other], latents.z2[other], s=3, c="#cccccc", lw=0,
-               label=f"other ({other.sum()})")
-    cmap = matplotlib.colormaps["tab10"]
-    for k, name in enumerate(top):
-        sel = labels == name
-        ax.scatter(latents.z1[sel], latents.z2[sel], s=4, color=cmap(k), lw=0,
-                   label=f"{name} ({sel.sum()})")
-    ax.legend(markerscale=3, fontsize=8, loc="best")
-    ax.set_xlabel("z1")
-    ax.set_ylabel("z2")
-    ax.set_title(title)
-    return _save(fig, path)
-
-
-def figure_encoded(frame: np.ndarray, windows, path: str | Path, *, radius_px: float,
-                   title: str = "") -> Path:
-    """A frame beside its windows' z1 and z2 drawn at their centres."""
-    from latentpath.latent import encoded_image
-
-    fig, axes = _subplots(1, 3, figsize=(16, 5.6))
-    axes[0].imshow(frame, cmap="gray")
-    axes[0].set_title("frame")
-    for ax, name in zip(axes[1:], ("z1", "z2"), strict=True):
-        ax.imshow(frame, cmap="gray", alpha=0.5)
-        img = ax.imshow(encoded_image(frame.shape, windows, windows[name].to_numpy(),
-                                      radius_px=radius_px), cmap="coolwarm")
-        fig.colorbar(img, ax=ax, fraction=0.046)
-        ax.set_title(name)
-    for ax in axes:
-        ax.set_axis_off()
-    fig.suptitle(title)
-    return _save(fig, path)
-
-
-def _tracks_to_show(tracks, transitions, n: int) -> list:
-    """The tracks with the most changes of state, then the longest."""
-    changes = transitions.groupby("track").size()
-    length = tracks.groupby("track").size()
-    order = (pd.DataFrame({"changes": changes.reindex(length.index, fill_value=0),
-                           "length": length})
-             .sort_values(["changes", "length"], ascending=False, kind="stable"))
-    return order.index[:n].tolist()
-
-
-def figure_track_paths(space, tracks, transitions, path: str | Path, *, n_tracks: int = 6
-                       ) -> Path:
-    """Latent paths of the tracked atoms over the chemical-space map, coloured by frame
-    (the method's Figure 5b), one panel per track."""
-    shown = _tracks_to_show(tracks, transitions, n_tracks)
-    extent = (space.z1[0], space.z1[-1], space.z2[0], space.z2[-1])
-    cols = min(3, max(len(shown), 1))
-    rows = max(1, -(-len(shown) // cols))
-    fig, axes = _subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), squeeze=False)
-    frames = tracks["frame"]
-    norm = matplotlib.colors.Normalize(frames.min(), frames.max())
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for ax, track in zip(axes.ravel(), shown, strict=False):
-        ax.set_axis_on()
-        ax.imshow(chemical_space_rgb(space.counts, space.kind), origin="lower", extent=extent,
-                  aspect="auto", interpolation="nearest", alpha=0.55)
-        one = tracks[tracks["track"] == track]
-        ax.plot(one["z1"], one["z2"], "-", color="w", lw=0.8)
-        points = ax.scatter(one["z1"], one["z2"], c=one["frame"], cmap="viridis", norm=norm,
-                            s=18, edgecolors="k", linewidths=0.3, zorder=3)
-        n = int((transitions["track"] == track).sum())
-        species = one["species"].iloc[0]
-        ax.set_title(f"{species} track {track}: frames {one['frame'].min()}-"
-                     f"{one['frame'].max()}, {n} changes", fontsize=9)
-        ax.set_xlabel("z1")
-        ax.set_ylabel("z2")
-        ax.set_xlim(extent[:2])
-        ax.set_ylim(extent[2:])
-    if shown:
-        fig.colorbar(points, ax=axes.ravel().tolist(), fraction=0.02, label="frame")
-    fig.suptitle("latent paths over the chemical-space map (5 red, 6 green, 7 blue)")
-    return _save(fig, path)
-
-
-def figure_track_latents(tracks, transitions, path: str | Path, *, n_tracks: int = 6) -> Path:
-    """z1, z2 and the position (x + y, pixels) of tracked atoms against time, with their
-    changes of chemical state marked (the method's Figure 5a)."""
-    shown = _tracks_to_show(tracks, transitions, n_tracks)
-    fig, axes = _subplots(max(len(shown), 1), 1, figsize=(11, 2.3 * max(len(shown), 1)),
-                             squeeze=False, sharex=True)
-    for ax, track in zip(axes[:, 0], shown, strict=False):
-        one = tracks[tracks["track"] == track]
-        ax.plot(one["frame"], one["z1"], ".-", label="z1")
-        ax.plot(one["frame"], one["z2"], ".-", label="z2")
-        ax.set_ylabel(f"track {track}")
-        position = ax.twinx()
-        position.plot(one["frame"], one["x"] + one["y"], color="0.6", lw=1)
-        position.set_ylabel("x + y (px)", color="0.5", fontsize=8)
-        for change in transitions[transitions["track"] == track].itertuples():
-            ax.axvline(change.frame, color="k", lw=0.6, ls=":")
-            ax.annotate(change.to_state, (change.frame, 1), xycoords=("data", "axes fraction"),
-                        rotation=90, fontsize=6, va="top", ha="right")
-        ax.legend(fontsize=7, loc="lower left")
-    axes[-1, 0].set_xlabel("frame")
-    fig.suptitle("latents of tracked atoms against time; dotted: change of chemical state")
-    return _save(fig, path)
-
-
-def figure_transition_gallery(tracks, windows: np.ndarray, transitions, path: str | Path, *,
-                              n_tracks: int = 4, max_changes: int = 7) -> Path:
-    """The window of a tracked atom at its first frame and at each change of state (the
-    method's Figure 5c), one row per track; windows cut by the frame's edge are marked."""
-    shown = _tracks_to_show(tracks, transitions, n_tracks)
-    position = pd.Series(np.arange(len(tracks)), index=pd.MultiIndex.from_frame(
-        tracks[["track", "frame"]]))
+def _table(frame: pd.DataFrame, *, max_rows: int = 30) -> str:
+    shown = frame.head(max_rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
     rows = []
-    for track in shown:
-        one = tracks[tracks["track"] == track]
-        known = one[one["state"].notna()]
-        start = known.iloc[0] if len(known) else one.iloc[0]
-        panels = [(int(start["frame"]), start["state"])]
-        changes = transitions[transitions["track"] == track].head(max_changes)
-        panels += [(int(c.frame), c.to_state) for c in changes.itertuples()]
-        rows.append((track, panels))
-    cols = max([len(p) for _, p in rows], default=1)
-    fig, axes = _subplots(max(len(rows), 1), cols, figsize=(1.9 * cols, 2.1 * max(len(rows), 1)),
-                             squeeze=False)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for r, (track, panels) in enumerate(rows):
-        for c, (frame, state) in enumerate(panels):
-            row = position[(track, frame)]
-            axes[r, c].imshow(windows[row], cmap="gray", vmin=0, vmax=1)
-            edge = "" if tracks["window_inside"].iloc[row] else ", at edge"
-            axes[r, c].set_title(f"track {track}, frame {frame}\n{state}{edge}", fontsize=7)
-    fig.suptitle("tracked atoms at their first frame and at each change of chemical state")
-    return _save(fig, path)
+    for row in shown.itertuples(index=False):
+        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row)
+        rows.append(f"<tr>{cells}</tr>")
+    more = (f'<p class="note">{len(frame) - max_rows} more rows in the file.</p>'
+            if len(frame) > max_rows else "")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>{more}"
 
 
-def stem_run_figures(frames: np.ndarray, run: StemRun, folder: str | Path) -> list[Path]:
-    """All figures of a STEM run (:class:`~latentpath.pipeline.StemRun`) over its
-    movie's ``frames``, into ``folder``."""
-    from latentpath.graph import ring_label
-
-    folder = Path(folder)
-    atoms, rings = run.atoms, run.rings
-    paths = [figure_run_graph(frames, atoms, rings, folder / "graph.png")]
-    for kind, found in run.kinds.items():
-        latents, space = found.latents, found.map
-        m1, m2, images = found.manifold
-        what = "atom-centred" if kind == "atom" else "hollow-site-centred"
-        paths.append(figure_manifold(images, m1, m2, folder / f"{kind}_manifold.png",
-                                     title=f"{what} windows: decoded latent manifold"))
-        paths.append(figure_chemical_space(space, latents, folder / f"{kind}_chemical_space.png",
-                                           title=f"{what} windows: chemical-space map"))
-        if kind == "atom":
-            counts = atoms.loc[latents.atom, ["n5", "n6", "n7", "n8"]].to_numpy()
-            graph = [ring_label(c) for c in counts]
-        else:
-            graph = [f"{s}-ring" for s in latents["size"]]
-        paths.append(figure_latents(latents, graph, folder / f"{kind}_latents.png",
-                                    title=f"{what} windows, coloured by the bond graph"))
-        t = int(latents.frame.iloc[0])
-        paths.append(figure_encoded(frames[t], latents[latents.frame == t],
-                                    folder / f"{kind}_encoded.png",
-                                    radius_px=0.7 / run.pixel_size_A,
-                                    title=f"{what} windows of frame {t}, encoded"))
-    tracks, transitions = run.tracks, run.transitions
-    if len(tracks):
-        paths.append(figure_track_paths(run.kinds["atom"].map, tracks, transitions,
-                                        folder / "track_paths.png"))
-        paths.append(figure_track_latents(tracks, transitions, folder / "track_latents.png"))
-        paths.append(figure_transition_gallery(tracks, run.track_windows, transitions,
-                                               folder / "transitions.png"))
-    return paths
+def _fmt(value) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)
 
 
-def figure_pfm_walls(signal: np.ndarray, curves: pd.DataFrame, path: str | Path) -> Path:
-    """Frames of the aligned polarisation signal with the found walls, one colour per
-    curve."""
-    shown = _frames_to_show(len(signal))
-    fig, axes = _subplots(1, len(shown), figsize=(5 * len(shown), 5), squeeze=False)
-    for ax, t in zip(axes[0], shown, strict=True):
-        ax.imshow(signal[t], cmap="gray", vmin=-1, vmax=1)
-        frame = curves[curves.frame == t]
-        ax.scatter(frame.x, frame.y, c=frame.wall % 10, cmap="tab10", s=1, vmin=0, vmax=9)
-        ax.set_title(f"frame {t}: {frame.wall.nunique()} walls")
-        ax.axis("off")
-    return _save(fig, path)
+def _figure(path: Path) -> str:
+    caption = FIGURE_CAPTIONS.get(path.stem, path.stem.replace("_", " "))
+    url = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    return (f'<figure><img src="{url}" alt="{html.escape(path.stem)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def figure_pfm_manifold(images: np.ndarray, z1: np.ndarray, z2: np.ndarray,
-                        path: str | Path) -> Path:
-    """The decoded manifold; for time-delayed windows the two frames side by side."""
-    from latentpath.latent import mosaic
-
-    channels = [images] if images.ndim == 4 else [images[:, :, 0], images[:, :, -1]]
-    titles = ["decoded windows"] if images.ndim == 4 else ["frame t", "frame t + d"]
-    fig, axes = _subplots(1, len(channels), figsize=(7 * len(channels), 7), squeeze=False)
-    for ax, chan, title in zip(axes[0], channels, titles, strict=True):
-        ax.imshow(mosaic(chan), cmap="RdBu_r", vmin=-1, vmax=1,
-                  extent=(z1[0], z1[-1], z2[0], z2[-1]), aspect="auto")
-        ax.set(xlabel="z1", ylabel="z2", title=title)
-    return _save(fig, path)
+def _settings(record: dict) -> pd.DataFrame:
+    return pd.DataFrame({"setting": list(record["config"]),
+                         "value": [json.dumps(v) for v in record["config"].values()]})
 
 
-def figure_pfm_physics(maps: dict, latents: pd.DataFrame, path: str | Path) -> Path:
-    """Switching degree, wall count and wall curvature over the latent plane (the
-    method's Figure 7b-d), with the encoded windows as dots."""
-    extent = (maps["z1"][0], maps["z1"][-1], maps["z2"][0], maps["z2"][-1])
-    limit = np.nanpercentile(np.abs(maps["curvature"]), 95) if np.isfinite(
-        maps["curvature"]).any() else 1.0
-    panels = [("switching", "switching degree D", "RdBu_r", None),
-              ("walls", "wall count", "viridis", None),
-              ("curvature", "wall curvature (1/px)", "PiYG", limit)]
-    fig, axes = _subplots(1, 3, figsize=(18, 5.5))
-    for ax, (name, title, cmap, lim) in zip(axes, panels, strict=True):
-        values = maps[name].astype(float)
-        if name == "switching":
-            lim = max(float(np.nanmax(np.abs(values))), 1e-6)
-        shown = ax.imshow(values, origin="lower", extent=extent, aspect="auto", cmap=cmap,
-                          vmin=-lim if lim else None, vmax=lim)
-        ax.scatter(latents.z1, latents.z2, s=1, c="k", alpha=0.15)
-        ax.set(xlabel="z1", ylabel="z2", title=title)
-        fig.colorbar(shown, ax=ax, shrink=0.8)
-    return _save(fig, path)
+def render_report(*, title: str, summary: list[str], sections: list[tuple[str, str]],
+                  frames: list[str], frame_shape: tuple[int, int], explorers: list[dict]
+                  ) -> str:
+    """The page's HTML from its parts (see :func:`write_report`)."""
+    assets = resources.files("latentpath") / "report_assets"
+    style = (assets / "report.css").read_text()
+    script = (assets / "explorer.js").read_text()
+    # "</" would end the script element that holds the data
+    payload = json.dumps({"frames": frames, "frame_shape": list(frame_shape),
+                          "explorers": explorers}, separators=(",", ":")).replace("</", "<\\/")
+    nav = "".join(f'<a href="#{html.escape(anchor(h))}">{html.escape(h)}</a>'
+                  for h, _ in sections)
+    body = "".join(f'<section id="{html.escape(anchor(h))}"><h2>{html.escape(h)}</h2>{content}'
+                   "</section>" for h, content in sections)
+    lines = "".join(f"<li>{html.escape(s)}</li>" for s in summary)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>{html.escape(title)}</title>'
+            f"<style>{style}</style></head><body><header><h1>{html.escape(title)}</h1>"
+            f"<ul class=\"summary\">{lines}</ul><nav>{nav}</nav></header><main>{body}</main>"
+            f'<script id="report-data" type="application/json">'
+            f"{payload}</script><script>{script}</script></body></html>")
 
 
-def figure_pfm_history(history: pd.DataFrame, wall_latents: pd.DataFrame,
-                       path: str | Path) -> Path:
-    """The longest-lived wall: its pixels through the movie coloured by the latents of
-    their windows (Figure 7a), and its curvature's mean and dispersion per frame
-    (Figure 7e, f)."""
-    fig, axes = _subplots(1, 4, figsize=(22, 5))
-    for ax, name in zip(axes[:2], ("z1", "z2"), strict=True):
-        if len(wall_latents):
-            shown = ax.scatter(wall_latents.x, wall_latents.y, c=wall_latents[name], s=2,
-                               cmap="jet")
-            fig.colorbar(shown, ax=ax, shrink=0.8)
-        ax.invert_yaxis()
-        ax.set_aspect("equal")
-        ax.set(xlabel="x (px)", ylabel="y (px)", title=f"followed wall, coloured by {name}")
-    axes[2].plot(history.frame, history.curvature_mean, "o-")
-    axes[2].axhline(0, color="grey", lw=0.5)
-    axes[2].set(xlabel="frame", ylabel="mean curvature (1/px)", title="curvature along the wall")
-    axes[3].plot(history.frame, history.curvature_std, "o-", color="C3")
-    axes[3].set(xlabel="frame", ylabel="curvature dispersion (1/px)",
-                title="curvature dispersion along the wall")
-    return _save(fig, path)
+def anchor(heading: str) -> str:
+    """The id of a section from its heading."""
+    return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")
 
 
-def figure_pfm_latents(latents: pd.DataFrame, path: str | Path) -> Path:
-    """The encoded windows in the latent plane, coloured by their own switching degree
-    and wall curvature."""
-    fig, axes = _subplots(1, 2, figsize=(12, 5))
-    for ax, name, cmap in zip(axes, ("switching", "curvature"), ("RdBu_r", "PiYG"),
-                              strict=True):
-        values = latents[name].to_numpy(float)
-        lim = np.nanpercentile(np.abs(values), 95) if np.isfinite(values).any() else 1.0
-        shown = ax.scatter(latents.z1, latents.z2, c=values, s=3, cmap=cmap, vmin=-lim,
-                           vmax=lim)
-        fig.colorbar(shown, ax=ax, shrink=0.8)
-        ax.set(xlabel="z1", ylabel="z2", title=f"windows coloured by their {name}")
-    return _save(fig, path)
+def _explorer_section(explorer: dict) -> str:
+    name = html.escape(explorer["name"])
+    return (f'<div class="explorer" data-explorer="{name}">'
+            f'<div class="scatter-box"><canvas class="scatter" width="460" height="460" '
+            f'aria-label="latent scatter"></canvas><div class="legend"></div></div>'
+            f'<div class="detail"><p class="info">Hover over or click a point.</p>'
+            f'<div class="cells"></div><canvas class="frame"></canvas></div></div>')
 
 
-def pfm_run_figures(run: PfmRun, folder: str | Path) -> list[Path]:
-    """All figures of a PFM run (:class:`~latentpath.pipeline.PfmRun`, run now or read
-    back), into ``folder``."""
-    folder = Path(folder)
-    m1, m2, images = run.manifold
-    return [figure_pfm_walls(run.signal, run.curves, folder / "walls.png"),
-            figure_pfm_manifold(images, m1, m2, folder / "manifold.png"),
-            figure_pfm_physics(run.maps, run.latents, folder / "physics_maps.png"),
-            figure_pfm_latents(run.latents, folder / "latents.png"),
-            figure_pfm_history(run.wall_history, run.wall_latents,
-                               folder / "wall_history.png")]
+def write_report(run: StemRun | PfmRun, frames: np.ndarray, *,
+                 overwrite: bool = True, max_points: int = MAX_POINTS) -> Path:
+    """Write ``RUN/report.html`` for a finished run.
+
+    Parameters
+    ----------
+    run : StemRun or PfmRun
+        The run, as its pipeline returns it or ``StemRun.read(dir)`` / ``PfmRun.read(dir)``
+        reads it back; its directory's ``config.json`` adds the figures' list and the
+        version that made it.
+    frames : ndarray (T, H, W)
+        The frames the windows were cut from, in the windows' coordinates: the movie
+        of a STEM run, the aligned polarisation signal of a PFM run
+        (:func:`latentpath.pipeline.run_frames` makes them again for a finished run).
+    overwrite : bool
+        Replace an existing report (a run's own output, rewritten with the run).
+    max_points : int
+        Windows shown at most in each explorer.
+
+    Returns
+    -------
+    Path of the page.
+    """
+    from latentpath.rvae import load_rvae
+
+    out = run.out
+    record = rundir.read_run_record(out)
+    stack = np.asarray(frames)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3 or 0 in stack.shape:
+        raise ValueError(f"frames must have shape (T, H, W), got {np.shape(frames)}")
+    pipeline = record.get("pipeline")
+    if pipeline not in ("stem", "pfm"):
+        raise ValueError(f"{out}: config.json names no pipeline this report knows "
+                         f"({pipeline!r})")
+    explorers = []
+    if pipeline == "stem":
+        kinds = [("atom", "Atom-centred windows"), ("hollow", "Hollow-site windows")]
+        latents = {kind: run.kinds[kind].latents for kind, _ in kinds}
+        window_px = run.settings.window_A / run.pixel_size_A
+        colour = "map_structure"
+    else:
+        kinds = [("walls", "Wall windows")]
+        latents = {"walls": run.latents}
+        window_px = run.settings.window_px
+        colour = "switching"
+    for kind, title in kinds:
+        if not len(latents[kind]):
+            continue
+        windows = np.load(out / kind / rundir.WINDOWS, mmap_mode="r")
+        explorers.append(explorer_data(kind, title, windows, latents[kind],
+                                       load_rvae(out / kind / rundir.MODEL), window_px=window_px,
+                                       colour=colour, max_points=max_points,
+                                       seed=run.settings.seed))
+    sections = (_stem_sections if pipeline == "stem" else _pfm_sections)(run, latents, explorers)
+    figures = [out / f for f in record.get("figures", []) if (out / f).is_file()]
+    shown = {stem for _, _, stems in _SECTIONS[pipeline] for stem in stems}
+    rest = [f for f in figures if f.stem not in shown]
+    if rest:
+        sections.append(("More figures", "".join(_figure(f) for f in rest)))
+    scores = out / rundir.SCORES
+    if scores.is_file():
+        sections.append(("Accuracy against the synthetic truth", _scores_table(scores)))
+    timings = pd.DataFrame({"step": list(run.timings_s), "seconds": list(run.timings_s.values())})
+    sections.append(("Settings", _table(_settings(record), max_rows=200)
+                     + f"<p>Movie: <code>{html.escape(json.dumps(run.movie))}"
+                     f"</code>; latentpath {html.escape(str(record.get('version')))}; "
+                     f"repeat with <code>latentpath {pipeline} --config "
+                     f"{html.escape(str(out / rundir.RECORD))}</code>.</p>"
+                     + _table(timings)))
+    frame_urls = [_frame_jpeg(f, FRAME_PX) for f in stack]
+    page = render_report(
+        title=f"latentpath {pipeline.upper()} run: {out.name}",
+        summary=_summary(run, record, pipeline), sections=sections, frames=frame_urls,
+        frame_shape=stack.shape[1:], explorers=explorers)
+    path = out / rundir.REPORT
+    return write_text(page, path, overwrite=overwrite)
+
+
+#: each pipeline's sections, in order: heading, the window kind whose explorer closes the
+#: section (if any), and the stems of the figures it shows
+_SECTIONS = {
+    "stem": [("Data and atoms", "", ["graph"]),
+             ("Structures: atom-centred windows", "atom",
+              ["atom_manifold", "atom_chemical_space", "atom_latents", "atom_encoded"]),
+             ("Structures: hollow-site windows", "hollow",
+              ["hollow_manifold", "hollow_chemical_space", "hollow_latents", "hollow_encoded"]),
+             ("Trajectories and transitions", "", ["track_paths", "track_latents",
+                                                   "transitions"])],
+    "pfm": [("Data and walls", "", ["walls"]),
+            ("Latent space of the wall windows", "walls", ["manifold", "latents"]),
+            ("Physics over the latent space", "", ["physics_maps"]),
+            ("The longest-lived wall", "", ["wall_history"])],
+}
+
+
+def _grouped(out: Path, pipeline: str, explorers: list[dict]) -> dict[str, str]:
+    """Each section's figures, with the explorer of its windows after them."""
+    by_name = {e["name"]: e for e in explorers}
+    sections = {}
+    for heading, kind, stems in _SECTIONS[pipeline]:
+        paths = [out / rundir.FIGURES / f"{stem}.png" for stem in stems]
+        sections[heading] = "".join(_figure(p) for p in paths if p.is_file())
+        if kind in by_name:
+            sections[heading] += ("<h3>Explore the latent space</h3>"
+                                  + _explorer_section(by_name[kind]))
+    return sections
+
+
+def _structure_shares(labels: pd.Series, kind: str, what: str) -> pd.DataFrame:
+    """Share of each structure label, with what a chemist calls it."""
+    from latentpath.graph import structure_name
+
+    share = labels.value_counts(normalize=True).rename("share").rename_axis(what)
+    table = share.reset_index()
+    table.insert(1, "what it is", [structure_name(label, kind) for label in table[what]])
+    return table
+
+
+def _discovered(run: StemRun, latents: dict[str, pd.DataFrame]) -> str:
+    """The structures a run found, named as a chemist would: from the latent space of
+    each window kind, the tracked atoms' sites, and the found atoms' bond graph."""
+    from latentpath.graph import RING_SIZES, ring_label
+    from latentpath.tracks import site_name
+
+    parts = ["<p>Named from the ring sizes at each structure's centre. The latent "
+             "space's classes are discovered without labels; the bond graph of the found "
+             "atoms is the reference they can be checked against.</p>"]
+    for kind, what in (("atom", "atom-centred windows"), ("hollow", "hollow-site windows")):
+        if kind in latents:
+            parts.append(f"<h3>Latent space of the {what}</h3>" + _table(_structure_shares(
+                latents[kind].map_structure, kind, "class at the latent point"), max_rows=8))
+    states = run.tracks["state"].dropna() if "state" in run.tracks else pd.Series(dtype=str)
+    if len(states):
+        sites = states.value_counts().rename("atom-frames").rename_axis("state").reset_index()
+        sites.insert(1, "site", [site_name(state) for state in sites.state])
+        parts.append("<h3>Sites of the tracked atoms</h3>" + _table(sites, max_rows=10))
+    atoms = run.atoms[[f"n{k}" for k in RING_SIZES]].to_numpy()
+    graph = pd.Series([ring_label(counts) for counts in atoms])
+    parts.append("<h3>Bond graph of all found atoms</h3>"
+                 + _table(_structure_shares(graph, "atom", "rings of the atom"), max_rows=10))
+    return "".join(parts)
+
+
+def _discovery_scores(run: StemRun) -> list[DiscoveryScore]:
+    """The run's discovery scores (:mod:`latentpath.discovery`), atom then hollow; runs
+    of earlier versions have none."""
+    found = (run.kinds[kind].discovery for kind in ("atom", "hollow"))
+    return [score for score in found if score is not None]
+
+
+def _discovery_table(score: DiscoveryScore) -> pd.DataFrame:
+    """Per structure of the reference: windows, 5-NN recall from the latent plane and
+    from a 2-D PCA, and the map's agreement."""
+    rows = [{"structure": label, "windows": n,
+             "recall from (z1, z2)": score.latent_recall.get(label, float("nan")),
+             "recall from 2-D PCA": score.pca2_recall.get(label, float("nan")),
+             "map names it": score.map_agreement.get(label, float("nan"))}
+            for label, n in score.label_counts.items()]
+    return pd.DataFrame(rows)
+
+
+def _discovery_section(run: StemRun) -> str:
+    scores = _discovery_scores(run)
+    if not scores:
+        return ""
+    parts = ["<h3>Does the latent space separate the structures?</h3><p>The bond graph "
+             "of the found atoms names every window's structure without any truth. Each "
+             "structure's recall is the share of its windows whose 5 nearest neighbours "
+             "(5-fold) in the plane are mostly of the same structure; the balanced "
+             "accuracy is their mean. A 2-D PCA of the same windows is the baseline any "
+             "linear method gets; a 10-D PCA shows how much the windows hold.</p>"]
+    for score in scores:
+        parts.append(f"<p>{html.escape(score.sentence())}</p>"
+                     + _table(_discovery_table(score), max_rows=12))
+    return "".join(parts)
+
+
+def _stem_sections(run: StemRun, latents: dict[str, pd.DataFrame], explorers: list[dict]
+                   ) -> list[tuple[str, str]]:
+    out = run.out
+    grouped = {"What the run discovered": _discovered(run, latents) + _discovery_section(run),
+               **_grouped(out, "stem", explorers)}
+    for heading, kind, _ in _SECTIONS["stem"]:
+        if kind not in latents:
+            continue
+        table = _structure_shares(latents[kind].map_structure, kind,
+                                  "structure at the window's latent point")
+        grouped[heading] = ("<p>The structures the latent space discovered: the class of "
+                            "the chemical-space map at each window's latent point.</p>"
+                            + _table(table, max_rows=12) + grouped[heading])
+    quality = out / rundir.ATOM_QUALITY
+    if quality.is_file():
+        grouped["Data and atoms"] += _atom_quality_section(pd.read_csv(quality))
+    table = run.transition_counts
+    grouped["Trajectories and transitions"] += (
+        "<h3>Changes of chemical state</h3>"
+        + (_table(table) if len(table) else "<p>No change of state was seen.</p>"))
+    return list(grouped.items())
+
+
+def _atom_quality_section(quality: pd.DataFrame) -> str:
+    """The atom finder's measures of each frame, which need no truth."""
+    from latentpath.atoms.quality import QUALITY_COLUMNS
+
+    legend = "".join(f"<li><code>{html.escape(c)}</code>: {html.escape(text)}</li>"
+                     for c, text in QUALITY_COLUMNS.items() if c in quality and c != "frame")
+    return ("<h3>How far the atoms can be trusted, frame by frame</h3>"
+            "<p>Measured on the found atoms alone; frames unlike the rest of the movie "
+            "are named among the warnings above.</p><ul>" + legend + "</ul>"
+            + _table(quality.round(3), max_rows=30))
+
+
+def _pfm_sections(run: PfmRun, latents: dict[str, pd.DataFrame], explorers: list[dict]
+                  ) -> list[tuple[str, str]]:
+    grouped = _grouped(run.out, "pfm", explorers)
+    grouped["Data and walls"] += "<h3>Frames</h3>" + _table(run.frames, max_rows=12)
+    grouped["The longest-lived wall"] += _table(run.wall_history, max_rows=12)
+    return list(grouped.items())
+
+
+def _summary(run: StemRun | PfmRun, record: dict, pipeline: str) -> list[str]:
+    movie = run.movie
+    lines = [f"Movie: {movie if isinstance(movie, str) else ', '.join(movie or ['(in memory)'])}",
+             f"Finished in {record.get('total_s', 0):.0f} s with latentpath "
+             f"{record.get('version')} on {run.settings.device}"]
+    if pipeline == "stem":
+        lines.append(f"{len(run.atoms)} atoms and {len(run.rings)} rings in "
+                     f"{run.atoms.frame.nunique()} frames")
+        if len(run.tracks):
+            lines.append(f"{run.tracks['track'].nunique()} tracked atoms, "
+                         f"{len(run.transitions)} changes of state")
+        lines += [score.sentence() for score in _discovery_scores(run)]
+    else:
+        frames = run.frames
+        lines.append(f"{len(frames)} frames; switched "
+                     f"{frames.switched_fraction.iloc[0]:.0%} -> "
+                     f"{frames.switched_fraction.iloc[-1]:.0%}; "
+                     f"{frames.walls.mean():.0f} walls per frame")
+    # what the run doubts of itself, first thing after the numbers
+    lines += [f"Warning: {w}" for w in run.warnings]
+    return lines
+
+
+def _scores_table(path: Path) -> str:
+    """The targets of the earlier issues (met or not), then every score, by part."""
+    scores = json.loads(path.read_text())
+    targets = pd.DataFrame([{"score": name, **values}
+                            for name, values in scores.pop("targets", {}).items()])
+    rows = []
+    for part, values in scores.items():
+        if isinstance(values, dict):
+            rows += [(part, k, v) for k, v in values.items()]
+    table = pd.DataFrame(rows, columns=["part", "score", "value"])
+    return (_table(targets, max_rows=50) if len(targets) else "") + _table(table, max_rows=200)

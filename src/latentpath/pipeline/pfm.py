@@ -616,8 +616,8 @@ def physics_maps(model, windows: np.ndarray, table: pd.DataFrame, signal: np.nda
 def _pfm_record(run: PfmRun, steps: RunSteps, *, phase: Movie, amplitude: bool
                 ) -> list[Path]:
     """The figures, ``config.json`` and ``report.html`` of a run; returns their paths."""
-    from latentpath.html_report import write_report
-    from latentpath.report import pfm_run_figures
+    from latentpath.figures import pfm_run_figures
+    from latentpath.report import write_report
 
     figures = pfm_run_figures(run, run.out / rundir.FIGURES)
     record = write_run_record(run, "pfm", steps, figures, pixel_size=phase.pixel_size,

@@ -963,8 +963,8 @@ def _maps_step(kind: str, steps: RunSteps, model_key: str, model: object | None,
 def _stem_record(run: StemRun, movie: Movie, steps: RunSteps, *, bond_px: float
                  ) -> list[Path]:
     """The figures, ``config.json`` and ``report.html`` of a run; returns their paths."""
-    from latentpath.html_report import write_report
-    from latentpath.report import stem_run_figures
+    from latentpath.figures import stem_run_figures
+    from latentpath.report import write_report
 
     figures = stem_run_figures(movie.data, run, run.out / rundir.FIGURES)
     record = write_run_record(run, "stem", steps, figures, pixel_size_A=run.pixel_size_A,

@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from latentpath.cli import main
-from latentpath.html_report import write_report
 from latentpath.pipeline import PfmConfig, PfmRun, StemConfig, run_pfm, run_stem
+from latentpath.report import write_report
 from latentpath.synth import synth_stem_movie, write_synth_stem
 from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
 
