@@ -144,6 +144,25 @@ def test_a_model_failing_in_the_second_process_fails_the_run_with_its_error(tmp_
     assert steps.reusable("atom model", "k") and not steps.reusable("hollow model", "k")
 
 
+def test_models_train_one_after_the_other_where_no_process_can_be_spawned(tmp_path):
+    """A program read from standard input has no file for a spawned process to run
+    again: the run trains both models here instead of waiting on a process that died."""
+    script = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+              "from pathlib import Path\n"
+              "from test_pipeline_steps import _model_jobs, identity\n"
+              "from latentpath.pipeline.common import model_steps\n"
+              "from latentpath.pipeline.steps import RunSteps\n"
+              f"out = Path({str(tmp_path)!r})\n"
+              "jobs = _model_jobs(out, out / 'w.npy')\n"
+              "steps = RunSteps.open(out, identity(), outputs=[], progress=False)\n"
+              "trained = model_steps(steps, jobs, side_by_side=True, progress=False)\n"
+              "print(sorted(k for k, v in trained.items() if v is not None))\n")
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['atom model', 'hollow model']"
+
+
 def test_files_a_run_did_not_write_are_the_users(tmp_path):
     out = tmp_path / "run"
     out.mkdir()

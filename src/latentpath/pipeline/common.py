@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import threading
 import time
 import traceback
@@ -374,8 +375,8 @@ def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
     import torch
 
     todo = [job for job in jobs if not steps.reusable(job.name, job.key)]
-    side_by_side = side_by_side and len(jobs) > 1 and all(_on_cpu(job.settings.device)
-                                                          for job in jobs)
+    side_by_side = (side_by_side and len(jobs) > 1 and _can_spawn()
+                    and all(_on_cpu(job.settings.device) for job in jobs))
     threads = max(1, torch.get_num_threads() // len(jobs)) if side_by_side else None
     weights = {job.name: job.sample_weights and job.sample_weights() for job in todo}
     # the other processes get the job without its (unpicklable) weights' maker
@@ -395,6 +396,9 @@ def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
                                     args=(job, weights[job.name], threads, os.getpid(),
                                           send))
             child.start()
+            # the child holds the only sending end now, so its death ends the wait
+            # below (an end left open here would keep that wait open forever)
+            send.close()
             others.append((job, child, receive))
             if progress:
                 print(f"  {job.name}: training in a second process, side by side",
@@ -408,7 +412,10 @@ def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
                          seconds=time.perf_counter() - started,
                          alongside=[other.name for other, _, _ in others])
         for job, child, receive in others:
-            outcome = receive.recv() if receive.poll(None) else None
+            try:
+                outcome = receive.recv()
+            except EOFError:  # the process died without a word (killed, or never ran)
+                outcome = None
             child.join()
             if not isinstance(outcome, float):
                 error, trace = outcome or (f"exit code {child.exitcode}", "")
@@ -422,6 +429,14 @@ def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
                 child.terminate()
                 child.join()
     return trained
+
+
+def _can_spawn() -> bool:
+    """Whether a spawned process can start here: it runs the main module's file again,
+    and a program read from standard input (``python - < script.py``) has none (a
+    notebook's or ``python -c``'s main module has no file and is not run again)."""
+    path = getattr(sys.modules["__main__"], "__file__", None)
+    return path is None or Path(path).is_file()
 
 
 def _on_cpu(device: str) -> bool:
