@@ -35,3 +35,13 @@ def has_fast_bfloat16(device: torch.device) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def uses_bfloat16(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` means computing in bfloat16 on ``device``: "bfloat16", or
+    "auto" where the device has native bfloat16 (:func:`has_fast_bfloat16`); "float32"
+    does not. Any other name is a ValueError."""
+    if precision not in ("float32", "bfloat16", "auto"):
+        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'auto', "
+                         f"got {precision!r}")
+    return precision == "bfloat16" or (precision == "auto" and has_fast_bfloat16(device))

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from latentpath.atoms.model import AtomUNet
 from latentpath.checks import check_memory
-from latentpath.device import has_fast_bfloat16
+from latentpath.device import uses_bfloat16
 
 
 def normalize_frame(image: np.ndarray) -> np.ndarray:
@@ -112,7 +112,7 @@ def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
         same F1 to the fourth digit on the low-dose table (docs/benchmarks.md), but
         not yet the default: on the smallest real crop it finds a fourth atom that
         changes its lattice measures. "auto" takes it where the device has native
-        bfloat16 (:func:`latentpath.device.has_fast_bfloat16`).
+        bfloat16 (:func:`latentpath.device.uses_bfloat16`).
 
     Returns
     -------
@@ -123,11 +123,7 @@ def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
     if tile_px < 2 * overlap_px + 4 * model.multiple:
         raise ValueError(f"tile_px ({tile_px}) must exceed twice the overlap ({overlap_px}) "
                          f"by at least {4 * model.multiple} px")
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', "
-                         f"got {precision!r}")
-    bfloat16 = precision == "bfloat16" or (
-        precision == "auto" and has_fast_bfloat16(torch.device(device)))
+    bfloat16 = uses_bfloat16(precision, torch.device(device))
     factor = pixel_size_A / model.config.pixel_size_A
     model = model.for_inference(device)
     n_frames, height, width = images.shape

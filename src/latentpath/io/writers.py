@@ -90,12 +90,9 @@ def write_json(obj: Any, path: str | os.PathLike, *, overwrite: bool = False) ->
     TypeError
         If ``obj`` holds values JSON cannot represent.
     """
-    path = Path(path)
     # Serialise before touching the disk so an unserialisable object leaves no trace.
-    text = json.dumps(obj, indent=2, default=_json_default) + "\n"
-    with atomic_write(path, overwrite) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+    return write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", path,
+                      overwrite=overwrite)
 
 
 def write_text(text: str, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentpath.device import has_fast_bfloat16
+from latentpath.device import uses_bfloat16
 from latentpath.modelfiles import ModelFileError
 from latentpath.rvae.files import load_rvae, save_rvae
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
@@ -143,13 +143,11 @@ def decode(model: SkipRVAE, z: np.ndarray, *, angle: float | np.ndarray = 0.0,
                          f"{model.config.latent_dim}")
     if size is not None and (int(size) != size or size < 2):
         raise ValueError(f"size must be an integer of at least 2, got {size}")
-    if precision not in ("float32", "bfloat16", "auto"):
-        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'auto', got {precision!r}")
     m = len(z)
     angles = np.broadcast_to(np.asarray(angle, dtype=np.float32), (m,))
     shifts = np.broadcast_to(np.asarray(shift, dtype=np.float32), (m, 2))
     device = next(model.parameters()).device
-    bfloat16 = precision == "bfloat16" or (precision == "auto" and has_fast_bfloat16(device))
+    bfloat16 = uses_bfloat16(precision, device)
     model.eval()
     if device.type == "cpu":
         pixels = (size or model.config.window_px) ** 2

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from latentpath.device import has_fast_bfloat16, resolve_device
+from latentpath.device import resolve_device, uses_bfloat16
 from latentpath.distributed import Group, local_device, process_group
 from latentpath.modelfiles import MODEL_CONFIG, WEIGHTS, ModelFileError, read_record
 from latentpath.rvae.files import (
@@ -475,15 +475,11 @@ def fit_rvae(
     out_dir = Path(out_dir)
     resuming = resume and (out_dir / CHECKPOINT).exists()
     replaced = [] if resuming else _files_to_replace(out_dir, overwrite)
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', "
-                         f"got {precision!r}")
     device = resolve_device(device)
     group = process_group(device)
     device = local_device(device, group)
     progress = progress and group.main
-    if precision == "auto":
-        precision = "bfloat16" if has_fast_bfloat16(device) else "float32"
+    precision = "bfloat16" if uses_bfloat16(precision, device) else "float32"
     model = _new_model(data, seed, device, latent_dim=latent_dim, hidden=hidden,
                        layers=layers, angle_prior_rad=angle_prior_rad,
                        translation_prior=translation_prior, loss=loss, skip=skip)
