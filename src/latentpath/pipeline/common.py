@@ -308,36 +308,6 @@ def check_enough_windows(n: int, what: str, why: str) -> None:
         raise ValueError(f"only {n} {what} windows inside the frames; {why}")
 
 
-def model_step(steps: Any, name: str, key: str, settings: RunSettings, windows: Any,
-               folder: Path, *, progress: bool = True,
-               sample_weights: Callable[[], Any] | None = None) -> Any:
-    """The step that trains a window kind's skip-rVAE into ``folder/model``, in every
-    pipeline: nothing where ``steps`` (:class:`~latentpath.pipeline.steps.RunSteps`)
-    holds a finished one of this ``key``; a checkpoint of the same training continues,
-    anything else in its place is stale and goes.
-
-    Parameters
-    ----------
-    sample_weights : callable, optional
-        Gives the windows' training draws (:func:`latentpath.rvae.fit_rvae`), called only
-        when the model is trained.
-
-    Returns
-    -------
-    SkipRVAE or None
-        The model trained now; None where the finished one was kept.
-    """
-    if steps.reusable(name, key):
-        return None
-    if not steps.begin(name, key) and (folder / rundir.MODEL).exists():
-        shutil.rmtree(folder / rundir.MODEL)
-    model = settings.train_rvae(windows, folder / rundir.MODEL, resume=True, overwrite=True,
-                                progress=progress, sample_weights=sample_weights and
-                                sample_weights())
-    steps.finish(name, key, [folder / rundir.MODEL])
-    return model
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelJob:
     """One window kind's skip-rVAE step for :func:`model_steps`: the step's ``name`` and
@@ -356,8 +326,11 @@ class ModelJob:
 
 def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
                 progress: bool = True) -> dict[str, Any]:
-    """The skip-rVAE steps of several window kinds (:func:`model_step` each), trained
-    side by side on a CPU.
+    """The steps that train each window kind's skip-rVAE into its ``folder/model``, in
+    every pipeline, side by side on a CPU: nothing where ``steps``
+    (:class:`~latentpath.pipeline.steps.RunSteps`) holds a finished one of the job's
+    key; a checkpoint of the same training continues, anything else in its place is
+    stale and goes.
 
     Side by side, each model trains on its share of the CPU's threads (two models on two
     cores: one each), the first in this process and the others in processes of their

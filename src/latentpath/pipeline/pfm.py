@@ -66,10 +66,11 @@ from latentpath.pfm import (
 )
 from latentpath.pipeline.common import (
     MODEL_SETTINGS,
+    ModelJob,
     RunSettings,
     check_enough_windows,
     check_sizes,
-    model_step,
+    model_steps,
     read_run,
     write_run_record,
 )
@@ -544,7 +545,8 @@ def _pfm_steps(steps: RunSteps, phase, amplitude, source: str | list[str],
 
     key = step_key("model", config, STEP_SETTINGS["model"], key)
     keys.append(key)
-    model_step(steps, "model", key, config, windows, folder, progress=progress)
+    model_steps(steps, [ModelJob("model", key, config, folder / rundir.WINDOWS, folder)],
+                side_by_side=False, progress=progress)
 
     key = step_key("maps", config, STEP_SETTINGS["maps"], key)
     keys.append(key)
