@@ -3,16 +3,25 @@ several ways and scored against the truth: what the reading of decoded images ad
 with the models held fixed.
 
     python benchmarks/eval_map_reading.py RUN [RUN ...] [--kind atom hollow]
-        [--map-points 200] [--top 8] [--edges]
+        [--map-points 200] [--top 8] [--edges] [--readings NAME ...]
 
-For each run and window kind the 200 x 200 map is decoded once and read as
-:func:`latentpath.latent.read_structures` reads it, one change at a time:
+For each run and window kind the 200 x 200 map is decoded once at every point,
+resampled to the run's ``map_read_px`` and read as
+:func:`latentpath.latent.read_structures` reads it, one change at a time
+(``--readings`` picks some):
 
 - ``one level``: atoms at 0.5 of each image's range only;
 - ``+ 0.4``: images whose structure does not close read again at 0.4;
 - ``+ stand-in``: and a third time with one missing ring atom stood in for (the default);
 - ``smear 2.5 l``: the default reading, with smeared atoms counted out to 2.5 bond
-  lengths for hollow windows too (as before issue 20's third stop).
+  lengths for hollow windows too (as before issue 20's third stop);
+- ``fixed smear``: the default reading with a smeared atom any blob larger than the
+  fixed disc of 0.45 bond lengths, however broad its image's atoms (as before issue
+  20's eleventh stop); ``smear x1.3``, ``smear x2``: larger than the disc and 1.3 or 2
+  times the image's median atom (the default is :data:`latentpath.latent.SMEAR_RATIO`);
+- ``retry edges``: the default reading with the retries also for atom images whose
+  centre atom has one or two bonds at the first level (edge atoms; as before issue
+  20's eleventh stop); ``fixed smear, retry edges``: both as before.
 
 Printed: the share of the windows of each of the ``--top`` commonest true structures
 whose map class is that structure, and the share read as unphysical. ``--edges`` counts
@@ -35,6 +44,7 @@ from latentpath.latent import (
     labels_at,
     latent_grid,
     read_structures,
+    resample_images,
 )
 from latentpath.pipeline import StemRun
 from latentpath.rvae import load_rvae
@@ -43,7 +53,12 @@ from latentpath.synth import read_synth_stem
 READINGS = {"one level": {"retry_threshold": None, "bridge_gaps": False},
             "+ 0.4": {"bridge_gaps": False},
             "+ stand-in": {},
-            "smear 2.5 l": {"smear_reach": 2.5}}
+            "smear 2.5 l": {"smear_reach": 2.5},
+            "fixed smear": {"smear_ratio": None},
+            "smear x1.3": {"smear_ratio": 1.3},
+            "smear x2": {"smear_ratio": 2.0},
+            "retry edges": {"retry_edges": True},
+            "fixed smear, retry edges": {"smear_ratio": None, "retry_edges": True}}
 
 
 def read_map(images: list[np.ndarray], bond_px: float, kind: str, reading: str) -> np.ndarray:
@@ -61,6 +76,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8)
     parser.add_argument("--edges", action="store_true",
                         help="score atoms of one or two rings (at a hole's rim) too")
+    parser.add_argument("--readings", nargs="+", choices=tuple(READINGS),
+                        default=list(READINGS))
     args = parser.parse_args()
     print(machine_line())
     for run_dir in args.runs:
@@ -73,13 +90,16 @@ def main() -> None:
             w = model.config.window_px
             bond_px = CC_BOND_A / (window_A / (w - 1))
             z1, z2 = latent_grid(latents, args.map_points)
-            images = list(decoded_grid(model, z1, z2))
+            # read as the run read it: on the decoder's grid resampled to map_read_px
+            read_px = run.settings.map_read_px or w
+            bond_px *= (read_px - 1) / (w - 1)
+            images = [resample_images(im, read_px) for im in decoded_grid(model, z1, z2)]
             true = true_window_labels(run, truth.atoms, truth.rings, kind,
                                       pixel_size_A=truth.pixel_size_A, edges=args.edges)
             top = true.value_counts().index[:args.top]
             print(f"{run_dir.name} {kind}: {len(latents)} windows; "
                   + ", ".join(f"{t} {int((true == t).sum())}" for t in top))
-            for reading in READINGS:
+            for reading in args.readings:
                 counts = read_map(images, bond_px, kind, reading)
                 space = ChemicalSpaceMap(np.asarray(z1), np.asarray(z2),
                                          counts.reshape(len(z2), len(z1), len(RING_SIZES)),
