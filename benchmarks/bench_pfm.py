@@ -1,6 +1,7 @@
 """The PFM pipeline end to end, with its accuracy against the synthetic truth.
 
-    python benchmarks/bench_pfm.py [--frames 100 --size 512 --mode field --epochs N]
+    python benchmarks/bench_pfm.py [--frames 100 --size 512 --mode field --seed 0]
+        [--epochs N --patience N --max-steps N --cooldown S]
 
 Writes a synthetic switching movie (not timed), runs ``run_pfm`` on it with the default
 settings (80 wall windows of 40 px per frame, frames t and t + 2, the CPU-sized
@@ -20,7 +21,7 @@ from pathlib import Path
 from common import machine_line  # benchmarks/common.py, beside this script
 
 from latentpath.evaluate import score_pfm
-from latentpath.pipeline import PfmConfig, PfmRun, run_pfm
+from latentpath.pipeline import PfmConfig, run_pfm
 from latentpath.synth.pfm import synth_pfm_movie, write_synth_pfm
 
 
@@ -31,6 +32,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=["tip", "field"], default="field")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="skip-rVAE epochs (default: the device's)")
+    parser.add_argument("--patience", type=int, help="epochs without a better validation loss")
+    parser.add_argument("--max-steps", type=int, help="ceiling of the training steps")
+    parser.add_argument("--cooldown", type=float, default=0.0,
+                        help="share of the training in which the learning rate falls to 0")
     parser.add_argument("--delay", type=int, default=2)
     args = parser.parse_args()
     print(machine_line())
@@ -40,12 +45,14 @@ def main() -> None:
         movie = write_synth_pfm(sim, Path(tmp) / "movie.npz")
         print(f"synthetic {args.mode} movie, {args.frames} x {args.size}^2: "
               f"{time.perf_counter() - start:.1f} s (not counted)")
-        config = PfmConfig(epochs=args.epochs, delay=args.delay, seed=args.seed)
+        config = PfmConfig(epochs=args.epochs, patience=args.patience,
+                           max_steps=args.max_steps, cooldown=args.cooldown, delay=args.delay,
+                           seed=args.seed)
         start = time.perf_counter()
-        result = run_pfm(movie, Path(tmp) / "run", config, truth=movie)
+        run = run_pfm(movie, Path(tmp) / "run", config, truth=movie)
         total = time.perf_counter() - start
-        print(f"end to end: {total:.1f} s ({len(result['latents'])} windows)")
-        for name, value in score_pfm(PfmRun.read(Path(tmp) / "run"), sim).items():
+        print(f"end to end: {total:.1f} s ({len(run.latents)} windows)")
+        for name, value in score_pfm(run, sim).items():
             print(f"{name:>28}: {value:.3f}" if isinstance(value, float)
                   else f"{name:>28}: {value}")
 

@@ -379,7 +379,7 @@ def test_stem_command_and_its_errors(movie, tmp_path, capsys):
 
 def test_rvae_size_follows_the_device_unless_set():
     cpu = StemConfig().for_device("cpu")
-    # STEM runs train to convergence, at most 4,000 steps on a CPU (PFM keeps 40 epochs)
+    # runs train to convergence: at most 4,000 steps on a CPU for STEM, 700 for PFM
     assert (cpu.hidden, cpu.layers, cpu.max_steps, cpu.patience) == (128, 3, 4000, 10)
     # a hollow-site ceiling of its own, below max_steps only
     assert (cpu.for_kind("atom").max_steps, cpu.for_kind("hollow").max_steps) == (4000, 4000)
@@ -392,10 +392,12 @@ def test_rvae_size_follows_the_device_unless_set():
         cpu.for_kind("edge")
     with pytest.raises(ValueError, match="hollow_max_steps"):
         StemConfig(hollow_max_steps=0)
-    assert (cpu.cooldown, PfmConfig().cooldown) == (0.3, 0.0)
+    assert (cpu.cooldown, PfmConfig().cooldown) == (0.3, 0.3)
     gpu = StemConfig().for_device("cpu").__class__.rvae_sizes["cuda"]
     assert (gpu["hidden"], gpu["layers"], gpu["epochs"], gpu["patience"]) == (256, 4, 300, 10)
-    assert PfmConfig().for_device("cpu").epochs == RVAE_SIZES["cpu"]["epochs"] == 40
+    pfm = PfmConfig().for_device("cpu")
+    assert (pfm.hidden, pfm.layers, pfm.max_steps, pfm.patience) == (
+        RVAE_SIZES["cpu"]["hidden"], RVAE_SIZES["cpu"]["layers"], 700, 10)
     chosen = StemConfig(hidden=64, epochs=5).for_device("cpu")
     assert (chosen.hidden, chosen.layers, chosen.epochs) == (64, 3, 5)
     with pytest.raises(ValueError, match="hidden"):

@@ -546,13 +546,14 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str, cpu_epochs: i
                    help=f"skip-rVAE epochs ({cpu_epochs} on a CPU, 300 on a GPU)")
     p.add_argument("--patience", type=int,
                    help="stop the skip-rVAE's training once its validation loss has not "
-                        "improved for this many epochs (STEM: 10)")
+                        "improved for this many epochs (10 by default)")
     p.add_argument("--max-steps", type=int,
-                   help="ceiling on the skip-rVAE's optimiser steps (STEM on a CPU: 4000)")
+                   help="ceiling on the skip-rVAE's optimiser steps (on a CPU: STEM 4000, "
+                        "PFM 700)")
     p.add_argument("--cooldown", type=float, metavar="SHARE",
                    help="share of the skip-rVAE's training spent at the end with the "
                         "learning rate falling to zero, begun by the patience or the step "
-                        "ceiling (STEM: 0.3, PFM: 0)")
+                        "ceiling (0.3)")
     p.add_argument("--pixel-fraction", type=float, metavar="SHARE",
                    help="share of each window's pixels the skip-rVAE's decoder draws in a "
                         "training step, a new random set each step (1: all)")
@@ -675,7 +676,7 @@ def _add_pfm_command(sub: _SubParsers) -> None:
                          help="wall pixels per frame to centre windows on (80; -1 for all)")
     pfm_run.add_argument("--delay", type=int,
                          help="frames between the two images of a window (2; 0: same time)")
-    _add_run_options(pfm_run, map_help="physics map points per axis (40)", cpu_epochs=40)
+    _add_run_options(pfm_run, map_help="physics map points per axis (40)", cpu_epochs=1000)
     pfm_run.set_defaults(func=_pfm)
 
 
