@@ -273,7 +273,7 @@ def test_compile_auto_compiles_only_long_trainings(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "short" / "config.json").read_text())["training"]
     assert (calls, record["compile"]) == ([], False)
     assert not compile_pays(24, 100, 1024, 256, 4, "cpu")  # 1,200 windows, 2 epochs
-    assert compile_pays(4000, 32, 576, 128, 3, "cpu")  # a STEM model
+    assert compile_pays(4000, 32, 256, 128, 3, "cpu")  # a STEM model of 16 x 16 windows
     monkeypatch.setattr(latentpath.rvae.train, "COMPILE_MIN_FLOP", {"cpu": 1.0, "cuda": 1.0})
     # compiled kernels go to the user's cache directory, not the temporary folder
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)

@@ -243,14 +243,15 @@ def window_statistics(windows: np.ndarray) -> dict[str, float]:
 
 
 #: planned training work, in floating-point operations of the decoder, from which
-#: ``compile="auto"`` compiles, per device type. On the 2-core dev CPU, inside a STEM
-#: run, the steps of the 3 x 128 decoder on 24 x 24 windows took 37-44 ms compiled and
-#: 38-50 ms eager (the same models of the discovery table), and compiling cost 2-9 s
-#: with the graphs cached on the machine, 23-45 s the first time: a STEM model's 4,000
-#: steps (2e13 operations) repay it; a 1,200-window, 2-epoch ``latentpath rvae`` job of
-#: the paper's 4 x 256 (4e12) does not (17 s eager in all). A GPU does the same work
-#: some 100 times faster while compiling takes as long (an estimate: not measured here).
-COMPILE_MIN_FLOP = {"cpu": 1e13, "cuda": 1e15}
+#: ``compile="auto"`` compiles, per device type. On the 2-core dev CPU a STEM model's
+#: 4,000 steps of the 3 x 128 decoder on 16 x 16 windows (1e13 operations) took 28 ms a
+#: step compiled and 42 ms eager on one thread (1,200 steps of the demo's hollow
+#: windows: 38.7 s against 49.6-52.5 s, the compiled graphs cached), and compiling
+#: costs 2-9 s with the graphs cached on the machine, 23-45 s the first time; a
+#: 1,200-window, 2-epoch ``latentpath rvae`` job of the paper's 4 x 256 (4e12) does not
+#: repay it (17 s eager in all). A GPU does the same work some 100 times faster while
+#: compiling takes as long (an estimate: not measured here).
+COMPILE_MIN_FLOP = {"cpu": 6e12, "cuda": 1e15}
 
 
 def compile_cache_dir() -> Path:
@@ -277,7 +278,7 @@ def compile_pays(steps: int, batch_size: int, pixels: int, hidden: int, layers: 
 
     Examples
     --------
-    >>> compile_pays(4000, 32, 24 * 24, 128, 3, "cpu")  # a STEM model on a CPU
+    >>> compile_pays(4000, 32, 16 * 16, 128, 3, "cpu")  # a STEM model on a CPU
     True
     >>> compile_pays(24, 100, 32 * 32, 256, 4, "cpu")  # 1,200 windows for 2 epochs
     False
