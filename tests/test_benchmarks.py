@@ -1,5 +1,6 @@
 """The evaluation and benchmark scripts of ``benchmarks/`` run end to end on tiny inputs,
-so that a change of the package's API breaks a test, not the next measurement."""
+so that a change of the package's API breaks a test, not the next measurement. The
+scripts read the tiny STEM run of ``conftest.stem_run``."""
 
 from __future__ import annotations
 
@@ -7,16 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from latentpath.pipeline import StemConfig, run_stem
-from latentpath.synth import synth_stem_movie, write_synth_stem
-
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-TINY = {"epochs": 2, "hidden": 32, "layers": 2, "map_points": 16, "manifold_points": 4,
-        "compile": False, "precision": "float32", "device": "cpu",
-        "atoms_per_frame": {"C": 40, "Si": None}, "hollow_per_frame": 30,
-        "track_species": None}
 
 
 def _script(name: str, *args: str) -> str:
@@ -27,24 +19,15 @@ def _script(name: str, *args: str) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def stem_run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bench")
-    movie = folder / "sim.npz"
-    write_synth_stem(synth_stem_movie(3, 192, seed=3, final_disorder=0.3), movie)
-    run_stem(movie, folder / "run", StemConfig(**TINY), truth=movie, progress=False)
-    return folder / "run"
-
-
 def test_the_map_reading_script_reads_a_finished_run_each_way(stem_run):
-    out = _script("eval_map_reading.py", str(stem_run), "--map-points", "12", "--top", "2",
+    out = _script("eval_map_reading.py", str(stem_run[0]), "--map-points", "12", "--top", "2",
                   "--readings", "fixed smear", "+ stand-in")
     assert "atom:" in out and "hollow:" in out
     assert out.count("fixed smear") == 2 and out.count("+ stand-in") == 2
 
 
 def test_the_retraining_script_trains_scores_and_maps_a_kind_again(stem_run):
-    out = _script("eval_retrain.py", str(stem_run), "--kind", "hollow", "--epochs", "1",
+    out = _script("eval_retrain.py", str(stem_run[0]), "--kind", "hollow", "--epochs", "1",
                   "--max-steps", "5", "--hidden", "32", "--no-compile", "--map-points", "12")
     assert "steps" in out and "map" in out
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import STEM_TINY as TINY
 
 from latentpath.cli import main
 from latentpath.evaluate import score_chemical_space, score_tracks, true_window_labels
@@ -22,32 +23,11 @@ from latentpath.pipeline import (
 )
 from latentpath.synth import synth_stem_movie, write_synth_stem
 
-TINY = {"epochs": 2, "hidden": 32, "layers": 2, "map_points": 24, "manifold_points": 4,
-        "compile": False, "precision": "float32", "device": "cpu",
-        "atoms_per_frame": {"C": 40, "Si": None}, "hollow_per_frame": 30}
 WINDOW_PX = StemConfig().window_px
 
 
-@pytest.fixture(scope="module")
-def movie(tmp_path_factory):
-    path = tmp_path_factory.mktemp("movie") / "sim.npz"
-    sim = synth_stem_movie(3, 192, seed=3, final_disorder=0.3)
-    write_synth_stem(sim, path)
-    return path, sim
-
-
-@pytest.fixture(scope="module")
-def run(movie, tmp_path_factory):
-    path, _ = movie
-    out = tmp_path_factory.mktemp("run") / "run"
-    # the small movie has no Si: follow every atom instead
-    result = run_stem(path, out, StemConfig(**TINY, track_species=None), truth=path,
-                      progress=False)
-    return out, result
-
-
-def test_run_directory_holds_every_step(run):
-    out, result = run
+def test_run_directory_holds_every_step(stem_run):
+    out, result = stem_run
     assert result.out == out and len(result.atoms) > 100
     for name in ("config.json", "atoms.parquet", "rings.parquet", "atom_quality.csv"):
         assert (out / name).is_file()
@@ -67,8 +47,8 @@ def test_run_directory_holds_every_step(run):
     assert windows.dtype == np.float32 and windows.shape[1:] == (WINDOW_PX, WINDOW_PX)
 
 
-def test_tables_link_windows_to_atoms_and_rings(run):
-    out, _ = run
+def test_tables_link_windows_to_atoms_and_rings(stem_run):
+    out, _ = stem_run
     saved = StemRun.read(out)
     atoms, rings = saved.atoms, saved.rings
     assert {"frame", "y", "x", "species", "score", "coordination", "n5", "n6", "n7",
@@ -89,12 +69,12 @@ def test_tables_link_windows_to_atoms_and_rings(run):
     assert space.counts.shape == (24, 24, 4) and space.kind == "atom"
 
 
-def test_bond_frames_make_the_windows_of_one_structure_alike(run):
+def test_bond_frames_make_the_windows_of_one_structure_alike(stem_run):
     """Graphene's two sublattices, turned into their bond frames, give one window: the
     6-6-6 windows spread far less about their mean than when cut as the image lies."""
     from latentpath.pipeline.stem import cut_kind_windows, window_points
 
-    out, _ = run
+    out, _ = stem_run
     saved = StemRun.read(out)
     atoms = saved.atoms
     assert {"bond_turn_rad", "bond_mirror"} <= set(atoms.columns)
@@ -113,9 +93,9 @@ def test_bond_frames_make_the_windows_of_one_structure_alike(run):
     assert spread[True] < 0.5 * spread[False]
 
 
-def test_graph_counts_match_the_truth_inside_the_frame(movie, run):
-    _, sim = movie
-    out, _ = run
+def test_graph_counts_match_the_truth_inside_the_frame(stem_movie, stem_run):
+    _, sim = stem_movie
+    out, _ = stem_run
     atoms = StemRun.read(out).atoms
     assert set(atoms.frame) == {0, 1, 2}
     scores = score_chemical_space(StemRun.read(out), sim.atoms, sim.rings,
@@ -128,9 +108,9 @@ def test_graph_counts_match_the_truth_inside_the_frame(movie, run):
         assert 0 <= scores[key] <= 1
 
 
-def test_true_labels_name_the_atoms_at_a_rim_only_when_asked(movie, run):
-    _, sim = movie
-    out, _ = run
+def test_true_labels_name_the_atoms_at_a_rim_only_when_asked(stem_movie, stem_run):
+    _, sim = stem_movie
+    out, _ = stem_run
     saved = StemRun.read(out)
     inside = true_window_labels(saved, sim.atoms, sim.rings, "atom",
                                 pixel_size_A=sim.pixel_size_A)
@@ -142,9 +122,9 @@ def test_true_labels_name_the_atoms_at_a_rim_only_when_asked(movie, run):
     assert all(0 < len(label.split("-")) < 3 for label in rims)
 
 
-def test_atoms_are_tracked_with_states_and_latents(movie, run):
-    _, sim = movie
-    out, _ = run
+def test_atoms_are_tracked_with_states_and_latents(stem_movie, stem_run):
+    _, sim = stem_movie
+    out, _ = stem_run
     saved = StemRun.read(out)
     tracks, atoms = saved.tracks, saved.atoms
     assert set(tracks.atom) == set(atoms.index)
@@ -172,8 +152,8 @@ def test_atoms_are_tracked_with_states_and_latents(movie, run):
             "figures/transitions.png"} <= set(record["figures"])
 
 
-def test_a_movie_without_the_tracked_species_has_no_tracks(run):
-    out, _ = run
+def test_a_movie_without_the_tracked_species_has_no_tracks(stem_run):
+    out, _ = stem_run
     atoms = StemRun.read(out).atoms
     tracks, drift = track_atoms(atoms, (192, 192), 0.1, StemConfig())
     assert len(tracks) == 0 and {"track", "state", "gap_before"} <= set(tracks.columns)
@@ -189,9 +169,9 @@ def test_graph_of_a_frame_without_atoms_is_empty():
     assert len(rings) == 0 and (with_counts.coordination == 0).all()
 
 
-def test_runs_are_never_overwritten_silently(movie, run):
-    path, _ = movie
-    out, _ = run
+def test_runs_are_never_overwritten_silently(stem_movie, stem_run):
+    path, _ = stem_movie
+    out, _ = stem_run
     with pytest.raises(FileExistsError):
         run_stem(path, out, StemConfig(**TINY), progress=False)
 
@@ -223,8 +203,8 @@ def test_balance_power_per_window_kind():
             StemConfig(balance_power=bad)
 
 
-def test_evaluate_command_scores_a_run(run, capsys):
-    out, _ = run
+def test_evaluate_command_scores_a_run(stem_run, capsys):
+    out, _ = stem_run
     assert main(["evaluate", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "atom_common3_map_accuracy" in printed and "hollow_knn_accuracy" in printed
@@ -239,8 +219,8 @@ def test_evaluate_command_scores_a_run(run, capsys):
     assert "hollow_knn_accuracy" in (out / "report.html").read_text()
 
 
-def test_evaluate_refuses_the_truth_of_another_movie(run, tmp_path, capsys):
-    out, _ = run
+def test_evaluate_refuses_the_truth_of_another_movie(stem_run, tmp_path, capsys):
+    out, _ = stem_run
     other = write_synth_stem(synth_stem_movie(3, 192, seed=4), tmp_path / "other.npz")
     scores = (out / "scores.json").read_bytes() if (out / "scores.json").exists() else None
     assert main(["evaluate", str(out), "--truth", str(other)]) == 2
@@ -248,7 +228,7 @@ def test_evaluate_refuses_the_truth_of_another_movie(run, tmp_path, capsys):
     assert ((out / "scores.json").read_bytes() if scores is not None else None) == scores
 
 
-def test_a_run_records_what_it_doubts(movie, tmp_path, monkeypatch, capsys):
+def test_a_run_records_what_it_doubts(stem_movie, tmp_path, monkeypatch, capsys):
     import warnings
 
     from latentpath.pipeline import stem as stem_pipeline
@@ -263,7 +243,7 @@ def test_a_run_records_what_it_doubts(movie, tmp_path, monkeypatch, capsys):
         return found(*args, **kwargs)
 
     monkeypatch.setattr(stem_pipeline, "atoms_and_probabilities", doubting)
-    path, _ = movie
+    path, _ = stem_movie
     with pytest.warns(UserWarning, match="disagrees with the lattice"):
         result = run_stem(path, tmp_path / "run", StemConfig(**TINY, track_species=None),
                           progress=False)
@@ -278,8 +258,8 @@ def test_a_run_records_what_it_doubts(movie, tmp_path, monkeypatch, capsys):
     assert "atoms" in again.reused and again.warnings == result.warnings
 
 
-def test_evaluate_and_report_replace_only_what_latentpath_wrote(run, capsys):
-    out, _ = run
+def test_evaluate_and_report_replace_only_what_latentpath_wrote(stem_run, capsys):
+    out, _ = stem_run
     assert main(["evaluate", str(out)]) == 0
     assert main(["evaluate", str(out)]) == 0  # its own scores and report: replaced
     for name, argv in (("scores.json", ["evaluate", str(out)]),
@@ -295,8 +275,8 @@ def test_evaluate_and_report_replace_only_what_latentpath_wrote(run, capsys):
         assert main(argv) == 0
 
 
-def test_every_run_scores_its_latent_spaces_against_its_bond_graph(run):
-    out, result = run
+def test_every_run_scores_its_latent_spaces_against_its_bond_graph(stem_run):
+    out, result = stem_run
     for kind in ("atom", "hollow"):
         score = result.kinds[kind].discovery
         assert score.kind == kind and score.reference == "graph"
@@ -311,16 +291,16 @@ def test_every_run_scores_its_latent_spaces_against_its_bond_graph(run):
     assert "2-D PCA of the same windows" in page
 
 
-def test_windows_are_drawn_balanced_by_their_structure(run):
-    out, _ = run
+def test_windows_are_drawn_balanced_by_their_structure(stem_run):
+    out, _ = stem_run
     for kind in ("atom", "hollow"):
         record = json.loads((out / kind / "model" / "config.json").read_text())
         assert record["training"]["sample_weights"] is not None, kind
         assert record["training"]["stop_reason"] == "epochs"
 
 
-def test_evaluate_without_truth_scores_against_the_bond_graph(run, tmp_path, capsys):
-    out, _ = run
+def test_evaluate_without_truth_scores_against_the_bond_graph(stem_run, tmp_path, capsys):
+    out, _ = stem_run
     scores = tmp_path / "graph-scores.json"
     copy = tmp_path / "record.json"
     record = json.loads((out / "config.json").read_text())
@@ -338,8 +318,8 @@ def test_evaluate_without_truth_scores_against_the_bond_graph(run, tmp_path, cap
     assert {"atom_latent", "atom_pca2", "hollow_latent"} <= set(found["discovery_graph"])
 
 
-def test_stem_command_and_its_errors(movie, tmp_path, capsys):
-    path, _ = movie
+def test_stem_command_and_its_errors(stem_movie, tmp_path, capsys):
+    path, _ = stem_movie
     run_dir = tmp_path / "cli-run"
     args = ["stem", str(path), "--out", str(run_dir), "--epochs", "1", "--hidden", "16",
             "--layers", "1", "--map-points", "8", "--no-compile", "--c-per-frame", "20",
