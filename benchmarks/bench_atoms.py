@@ -57,7 +57,10 @@ def main() -> None:
     model = load_model()
     print(f"latentpath U-Net: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
           f"parameters, model sampling {model.config.pixel_size_A} A/px")
+    start = time.perf_counter()
     find_atoms(sim.movie[:1], pixel_size_A=0.1, model=model, device="cpu")
+    print(f"latentpath find_atoms, first call of the process (the network folded for "
+          f"inference, the kernels' first use): {time.perf_counter() - start:.3f} s")
     results = {}
     for refine in (True, False):
         times = []

@@ -1,7 +1,7 @@
 """Atom finding at low dose on varied synthetic movies: the spread, not one movie.
 
     python benchmarks/eval_atoms_dose.py [--model DIR] [--seeds 2] [--frames 4]
-        [--precision float32|bfloat16]
+        [--precision auto|float32|bfloat16]
 
 Movies of 384 x 384 px from both of the simulator's imaging models (a Gaussian probe
 with tails; an aperture-limited probe with a finite source), contrast exponents 1.64
@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--model", help="model directory (default: the shipped weights)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4)
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
-                        help="of the segmentation network")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="of the segmentation network (auto: find_atoms' default)")
     args = parser.parse_args()
     print(machine_line())
     model = load_model(args.model, device="cpu")

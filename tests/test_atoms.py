@@ -96,6 +96,21 @@ def test_gaussian_refinement_moves_guesses_onto_atoms():
     assert np.median(after[refined.refined]) < 0.3 < np.median(before)
 
 
+
+def test_gaussian_refinement_does_not_depend_on_a_detector_offset():
+    """The fits run in float32 on patches relative to their darkest pixel: a large
+    constant offset (raw counts on a pedestal) must place the atoms the same."""
+    clean = synth_stem_movie(1, 128, seed=32, dose_e_per_A2=1e8, jitter_px=0.0)
+    truth = clean.atoms[clean.atoms.in_image]
+    guess = truth[truth.x.between(6, 121) & truth.y.between(6, 121)][["frame", "y", "x"]]
+    guess = guess.reset_index(drop=True) + np.r_[0, 0.4, -0.3]
+    image = clean.movie / clean.movie.max()
+    plain = refine_gaussian(image, guess, half_width_px=4, sigma_px=4.5)
+    lifted = refine_gaussian(image + 1e4, guess, half_width_px=4, sigma_px=4.5)
+    assert plain.refined.mean() > 0.9 and (plain.refined == lifted.refined).mean() > 0.97
+    both = plain.refined & lifted.refined
+    assert np.hypot(plain.y - lifted.y, plain.x - lifted.x)[both].max() < 0.05
+
 def test_a_fit_moves_an_atom_only_where_it_places_it_well():
     """On a clean frame the fits' positions are certain and kept; on a noisy one they
     scatter more than the starting positions and the starting positions stay."""
@@ -125,7 +140,8 @@ def test_a_fit_moves_an_atom_only_where_it_places_it_well():
 
 def test_bfloat16_segmentation_finds_the_same_atoms():
     sim = synth_stem_movie(1, 192, seed=12)
-    exact = find_atoms(sim.movie, pixel_size_A=sim.pixel_size_A, device="cpu")
+    exact = find_atoms(sim.movie, pixel_size_A=sim.pixel_size_A, device="cpu",
+                       precision="float32")
     fast = find_atoms(sim.movie, pixel_size_A=sim.pixel_size_A, device="cpu",
                       precision="bfloat16")
     assert abs(len(fast) - len(exact)) <= 1
@@ -149,6 +165,21 @@ def test_model_forward_and_safe_roundtrip(tmp_path):
     with pytest.raises(FileExistsError):
         save_model(model, tmp_path / "m")
 
+
+
+def test_the_inference_copy_is_reused_until_the_model_changes():
+    torch.manual_seed(0)
+    model = AtomUNet(TINY).eval()
+    fast = model.for_inference("cpu")
+    assert model.for_inference("cpu") is fast
+    assert "_inference" not in model.state_dict() and not any(
+        "_inference" in name for name, _ in model.named_modules())
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), model(x), atol=1e-5)
+        next(model.parameters()).mul_(1.5)
+        changed = model.for_inference("cpu")
+        assert changed is not fast and torch.allclose(changed(x), model(x), atol=1e-5)
 
 def test_bad_model_directories_give_clear_errors(tmp_path):
     with pytest.raises(ModelFileError, match=r"config\.json missing"):

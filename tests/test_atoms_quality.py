@@ -16,6 +16,7 @@ from latentpath.atoms import find_atoms, load_model
 from latentpath.atoms.find import MIN_FIELD_A, MIN_FRAME_A, movie_pixel_size, pad_field
 from latentpath.atoms.model import SHIPPED_MODEL_DIR
 from latentpath.atoms.quality import (
+    MIN_LATTICE_ATOMS,
     bond_spacing,
     domain_problems,
     frame_quality,
@@ -224,7 +225,10 @@ def test_real_crops_none_refused_and_their_si_found(crop):
     for y, x in crop.si:
         assert np.hypot(si.y - y, si.x - x).min() * px < 0.5
     quality = pd.DataFrame(found.attrs["quality"])
-    assert quality.doubles[0] == 0 and quality.bonded[0] > 0.6
+    assert quality.doubles[0] == 0
+    # a field of a few atoms (the trimer crop: four) shows no lattice either way
+    if len(found) >= MIN_LATTICE_ATOMS:
+        assert quality.bonded[0] > 0.6
 
 
 @real

@@ -171,7 +171,7 @@ def pad_field(data: np.ndarray, pixel_size_A: float) -> tuple[np.ndarray, tuple[
 
 
 def _locate(data: np.ndarray, pixel_size_A: float, model: AtomUNet, device: torch.device,
-            *, threshold: float = 0.5, batch_size: int = 4, precision: str = "float32",
+            *, threshold: float = 0.5, batch_size: int = 4, precision: str = "auto",
             progress: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """Blobs of the segmentation, in input pixels, and the class probabilities at the
     model's sampling."""
@@ -320,7 +320,7 @@ def find_atoms(
     border_A: float = 1.0,
     keep_border: bool = False,
     batch_size: int | None = None,
-    precision: str = "float32",
+    precision: str = "auto",
     return_probabilities: bool = False,
     progress: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
@@ -350,10 +350,11 @@ def find_atoms(
         ...unless this is True.
     batch_size : int, optional
         Frames per forward pass; default 4 on the CPU and 32 on a GPU.
-    precision : {"float32", "bfloat16", "auto"}
+    precision : {"auto", "float32", "bfloat16"}
         Of the network's convolutions (:func:`~latentpath.atoms.segment.segment`):
-        bfloat16 is about 0.08 s faster per 1024 x 1024 frame on a CPU with bfloat16
-        units; "auto": bfloat16 where the device has native bfloat16.
+        "auto" (the default) takes bfloat16 where the device has native bfloat16 units,
+        where it is about 0.08 s faster per 1024 x 1024 frame and finds the same atoms
+        (docs/benchmarks.md); float32 elsewhere.
     return_probabilities : bool
         Also return the segmentation the atoms were found in, so that later steps
         (windows cut from the class maps) need not segment the movie again.

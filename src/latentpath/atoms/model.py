@@ -112,14 +112,24 @@ class AtomUNet(nn.Module):
         into its weights (one pass over the activations less per layer) and the
         tensors in channels-last order, which the CPU's convolutions run faster on.
         The same logits to float32 rounding (4e-6 on the shipped weights); 1.5x faster
-        on a 2-core CPU (docs/benchmarks.md)."""
-        net = copy.deepcopy(self).eval()
+        on a 2-core CPU (docs/benchmarks.md). The copy is kept and given again until
+        a parameter or buffer of this model changes (training, loading weights), so
+        that finding atoms frame by frame does not fold the network each time."""
+        key = (str(torch.device(device)),
+               tuple(t._version for t in [*self.parameters(), *self.buffers()]))
+        cached = self.__dict__.get("_inference")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        net = copy.deepcopy(self, memo={id(cached): None}).eval()
         for module in net.modules():
             if isinstance(module, nn.Sequential) and isinstance(module[0], nn.Conv2d) \
                     and len(module) > 1 and isinstance(module[1], nn.BatchNorm2d):
                 module[0] = fuse_conv_bn_eval(module[0], module[1])
                 module[1] = nn.Identity()
-        return net.to(device, memory_format=torch.channels_last)
+        net = net.to(device, memory_format=torch.channels_last)
+        # a plain attribute, not a submodule: the copy is not part of the model's state
+        self.__dict__["_inference"] = (key, net)
+        return net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

@@ -38,23 +38,25 @@ def estimate_pixel_size(images: np.ndarray, *, spacing_A: float = GRAPHENE_D100_
         units of that background; below about 0.5 there is no clear lattice and the
         estimate should not be trusted.
     """
-    images = np.asarray(images, dtype=np.float64)
+    # float32 throughout: the peak is placed to a fraction of a bin either way, in half
+    # the time of float64
+    images = np.asarray(images, dtype=np.float32)
     if images.ndim == 2:
         images = images[None]
     _, h, w = images.shape
     side = min(h, w)
-    window = np.outer(np.hanning(side), np.hanning(side))
+    window = np.outer(np.hanning(side), np.hanning(side)).astype(np.float32)
     # Zero-padding small frames samples the spectrum finely enough to place the peak
     # within a percent or two.
     n = max(side, 1024)
     # A real image's spectrum is symmetric: half of it (a real FFT) holds it all, each
     # column but the first and last standing for itself and its mirror image.
-    power = np.zeros((n, n // 2 + 1))
+    power = np.zeros((n, n // 2 + 1), np.float32)
     for frame in images[:, :side, :side]:
         f = frame - frame.mean()
         power += np.abs(scipy.fft.rfft2(f * window, s=(n, n), workers=-1)) ** 2
-    ky = np.fft.fftfreq(n, 1.0 / n)
-    radius = np.hypot(ky[:, None], np.arange(n // 2 + 1)[None])
+    ky = np.fft.fftfreq(n, 1.0 / n).astype(np.float32)
+    radius = np.hypot(ky[:, None], np.arange(n // 2 + 1, dtype=np.float32)[None])
     mirrored = np.full(n // 2 + 1, 2.0)
     mirrored[[0, -1]] = 1.0
     weight = np.broadcast_to(mirrored, power.shape).ravel()

@@ -86,7 +86,7 @@ def _tiled_probabilities(model: AtomUNet, frame: np.ndarray, device: torch.devic
 def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
             device: torch.device | str = "cpu", batch_size: int = 4,
             at_input_sampling: bool = True, tile_px: int = 1024, overlap_px: int = 48,
-            precision: str = "float32", progress: bool = False) -> np.ndarray:
+            precision: str = "auto", progress: bool = False) -> np.ndarray:
     """Class probabilities for every pixel of every frame.
 
     Parameters
@@ -106,13 +106,12 @@ def segment(images: np.ndarray, model: AtomUNet, *, pixel_size_A: float,
     tile_px, overlap_px : int
         Frames larger than ``tile_px`` (at the model's sampling) are segmented in
         overlapping tiles, so memory stays bounded however large the frame.
-    precision : {"float32", "bfloat16", "auto"}
+    precision : {"auto", "float32", "bfloat16"}
         "bfloat16" runs the network's convolutions under bfloat16 autocast (the
         softmax in float32): twice as fast on CPUs and GPUs with bfloat16 units, the
-        same F1 to the fourth digit on the low-dose table (docs/benchmarks.md), but
-        not yet the default: on the smallest real crop it finds a fourth atom that
-        changes its lattice measures. "auto" takes it where the device has native
-        bfloat16 (:func:`latentpath.device.uses_bfloat16`).
+        same F1 to the fourth digit on the low-dose table (docs/benchmarks.md). "auto"
+        (the default) takes it where the device has native bfloat16
+        (:func:`latentpath.device.uses_bfloat16`), float32 elsewhere.
 
     Returns
     -------
