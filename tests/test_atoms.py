@@ -263,7 +263,10 @@ def test_score_atoms_counts_what_it_should(frame):
     scores = score_atoms(half, truth, pixel_size_A=0.1, frames_table=frame.frames,
                          image_shape=shape, border_A=1.0)
     assert scores["precision"] == 1.0
-    assert scores["recall"] == pytest.approx(len(half) / len(inner))
+    # true atoms are scored from 1 A + the match radius (0.5 A) inward
+    scored = drop_border(truth, shape, 15.0)
+    kept = half.merge(scored[["frame", "y", "x"]], on=["frame", "y", "x"])
+    assert scores["recall"] == pytest.approx(len(kept) / len(scored))
     assert scores["false_per_10nm2_disordered"] == 0.0
     # A found atom in a hole is a false atom in the disordered area.
     first = frame.atoms[frame.atoms.frame == 0]
@@ -278,6 +281,34 @@ def test_score_atoms_counts_what_it_should(frame):
                              frames_table=frame.frames, image_shape=shape)
     assert with_stray["false_per_10nm2_disordered"] > 0
 
+
+
+def test_atoms_on_the_border_line_are_neither_missed_nor_false(frame):
+    """A finder that places every atom within 0.05 A and drops those within 1 A of the
+    edge, as find_atoms does, scores F1 = 1: the true atom just beyond the line whose
+    found atom fell just inside is no miss, and the other way round no false find."""
+    truth = frame.atoms[frame.atoms.in_image].reset_index(drop=True)
+    shape = frame.movie.shape[1:]
+    rng = np.random.default_rng(3)
+    jittered = truth[["frame", "y", "x", "species"]].copy()
+    jittered[["y", "x"]] += rng.normal(0, 0.5, (len(truth), 2))
+    found = drop_border(jittered, shape, 10.0)
+    beyond = drop_border(truth, shape, 10.0)
+    assert len(found) != len(beyond), "the jitter should move atoms across the 1 A line"
+    assert score_atoms(found, truth, pixel_size_A=0.1, image_shape=shape)["f1"] == 1.0
+    # a find 1.1 A from the edge with no true atom near is still false...
+    first = truth[truth.frame == 0]
+    ys = np.arange(20.0, shape[0] - 20.0)
+    gap = np.hypot(ys[:, None] - first.y.to_numpy(), 11.0 - first.x.to_numpy()).min(1)
+    assert gap.max() > 5
+    lone = pd.DataFrame({"frame": [0], "y": [ys[gap.argmax()]], "x": [11.0], "species": ["C"]})
+    worse = score_atoms(pd.concat([found, lone]), truth, pixel_size_A=0.1, image_shape=shape)
+    assert worse["precision"] < 1.0 and worse["recall"] == 1.0
+    # ...and a true atom well inside without its find still missed
+    centre = np.hypot(found.y - shape[0] / 2, found.x - shape[1] / 2)
+    missing = score_atoms(found.drop(index=centre.nsmallest(3).index), truth,
+                          pixel_size_A=0.1, image_shape=shape)
+    assert missing["recall"] < 1.0 and missing["precision"] == 1.0
 
 shipped = pytest.mark.skipif(not (SHIPPED_MODEL_DIR / "weights.safetensors").exists(),
                              reason="no shipped weights (run scripts/train_atom_weights.py)")
