@@ -262,7 +262,7 @@ def _peak_atoms(images: np.ndarray, labels: np.ndarray, n_blobs: int, threshold:
 def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_px: float, *,
                  kind: str = "atom", smeared_area_px: float | None = None,
                  smear_reach: float | None = None, smear_ratio: float | None = SMEAR_RATIO,
-                 max_ring: int = 8, bridge_gaps: bool = False) -> np.ndarray:
+                 max_ring: int = max(RING_SIZES), bridge_gaps: bool = False) -> np.ndarray:
     """Rings of each size at the centre of every image, from its atoms.
 
     All images' atoms go into one graph (each image shifted far from the others), so
@@ -809,7 +809,7 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
     images = np.asarray(images, np.float32)
     size = images.shape[-1]
     smear = {"smeared_area_px": None, "smear_reach": smear_reach, "smear_ratio": smear_ratio,
-             "max_ring": 8}
+             "max_ring": max(RING_SIZES)}
     atoms = find_decoded_atoms(images, threshold=threshold, method=method)
     counts, centre_bonds = _centre_structure(atoms, len(images), size, bond_length_px,
                                              kind=kind, bridge_gaps=False, **smear)
