@@ -317,7 +317,7 @@ def _atoms(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=device)
     start = time.perf_counter()
     kwargs = {"pixel_size_A": args.pixel_size, "device": device, "threshold": args.threshold,
-              "keep_border": args.keep_border}
+              "keep_border": args.keep_border, "precision": args.precision}
     atoms = find_atoms(movie, model=model, progress=True, **kwargs)
     pixel_A = atoms.attrs["pixel_size_A"]
     if args.self_train:
@@ -738,6 +738,9 @@ def _add_atoms_command(sub: _SubParsers) -> None:
                        help="keep atoms closer than 1 A to the frame edge")
     atoms.add_argument("--model", help="model directory (default: the shipped weights)")
     atoms.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    atoms.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                       help="of the network: bfloat16 where the device has it natively "
+                            "(auto), the same atoms to within a few in 10,000")
     atoms.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     atoms.set_defaults(func=_atoms)
 

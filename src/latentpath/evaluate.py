@@ -52,7 +52,8 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
     -------
     dict
         ``precision, recall, f1, species_accuracy, si_recall, mean_error_A,
-        n_found, n_true`` and, with the frames table, ``false_per_10nm2_disordered``.
+        n_found, n_true`` (the found and true atoms scored: beyond the border band) and,
+        with the frames table, ``false_per_10nm2_disordered``.
 
     Raises
     ------
@@ -84,8 +85,6 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
     pairs = match_atoms(found, truth, match_radius_A / pixel_size_A)
     matched_found = np.zeros(len(found), bool)
     matched_found[pairs.found.to_numpy(int)] = True
-    matched_truth = np.zeros(len(truth), bool)
-    matched_truth[pairs.truth.to_numpy(int)] = True
     if image_shape is not None and border_A > 0:
         # Scored: found atoms beyond the border, and true atoms so far beyond it that
         # their match cannot lie inside it. A true atom just beyond the line whose
@@ -133,7 +132,8 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
             in_hole = dist * pixel_size_A > HOLE_DISTANCE_A
             amorphous = t["region"].to_numpy()[near] == "amorphous"
             n_false += int((in_hole | amorphous).sum())
-        scores["false_per_10nm2_disordered"] = 10 * n_false / area_nm2 if area_nm2 else 0.0
+        scores["false_per_10nm2_disordered"] = (float(10 * n_false / area_nm2) if area_nm2
+                                                else 0.0)
     if n_found and n_true and f1 < TRUTH_DOUBT_F1:
         warnings.warn(f"only {tp} of {n_found} found atoms match the {n_true} true ones "
                       f"(F1 {f1:.2f}): is the truth of this movie, and the pixel size "

@@ -26,7 +26,7 @@ from latentpath.atoms.quality import (
 )
 from latentpath.atoms.segment import model_shape, segment, to_input_pixels
 from latentpath.atoms.species import label_heavy
-from latentpath.device import resolve_device
+from latentpath.device import resolve_device, uses_bfloat16
 from latentpath.graph import CC_BOND_A
 from latentpath.io import Movie, validate_movie
 
@@ -371,7 +371,8 @@ def find_atoms(
         ``intensity`` is the atom's brightness over its surroundings
         (:func:`~latentpath.atoms.locate.peak_heights`, units of the input).
         ``attrs`` records the pixel size used and its source (``pixel_size``:
-        :class:`PixelSize` as a dict), ``padded_to_px`` (None, or the size small
+        :class:`PixelSize` as a dict), the network's ``precision`` ("float32" or
+        "bfloat16"), ``padded_to_px`` (None, or the size small
         frames were padded to), the per-frame ``quality``
         (:func:`~latentpath.atoms.quality.frame_quality`, as lists per column),
         ``unusual_frames`` and ``outside_domain`` (sentences, also given as
@@ -400,6 +401,7 @@ def find_atoms(
         raise ValueError(f"frame(s) {flat.tolist()[:10]} are constant: no contrast to find "
                          "atoms in")
     device = resolve_device(device)
+    network_precision = "bfloat16" if uses_bfloat16(precision, device) else "float32"
     model = load_model(device=device) if model is None else model
     size = movie_pixel_size(movie if isinstance(movie, Movie) else data, pixel_size_A,
                             model=model, device=device)
@@ -442,6 +444,7 @@ def find_atoms(
                       + "; ".join(unusual[:10]), stacklevel=2)
     atoms.attrs.update({
         "pixel_size_A": pixel_A, "pixel_size_source": source, "pixel_size": size.as_dict(),
+        "precision": network_precision,
         "padded_to_px": list(work.shape[1:]) if work.shape != data.shape else None,
         "quality": _json_columns(quality), "unusual_frames": unusual,
         "outside_domain": outside,
@@ -477,6 +480,8 @@ def describe_found(atoms: pd.DataFrame) -> list[str]:
     if size.get("source") == "lattice":
         lines[0] += (f": lattice reflection {size['lattice_A']:.4f} A, atoms' C-C spacing "
                      f"{size['atoms_A']:.4f} A, {size['bonded']:.0%} in a honeycomb")
+    if atoms.attrs.get("precision"):
+        lines.append(f"network computed in {atoms.attrs['precision']}")
     if atoms.attrs.get("padded_to_px"):
         h, w = atoms.attrs["padded_to_px"]
         lines.append(f"frames padded (reflected) to {h}x{w} px for the network, atoms "

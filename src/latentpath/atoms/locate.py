@@ -137,7 +137,7 @@ def refine_gaussian(images: np.ndarray, atoms: pd.DataFrame, *, half_width_px: i
         fitted peak height (NaN where the fit ran away), and ``fit_error_px``, the
         fitted position's standard error (NaN where the fit ran away).
     """
-    images = np.asarray(images, dtype=np.float32)
+    images = np.asarray(images)
     out = atoms.copy()
     out["refined"] = False
     out["fit_residual"] = np.nan
@@ -157,9 +157,9 @@ def refine_gaussian(images: np.ndarray, atoms: pd.DataFrame, *, half_width_px: i
         return out
     dy, dx = np.mgrid[-h:h + 1, -h:h + 1]
     patches = images[frame[idx, None, None], cy[idx, None, None] + dy, cx[idx, None, None] + dx]
-    patches = patches.reshape(len(idx), -1)
-    # Fitted relative to each patch's darkest pixel, so that float32 keeps the peak's
-    # digits however large an offset the detector adds.
+    # Fitted in float32 relative to each patch's darkest pixel, taken away in the
+    # input's own precision: a detector's pedestal costs the fit no digits.
+    patches = patches.reshape(len(idx), -1).astype(np.float64)
     lo = patches.min(1)
     patches = patches - lo[:, None]
     # Parameters per patch: amplitude, y, x (relative to the patch centre), log sigma, b.

@@ -112,13 +112,19 @@ class AtomUNet(nn.Module):
         into its weights (one pass over the activations less per layer) and the
         tensors in channels-last order, which the CPU's convolutions run faster on.
         The same logits to float32 rounding (4e-6 on the shipped weights); 1.5x faster
-        on a 2-core CPU (docs/benchmarks.md). The copy is kept and given again until
-        a parameter or buffer of this model changes (training, loading weights), so
-        that finding atoms frame by frame does not fold the network each time."""
-        key = (str(torch.device(device)),
-               tuple(t._version for t in [*self.parameters(), *self.buffers()]))
+        on a 2-core CPU (docs/benchmarks.md).
+
+        The copy is kept and given again, so that finding atoms frame by frame does not
+        fold the network each time, until a parameter or buffer of this model is
+        replaced or changed in place (training, loading weights). Changes made through
+        ``tensor.data`` are not seen: call it on a fresh :func:`load_model` after them.
+        The copy is shared: do not move or modify it."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        key = _weights_key(self, device)
         cached = self.__dict__.get("_inference")
-        if cached is not None and cached[0] == key:
+        if key is not None and cached is not None and cached[0] == key:
             return cached[1]
         net = copy.deepcopy(self, memo={id(cached): None}).eval()
         for module in net.modules():
@@ -128,7 +134,7 @@ class AtomUNet(nn.Module):
                 module[1] = nn.Identity()
         net = net.to(device, memory_format=torch.channels_last)
         # a plain attribute, not a submodule: the copy is not part of the model's state
-        self.__dict__["_inference"] = (key, net)
+        self.__dict__["_inference"] = None if key is None else (key, net)
         return net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +149,17 @@ class AtomUNet(nn.Module):
             x = block(torch.cat([x, skip], dim=1))
         return self.head(x)
 
+
+
+def _weights_key(model: nn.Module, device: torch.device) -> tuple | None:
+    """What identifies a model's weights on ``device``: each tensor's identity, storage
+    and in-place version; None where tensors keep no version (made under
+    ``torch.inference_mode``), which then go uncached."""
+    try:
+        return (str(device), *((id(t), t.data_ptr(), t._version)
+                               for t in [*model.parameters(), *model.buffers()]))
+    except RuntimeError:
+        return None
 
 def save_model(model: AtomUNet, directory: str | Path, *, extra: dict | None = None,
                overwrite: bool = False) -> Path:

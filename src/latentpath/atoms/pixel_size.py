@@ -53,7 +53,10 @@ def estimate_pixel_size(images: np.ndarray, *, spacing_A: float = GRAPHENE_D100_
     # column but the first and last standing for itself and its mirror image.
     power = np.zeros((n, n // 2 + 1), np.float32)
     for frame in images[:, :side, :side]:
+        # scaled to unit spread: float32 powers neither overflow on large counts nor
+        # sink below the log's floor on tiny ones; the peak and its prominence are ratios
         f = frame - frame.mean()
+        f /= max(float(f.std()), np.finfo(np.float32).tiny)
         power += np.abs(scipy.fft.rfft2(f * window, s=(n, n), workers=-1)) ** 2
     ky = np.fft.fftfreq(n, 1.0 / n).astype(np.float32)
     radius = np.hypot(ky[:, None], np.arange(n // 2 + 1, dtype=np.float32)[None])
