@@ -134,7 +134,7 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
             n_false += int((in_hole | amorphous).sum())
         scores["false_per_10nm2_disordered"] = (float(10 * n_false / area_nm2) if area_nm2
                                                 else 0.0)
-    if n_found and n_true and f1 < TRUTH_DOUBT_F1:
+    if n_found and f1 < TRUTH_DOUBT_F1:
         warnings.warn(f"only {tp} of {n_found} found atoms match the {n_true} true ones "
                       f"(F1 {f1:.2f}): is the truth of this movie, and the pixel size "
                       f"({pixel_size_A:g} A) and match radius ({match_radius_A:g} A) right?",
