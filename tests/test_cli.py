@@ -69,12 +69,15 @@ def test_atoms_and_evaluate_commands(tmp_path, capsys):
     sim = tmp_path / "sim.npz"
     assert main(["synth", "stem", str(sim), "--frames", "2", "--size", "192", "--seed", "9"]) == 0
     table = tmp_path / "atoms.csv"
-    assert main(["atoms", str(sim), "--out", str(table), "--device", "cpu"]) == 0
+    assert main(["atoms", str(sim), "--out", str(table), "--device", "cpu",
+                 "--precision", "float32"]) == 0
     out = capsys.readouterr().out
     assert "pixel size 0.1000 A (file, confidence given)" in out
+    assert "network computed in float32" in out
     assert table.exists() and (tmp_path / "atoms.png").exists()
     metadata = json.loads((tmp_path / "atoms.json").read_text())
     assert metadata["quality"]["frame"] == [0, 1] and "bonded" in metadata["quality_columns"]
+    assert metadata["precision"] == "float32"
     assert "quality per frame:" in out
     assert main(["atoms", str(sim), "--out", str(table)]) == 2
     assert "already exists" in capsys.readouterr().err
