@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from latentpath import rundir
+from latentpath.atoms.locate import inside_border
 from latentpath.atoms.match import match_atoms
 from latentpath.discovery import DiscoveryScore
 
@@ -91,8 +92,9 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
         # found atom lies just inside (the finder drops it) is no miss, nor is a found
         # atom just beyond it whose true atom lies just inside a false find: counted
         # so, they took 0.5 % off the F1 of 30 A fields where every atom was found.
-        truth_scored = _beyond(truth, image_shape, (border_A + match_radius_A) / pixel_size_A)
-        found_scored = _beyond(found, image_shape, border_A / pixel_size_A)
+        truth_scored = inside_border(truth, image_shape,
+                                     (border_A + match_radius_A) / pixel_size_A)
+        found_scored = inside_border(found, image_shape, border_A / pixel_size_A)
     else:
         truth_scored = np.ones(len(truth), bool)
         found_scored = np.ones(len(found), bool)
@@ -140,14 +142,6 @@ def score_atoms(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
                       f"({pixel_size_A:g} A) and match radius ({match_radius_A:g} A) right?",
                       stacklevel=2)
     return scores
-
-
-def _beyond(atoms: pd.DataFrame, shape: tuple[int, int], margin_px: float) -> np.ndarray:
-    """Whether each atom lies at least ``margin_px`` inside a frame of ``shape``."""
-    h, w = shape
-    y, x = atoms["y"].to_numpy(float), atoms["x"].to_numpy(float)
-    return ((y >= margin_px) & (y <= h - 1 - margin_px)
-            & (x >= margin_px) & (x <= w - 1 - margin_px))
 
 
 def _knn_right(features: np.ndarray, labels: np.ndarray, k: int, standardize: bool
@@ -397,10 +391,7 @@ def score_rings(found: pd.DataFrame, truth: pd.DataFrame, *, pixel_size_A: float
         ``ring_recall_k``.
     """
     def inside(rings: pd.DataFrame) -> pd.DataFrame:
-        margin = border_A / pixel_size_A
-        ok = ((rings.y >= margin) & (rings.y <= frame_shape[0] - 1 - margin)
-              & (rings.x >= margin) & (rings.x <= frame_shape[1] - 1 - margin))
-        return rings[ok]
+        return rings[inside_border(rings, frame_shape, border_A / pixel_size_A)]
 
     found, truth = inside(found), inside(truth)
     radius = match_radius_A / pixel_size_A

@@ -415,7 +415,7 @@ def find_atoms(
         batch_size = 32 if device.type == "cuda" else 4
     work, (top, left) = pad_field(data, pixel_A)
     atoms, probs = _locate(work, pixel_A, model, device, threshold=threshold,
-                           batch_size=batch_size, precision=precision, progress=progress)
+                           batch_size=batch_size, precision=network_precision, progress=progress)
     if refine and len(atoms):
         half = max(2, round(0.3 * CC_BOND_A / pixel_A))
         atoms = refine_gaussian(work, atoms, half_width_px=half,

@@ -270,12 +270,19 @@ def _levenberg_marquardt(p: np.ndarray, fit: _GaussianPatches, n_iter: int) -> n
     return p
 
 
+def inside_border(points: pd.DataFrame, shape: tuple[int, int], border_px: float
+                  ) -> np.ndarray:
+    """Whether each point (``y, x``, pixels) lies at least ``border_px`` inside a frame
+    of ``shape``."""
+    h, w = shape
+    y, x = points["y"].to_numpy(float), points["x"].to_numpy(float)
+    return ((y >= border_px) & (y <= h - 1 - border_px)
+            & (x >= border_px) & (x <= w - 1 - border_px))
+
+
 def drop_border(atoms: pd.DataFrame, shape: tuple[int, int], border_px: float) -> pd.DataFrame:
     """Drop atoms closer than ``border_px`` to the frame edge (their windows would be cut)."""
-    h, w = shape
-    keep = ((atoms.y >= border_px) & (atoms.y <= h - 1 - border_px)
-            & (atoms.x >= border_px) & (atoms.x <= w - 1 - border_px))
-    return atoms[keep].reset_index(drop=True)
+    return atoms[inside_border(atoms, shape, border_px)].reset_index(drop=True)
 
 
 def _bin(image: np.ndarray, step: int) -> np.ndarray:

@@ -150,7 +150,6 @@ class AtomUNet(nn.Module):
         return self.head(x)
 
 
-
 def _weights_key(model: nn.Module, device: torch.device) -> tuple | None:
     """What identifies a model's weights on ``device``: each tensor's identity, storage
     and in-place version; None where tensors keep no version (made under
@@ -160,6 +159,7 @@ def _weights_key(model: nn.Module, device: torch.device) -> tuple | None:
                                for t in [*model.parameters(), *model.buffers()]))
     except RuntimeError:
         return None
+
 
 def save_model(model: AtomUNet, directory: str | Path, *, extra: dict | None = None,
                overwrite: bool = False) -> Path:
