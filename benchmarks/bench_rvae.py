@@ -1,6 +1,8 @@
 """skip-rVAE training speed and validation loss, side by side with AtomAI's rVAE.
 
     python benchmarks/bench_rvae.py [--windows 2000 --epochs 3] [--atomai-python PATH]
+    python benchmarks/bench_rvae.py --whole-process [--windows 1200 --epochs 2 --repeat 3]
+        [--atomai-python PATH]
 
 The paper's architecture on both sides: encoder and decoder 4 x 256, 2 content latents,
 skip connections from the latent space, MSE, Adam lr 1e-4, batch 100, 32x32 windows
@@ -9,11 +11,23 @@ that both tools see the same numbers), the same train/validation split. Target (
 skip-rVAE): at least 100 windows/s on the 2-core CPU, at least 3x AtomAI, with a
 validation loss after the same number of epochs no worse than AtomAI's. AtomAI runs in
 its own environment (``--atomai-python``): it pulls its own torch and torchvision.
+
+``--whole-process`` times what a user meets instead (issue 24): the command
+``latentpath rvae W.npy --out M --epochs E`` from the shell, imports and start-up
+included, first on a fresh machine's state (empty ``XDG_CACHE_HOME`` and
+``TORCHINDUCTOR_CACHE_DIR``, so no compiled kernels to reuse: cold) and then again
+with the cache the first call left (warm), beside AtomAI's ``rVAE.fit`` on the same
+windows in a script of its own, run the same way. Each round runs the three one after
+the other; the medians over ``--repeat`` rounds are compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +55,61 @@ print(json.dumps({"seconds": seconds, "windows_per_s": epochs * len(train) / sec
                   "torch": torch.__version__, "threads": torch.get_num_threads()}))
 """
 
+#: the same job as a new AtomAI user would write it: load, normalise, fit, save
+ATOMAI_WHOLE = r"""
+import sys
+import numpy as np
+from atomai.models import rVAE
+
+w = np.load(sys.argv[1])
+w = (w - w.mean()) / w.std()
+model = rVAE((w.shape[1], w.shape[2]), latent_dim=2, numlayers_encoder=4,
+             numhidden_encoder=256, numlayers_decoder=4, numhidden_decoder=256,
+             skip=True, seed=0)
+model.fit(w, training_cycles=int(sys.argv[2]), batch_size=100, loss="mse")
+model.save_weights(sys.argv[3])
+"""
+
+
+def _seconds(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    """Wall-clock seconds of ``command`` in a fresh process, as a shell would time it;
+    run in ``cwd`` because AtomAI saves a checkpoint into the working directory."""
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=cwd)
+    return time.perf_counter() - start
+
+
+def whole_process(windows: np.ndarray, epochs: int, repeat: int,
+                  atomai_python: Path | None) -> None:
+    """Time ``latentpath rvae`` cold and warm and AtomAI's fit, ``repeat`` rounds."""
+    ours = Path(sys.executable).with_name("latentpath")
+    times: dict[str, list[float]] = {"latentpath, cold": [], "latentpath, warm": [],
+                                     "AtomAI": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "windows.npy"
+        np.save(data, windows)
+        for r in range(repeat):
+            cache = Path(tmp) / f"cache{r}"
+            env = dict(os.environ, XDG_CACHE_HOME=str(cache),
+                       TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"))
+            for label in ("latentpath, cold", "latentpath, warm"):
+                out = Path(tmp) / f"model{r}{label[-4:]}"
+                times[label].append(_seconds([str(ours), "rvae", str(data), "--out",
+                                              str(out), "--epochs", str(epochs)], Path(tmp), env))
+            if atomai_python:
+                script = Path(tmp) / "atomai_job.py"
+                script.write_text(ATOMAI_WHOLE)
+                times["AtomAI"].append(_seconds([str(atomai_python), str(script), str(data),
+                                                 str(epochs), str(Path(tmp) / f"atomai{r}")],
+                                                Path(tmp)))
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s"
+                                                 for k, v in times.items() if v), flush=True)
+    medians = {k: statistics.median(v) for k, v in times.items() if v}
+    for label, seconds in medians.items():
+        ratio = (f" ({medians['AtomAI'] / seconds:.1f}x AtomAI)"
+                 if "AtomAI" in medians and label != "AtomAI" else "")
+        print(f"{label}: median {seconds:.1f} s of {len(times[label])}{ratio}")
+
 
 def main() -> None:
     from latentpath.rvae import fit_rvae
@@ -50,8 +119,17 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--atomai-python", type=Path)
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time the command line, cold and warm, beside AtomAI")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of --whole-process")
     args = parser.parse_args()
     print(machine_line())
+    if args.whole_process:
+        windows, _ = synth_motif_windows(args.windows, window_px=32, pixel_size_A=0.15,
+                                         seed=0)
+        whole_process(windows.astype(np.float32), args.epochs, args.repeat,
+                      args.atomai_python)
+        return
     windows, _ = synth_motif_windows(args.windows, window_px=32, pixel_size_A=0.15, seed=0)
     windows = ((windows - windows.mean()) / windows.std()).astype(np.float32)
     n_test = args.windows // 10

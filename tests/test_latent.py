@@ -232,7 +232,14 @@ def test_coarser_decoding_gives_the_same_map(encoded):
     fine = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow")
     coarse = chemical_space_map(model, z1, z2, bond_length_px=BOND_PX, kind="hollow",
                                 size=14, batch_size=50)
-    assert (fine.counts == coarse.counts).all(-1).mean() >= 0.9
+    # Where the windows lie, the two maps name the same structures. Over the whole grid
+    # they differ only at class boundaries and in the plane's empty corners, whose share
+    # swings with the training's draw (0.82-0.95 of the grid alike over four training
+    # seeds, 1.00 of the windows on each), so the windows are what is held to.
+    fine_names = labels_at(fine, latents).structure.to_numpy()
+    coarse_names = labels_at(coarse, latents).structure.to_numpy()
+    assert (fine_names == coarse_names).mean() >= 0.99
+    assert (fine.counts == coarse.counts).all(-1).mean() >= 0.75
 
 
 def test_a_map_read_on_resampled_images_is_the_map_read_as_decoded(encoded):

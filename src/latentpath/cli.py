@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from latentpath import __version__, rundir
+from latentpath.allocator import keep_large_blocks
 from latentpath.io import check_writable
 
 
@@ -895,6 +896,7 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_large_blocks()
     try:
         args.func(args)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from latentpath import rundir
+from latentpath.allocator import keep_large_blocks
 from latentpath.io import write_json
 from latentpath.rvae.model import SIZE_LIMITS
 
@@ -445,6 +446,7 @@ def _train_elsewhere(job: ModelJob, sample_weights: Any, threads: int, parent: i
         os._exit(1)
 
     threading.Thread(target=end_with_parent, daemon=True).start()
+    keep_large_blocks()
     started = time.perf_counter()
     try:
         _train_here(job, sample_weights, threads, progress=False)
