@@ -1,6 +1,6 @@
 """Speed of atom finding (segment + locate) on 1024x1024 frames, against AtomAI.
 
-    python benchmarks/bench_atoms.py [--repeat 5] [--atomai-python PATH]
+    python benchmarks/bench_atoms.py [--repeat 5] [--atomai-python PATH] [--keep-large-blocks]
 
 Target (issue: atom finding): a 1024x1024 frame segmented and located in at most 1 s on
 the 2-core development CPU. AtomAI runs in its own environment (it pulls its own torch
@@ -8,6 +8,8 @@ and torchvision); pass that environment's python with --atomai-python, e.g. afte
 ``python3 -m venv /tmp/atomai-env && /tmp/atomai-env/bin/pip install atomai six``.
 AtomAI's U-Net (16 filters, dilated bottleneck, 0.59 M parameters) is the same size as
 ours (0.64 M); timings do not depend on the weights, so it runs untrained.
+``--keep-large-blocks`` sets the process's allocator as the ``latentpath`` command does
+(``latentpath.allocator``); without it the figures are a notebook's, which has not.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ print(json.dumps({"median_s": float(np.median(times)),
 
 
 def main() -> None:
+    from latentpath.allocator import keep_large_blocks
     from latentpath.atoms import find_atoms, load_model
     from latentpath.synth import synth_stem_movie
 
@@ -51,8 +54,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--frames", type=int, default=2)
     parser.add_argument("--atomai-python", type=Path)
+    parser.add_argument("--keep-large-blocks", action="store_true",
+                        help="keep freed large blocks for reuse, as the command does")
     args = parser.parse_args()
     print(machine_line())
+    if args.keep_large_blocks:
+        print(f"large blocks kept for reuse: {keep_large_blocks()}")
     sim = synth_stem_movie(args.frames, 1024, pixel_size_A=0.1, seed=4242)
     model = load_model()
     print(f"latentpath U-Net: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
