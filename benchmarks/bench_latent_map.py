@@ -97,6 +97,8 @@ def main() -> None:
     agree = (refined.counts == space.counts).all(-1).mean()
     print(f"read coarse to fine from every {args.coarse_step}th point: {seconds:.1f} s "
           f"({total / seconds:.1f}x faster), {agree:.2%} of the grid as the full map")
+    if args.one_by_one < 1:
+        return
     t0 = time.perf_counter()
     for row in z[: args.one_by_one]:
         image = decode(model, row[None], precision="float32")
