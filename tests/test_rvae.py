@@ -46,6 +46,32 @@ def test_decoder_takes_latents_in_every_layer():
     assert not torch.allclose(a, b)
 
 
+@pytest.mark.parametrize("n_windows", [0, 1, 5])
+@pytest.mark.parametrize("pixels", [10, 4])  # more samples than units, and fewer
+def test_a_decoder_layer_is_tanh_of_the_linear_layer_plus_the_skip(n_windows, pixels):
+    from latentpath.rvae.model import _tanh_layer
+
+    gen = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(6, 8)
+    a = torch.randn(n_windows, pixels, 6, generator=gen, requires_grad=True)
+    skip = torch.randn(n_windows, 1, 8, generator=gen, requires_grad=True)
+    out = _tanh_layer(a, layer, skip)
+    expected = torch.tanh(layer(a) + skip)
+    torch.testing.assert_close(out, expected)
+    if n_windows:
+        grads = torch.autograd.grad(out.square().sum(), [a, skip, layer.weight, layer.bias])
+        wanted = torch.autograd.grad(expected.square().sum(),
+                                     [a, skip, layer.weight, layer.bias])
+        for got, want in zip(grads, wanted, strict=True):
+            torch.testing.assert_close(got, want)
+    # under autocast the whole layer runs in bfloat16 (the separate add had promoted
+    # the sum, and so the tanh, to float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        low = _tanh_layer(a, layer, skip)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected.detach(), atol=0.02, rtol=0)
+
+
 def test_decode_rotation_rotates_the_image():
     model = SkipRVAE(RVAEConfig(window_px=15, hidden=32, layers=3)).eval()
     z = torch.randn(1, 2)
