@@ -124,13 +124,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of --whole-process")
     args = parser.parse_args()
     print(machine_line())
+    windows, _ = synth_motif_windows(args.windows, window_px=32, pixel_size_A=0.15, seed=0)
     if args.whole_process:
-        windows, _ = synth_motif_windows(args.windows, window_px=32, pixel_size_A=0.15,
-                                         seed=0)
+        # raw windows, as a user's file holds them: each tool normalises its own way
         whole_process(windows.astype(np.float32), args.epochs, args.repeat,
                       args.atomai_python)
         return
-    windows, _ = synth_motif_windows(args.windows, window_px=32, pixel_size_A=0.15, seed=0)
     windows = ((windows - windows.mean()) / windows.std()).astype(np.float32)
     n_test = args.windows // 10
     order = np.random.default_rng(0).permutation(args.windows)
