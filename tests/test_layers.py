@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "latentpath"
 #: the module map's layers, lowest first: a module imports only from layers below its
 #: own (docs/DESIGN.md, "Module map")
 LAYERS = [
-    {"checks", "device", "allocator", "modelfiles", "io", "distributed", "rundir"},
+    {"checks", "device", "allocator", "adam", "modelfiles", "io", "distributed", "rundir"},
     {"latentpath"},  # the package itself: its version
     {"graph", "windows", "rvae"},
     {"synth", "latent", "pfm"},

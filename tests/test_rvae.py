@@ -13,6 +13,7 @@ from conftest import MOTIFS, SMALL
 from scipy.spatial import cKDTree
 
 import latentpath.rvae.train
+from latentpath.adam import Adam
 from latentpath.rvae import (
     ModelFileError,
     RVAEConfig,
@@ -476,13 +477,13 @@ def test_a_run_killed_at_any_epoch_resumes_to_the_same_stop(tmp_path, toy, monke
 def _recorded_rates(monkeypatch):
     """The learning rate of every optimiser step, as Adam reads it."""
     rates = []
-    step = torch.optim.Adam.step
+    step = Adam.step
 
     def recording(self, *args, **kwargs):
-        rates.append(self.param_groups[0]["lr"])
+        rates.append(self.lr)
         return step(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    monkeypatch.setattr(Adam, "step", recording)
     return rates
 
 

@@ -18,6 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from latentpath.adam import Adam
 from latentpath.atoms.model import AtomUNet
 from latentpath.atoms.segment import normalize_frame, resample, to_model_pixels
 from latentpath.device import resolve_device
@@ -248,7 +249,7 @@ def train_segmenter(model: AtomUNet, images: np.ndarray, labels: np.ndarray, *,
         net = DistributedDataParallel(sync_batch_norm(model, device),
                                       device_ids=[device.index] if device.type == "cuda"
                                       else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = Adam(model.parameters(), lr=lr)
     n, h, w = images.shape
     history, start = [], time.perf_counter()
     running = 0.0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from latentpath.adam import Adam
 from latentpath.modelfiles import (
     MODEL_CONFIG,
     WEIGHTS,
@@ -78,7 +79,7 @@ def load_rvae(directory: str | Path, *, device: str | torch.device = "cpu") -> S
     return model.to(device).eval()
 
 
-def save_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Adam,
+def save_checkpoint(directory: Path, model: SkipRVAE, optimizer: Adam,
                     torch_gen: torch.Generator, state: dict) -> None:
     """Everything needed to continue training exactly where it stopped."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -93,13 +94,13 @@ def save_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Ada
     name = f"checkpoint-{state['epoch']:05d}.safetensors"
     write_tensors(tensors, directory / name)
     write_record({**state, "kind": MODEL_KIND, "n_params": len(params), "tensors": name,
-                  "lr": optimizer.param_groups[0]["lr"]}, directory / CHECKPOINT)
+                  "lr": optimizer.lr}, directory / CHECKPOINT)
     for old in directory.glob("checkpoint*.safetensors"):
         if old.name != name:
             old.unlink()
 
 
-def load_checkpoint(directory: Path, model: SkipRVAE, optimizer: torch.optim.Adam,
+def load_checkpoint(directory: Path, model: SkipRVAE, optimizer: Adam,
                     torch_gen: torch.Generator) -> dict:
     """Restore model, optimiser and generator from a checkpoint; return its JSON state."""
     state = read_record(directory / CHECKPOINT, MODEL_KIND, "skip-rVAE checkpoint")

@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from latentpath.adam import Adam
 from latentpath.device import resolve_device, uses_bfloat16
 from latentpath.distributed import Group, local_device, process_group
 from latentpath.modelfiles import MODEL_CONFIG, WEIGHTS, ModelFileError, read_record
@@ -484,7 +485,7 @@ def fit_rvae(
     model = _new_model(data, seed, device, latent_dim=latent_dim, hidden=hidden,
                        layers=layers, angle_prior_rad=angle_prior_rad,
                        translation_prior=translation_prior, loss=loss, skip=skip)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = Adam(model.parameters(), lr=lr)
     gen = torch.Generator(device=device).manual_seed(seed)
     order = np.random.default_rng(seed).permutation(len(data))
     n_val = max(1, round(val_fraction * len(data)))
@@ -647,7 +648,7 @@ def _fresh_state(settings: dict) -> dict:
             "cooldown_stop": None}
 
 
-def _resumed_state(out_dir: Path, model: SkipRVAE, optimizer: torch.optim.Optimizer,
+def _resumed_state(out_dir: Path, model: SkipRVAE, optimizer: Adam,
                    gen: torch.Generator, settings: dict, n_batches: int) -> dict:
     """The checkpoint's state, loaded into the model, optimiser and generator; refused
     if it was made with other data or settings."""
@@ -695,7 +696,7 @@ class _Steps:
     """What every optimiser step of one training uses, and one epoch of them."""
 
     model: SkipRVAE
-    optimizer: torch.optim.Optimizer
+    optimizer: Adam
     gen: torch.Generator
     data: np.ndarray
     device: torch.device
@@ -727,8 +728,7 @@ class _Steps:
                 mine = np.array([0])
             x = self.model.normalize(_batch(self.data, rows[mine], self.device))
             rec, kl = self._terms(x, eps[mine], beta, pixels)
-            for group_ in self.optimizer.param_groups:
-                group_["lr"] = _step_lr(state, self.lr)
+            self.optimizer.lr = _step_lr(state, self.lr)
             self.optimizer.zero_grad()
             ((rec + kl) * share).backward()
             self.optimizer.step()
