@@ -1,7 +1,7 @@
 """Atom finding at low dose on varied synthetic movies: the spread, not one movie.
 
     python benchmarks/eval_atoms_dose.py [--model DIR] [--seeds 2] [--frames 4]
-        [--precision auto|float32|bfloat16]
+        [--precision auto|float32|bfloat16] [--faint-level 0.6|none] [--first-seed N]
 
 Movies of 384 x 384 px from both of the simulator's imaging models (a Gaussian probe
 with tails; an aperture-limited probe with a finite source), contrast exponents 1.64
@@ -36,20 +36,25 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
                         help="of the segmentation network (auto: find_atoms' default)")
+    parser.add_argument("--faint-level", default="0.6",
+                        help="find_atoms' faint_level ('none' keeps the ghosts)")
+    parser.add_argument("--first-seed", type=int, default=SEED0,
+                        help="of the movies (another one gives a held-out table)")
     args = parser.parse_args()
+    faint = None if args.faint_level == "none" else float(args.faint_level)
     print(machine_line())
     model = load_model(args.model, device="cpu")
     rows = []
     grid = itertools.product((2e4, 1e5), ("gauss-tail", "aperture"), (1.64, 2.0),
                              (0.08, 0.15), range(args.seeds))
     for k, (dose, render, z, px, seed) in enumerate(grid):
-        sim = synth_stem_movie(args.frames, 384, pixel_size_A=px, seed=SEED0 + k,
+        sim = synth_stem_movie(args.frames, 384, pixel_size_A=px, seed=args.first_seed + k,
                                dose_e_per_A2=dose, render_model=render, z_exponent=z,
                                final_disorder=0.4, progress=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             found = find_atoms(sim.movie, pixel_size_A=px, model=model, device="cpu",
-                               precision=args.precision)
+                               precision=args.precision, faint_level=faint)
         s = score_atoms(found, sim.atoms, pixel_size_A=px, image_shape=sim.movie.shape[1:])
         rows.append({"dose": dose, "render": render, "z": z, "px": px, "seed": seed,
                      "f1": s["f1"], "species_accuracy": s["species_accuracy"],

@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 from latentpath.atoms import find_atoms, load_model
-from latentpath.atoms.find import MIN_FIELD_A, MIN_FRAME_A, movie_pixel_size, pad_field
+from latentpath.atoms.find import (
+    MIN_FIELD_A,
+    MIN_FRAME_A,
+    describe_found,
+    movie_pixel_size,
+    pad_field,
+)
+from latentpath.atoms.locate import faint_atoms
 from latentpath.atoms.model import SHIPPED_MODEL_DIR
 from latentpath.atoms.quality import (
     MIN_LATTICE_ATOMS,
@@ -24,6 +31,7 @@ from latentpath.atoms.quality import (
     unusual_frames,
 )
 from latentpath.atoms.species import HEAVY, label_heavy
+from latentpath.evaluate import score_atoms
 from latentpath.synth import synth_stem_movie
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
@@ -239,5 +247,61 @@ def test_mos2_is_said_to_lie_outside_the_model():
         found = find_atoms(image[:256, :256].astype(np.float32), pixel_size_A=0.137,
                            device="cpu")
     assert any("not graphene's" in p for p in found.attrs["outside_domain"])
+    # its dim S2 columns are no ghosts: outside the domain every atom is kept
+    assert found.attrs["faint_dropped"] == 0
     with pytest.warns(UserWarning, match="two elements"):
         find_atoms(image[:256, :256].astype(np.float32), device="cpu")
+
+
+def _lattice_frame(offset: float) -> tuple[np.ndarray, pd.DataFrame]:
+    """A frame of bright atoms on the left half, vacuum with a weak ghost on the right."""
+    yy, xx = np.mgrid[:64, :64]
+    frame = np.full((64, 64), offset, np.float32)
+    rows = []
+    for y in range(6, 60, 6):
+        for x in range(6, 30, 6):
+            frame += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 4.0).astype(np.float32)
+            rows.append((y, x, 1.0))
+    frame += 0.2 * np.exp(-((yy - 30) ** 2 + (xx - 48) ** 2) / 4.0).astype(np.float32)
+    rows += [(30, 48, 0.8),   # a ghost: unsure, on vacuum
+             (18, 18, 0.8)]   # unsure, but on the lattice's level
+    atoms = pd.DataFrame(rows, columns=["y", "x", "score"]).assign(frame=0)
+    return frame[None], atoms
+
+
+@pytest.mark.parametrize("offset", [0.0, 5.0])
+def test_faint_atoms_are_the_unsure_ones_on_dark_ground_whatever_the_offset(offset):
+    frames, atoms = _lattice_frame(offset)
+    faint = faint_atoms(frames, atoms, bond_px=4.0)
+    assert np.flatnonzero(faint).tolist() == [len(atoms) - 2]
+    # a sure atom is kept wherever it stands; no threshold keeps none
+    sure = atoms.assign(score=1.0)
+    assert not faint_atoms(frames, sure, bond_px=4.0).any()
+    assert not faint_atoms(frames, atoms, bond_px=4.0, min_level=0.0).any()
+    assert not faint_atoms(frames, atoms.iloc[:0], bond_px=4.0).any()
+
+
+@shipped
+def test_ghosts_in_holes_at_low_dose_are_dropped_and_counted():
+    # the aperture-limited probe at 0.08 A/px and 2e4 e/A^2: the low-dose table's
+    # movie with the most ghosts (docs/atoms.md)
+    sim = synth_stem_movie(4, 384, pixel_size_A=0.08, seed=8_000_013, dose_e_per_A2=2e4,
+                           render_model="aperture", z_exponent=2.0, final_disorder=0.4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = find_atoms(sim.movie, pixel_size_A=0.08, device="cpu")
+        every = find_atoms(sim.movie, pixel_size_A=0.08, device="cpu", faint_level=None)
+    shape = sim.movie.shape[1:]
+    with_ghosts = score_atoms(every, sim.atoms, pixel_size_A=0.08, image_shape=shape)
+    without = score_atoms(kept, sim.atoms, pixel_size_A=0.08, image_shape=shape)
+    assert kept.attrs["faint_dropped"] == len(every) - len(kept) > 0
+    assert every.attrs["faint_dropped"] == 0
+    assert without["precision"] > with_ghosts["precision"]
+    assert without["recall"] == with_ghosts["recall"]
+    assert any("dropped as ghosts" in line for line in describe_found(kept))
+
+
+def test_find_atoms_refuses_a_faint_level_outside_0_1():
+    with pytest.raises(ValueError, match="faint_level must be <= 1"):
+        find_atoms(np.random.default_rng(0).random((1, 64, 64), np.float32), pixel_size_A=0.1,
+                   faint_level=2.0)

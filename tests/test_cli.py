@@ -81,10 +81,24 @@ def test_atoms_and_evaluate_commands(tmp_path, capsys):
     assert "quality per frame:" in out
     assert main(["atoms", str(sim), "--out", str(table)]) == 2
     assert "already exists" in capsys.readouterr().err
+    other = str(tmp_path / "other.csv")
+    assert main(["atoms", str(sim), "--out", other, "--faint-level", "2"]) == 2
+    assert "faint_level must be <= 1" in capsys.readouterr().err
+    assert main(["atoms", str(sim), "--out", other, "--keep-faint", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "other.json").read_text())["faint_dropped"] == 0
+    capsys.readouterr()
     scores = tmp_path / "scores.json"
     assert main(["evaluate", str(table), "--truth", str(sim), "--out", str(scores)]) == 0
     assert "f1" in capsys.readouterr().out
     assert json.loads(scores.read_text())["f1"] > 0.9
+
+
+def test_atoms_command_states_the_faint_level_it_defaults_to(capsys):
+    from latentpath.atoms.locate import FAINT_LEVEL
+
+    with pytest.raises(SystemExit):
+        main(["atoms", "--help"])
+    assert f"(default {FAINT_LEVEL})" in " ".join(capsys.readouterr().out.split())
 
 
 def test_atoms_command_reports_bad_files(tmp_path, capsys):

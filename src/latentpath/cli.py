@@ -319,6 +319,8 @@ def _atoms(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     kwargs = {"pixel_size_A": args.pixel_size, "device": device, "threshold": args.threshold,
               "keep_border": args.keep_border, "precision": args.precision}
+    if args.keep_faint or args.faint_level is not None:
+        kwargs["faint_level"] = None if args.keep_faint else args.faint_level
     atoms = find_atoms(movie, model=model, progress=True, **kwargs)
     pixel_A = atoms.attrs["pixel_size_A"]
     if args.self_train:
@@ -737,6 +739,12 @@ def _add_atoms_command(sub: _SubParsers) -> None:
                        help="atom probability threshold (default %(default)s)")
     atoms.add_argument("--keep-border", action="store_true",
                        help="keep atoms closer than 1 A to the frame edge")
+    atoms.add_argument("--faint-level", type=float,
+                       help="drop atoms the network is unsure of that stand on less than "
+                            "this share of the way from the frame's floor to its typical "
+                            "atom: the ghosts of low doses in holes (default 0.6)")
+    atoms.add_argument("--keep-faint", action="store_true",
+                       help="keep those atoms (no --faint-level test)")
     atoms.add_argument("--model", help="model directory (default: the shipped weights)")
     atoms.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     atoms.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",

@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentpath.atoms.locate import blobs, drop_border, peak_heights, refine_gaussian
+from latentpath.atoms.locate import (
+    FAINT_LEVEL,
+    blobs,
+    drop_border,
+    faint_atoms,
+    peak_heights,
+    refine_gaussian,
+)
 from latentpath.atoms.model import AtomUNet, load_model
 from latentpath.atoms.pixel_size import GRAPHENE_D100_A, estimate_pixel_size
 from latentpath.atoms.quality import (
@@ -26,6 +33,7 @@ from latentpath.atoms.quality import (
 )
 from latentpath.atoms.segment import model_shape, segment, to_input_pixels
 from latentpath.atoms.species import label_heavy
+from latentpath.checks import check_float
 from latentpath.device import resolve_device, uses_bfloat16
 from latentpath.graph import CC_BOND_A
 from latentpath.io import Movie, validate_movie
@@ -321,6 +329,7 @@ def find_atoms(
     keep_border: bool = False,
     batch_size: int | None = None,
     precision: str = "auto",
+    faint_level: float | None = FAINT_LEVEL,
     return_probabilities: bool = False,
     progress: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray]:
@@ -355,6 +364,13 @@ def find_atoms(
         "auto" (the default) takes bfloat16 where the device has native bfloat16 units,
         where it is about 0.08 s faster per 1024 x 1024 frame and finds the same atoms
         (docs/benchmarks.md); float32 elsewhere.
+    faint_level : float or None
+        Drop the ghosts low doses leave in holes: atoms the network is unsure of
+        (score below :data:`~latentpath.atoms.locate.FAINT_SCORE`) that stand on less
+        than this share of the way from the frame's floor to its typical atom
+        (:func:`~latentpath.atoms.locate.faint_atoms`). None keeps every atom, and so
+        does an image outside the model's domain (``outside_domain``), where a dim
+        species would be taken for ghosts.
     return_probabilities : bool
         Also return the segmentation the atoms were found in, so that later steps
         (windows cut from the class maps) need not segment the movie again.
@@ -373,7 +389,8 @@ def find_atoms(
         ``attrs`` records the pixel size used and its source (``pixel_size``:
         :class:`PixelSize` as a dict), the network's ``precision`` ("float32" or
         "bfloat16"), ``padded_to_px`` (None, or the size small
-        frames were padded to), the per-frame ``quality``
+        frames were padded to), ``faint_dropped`` (how many ghosts ``faint_level``
+        dropped), the per-frame ``quality``
         (:func:`~latentpath.atoms.quality.frame_quality`, as lists per column),
         ``unusual_frames`` and ``outside_domain`` (sentences, also given as
         warnings). An input without atoms gives an empty table and a warning.
@@ -400,6 +417,8 @@ def find_atoms(
     if len(flat):
         raise ValueError(f"frame(s) {flat.tolist()[:10]} are constant: no contrast to find "
                          "atoms in")
+    if faint_level is not None:
+        check_float("faint_level", faint_level, minimum=0, maximum=1)
     device = resolve_device(device)
     network_precision = "bfloat16" if uses_bfloat16(precision, device) else "float32"
     model = load_model(device=device) if model is None else model
@@ -423,6 +442,9 @@ def find_atoms(
                                 max_error_px=FIT_MAX_ERROR_A / pixel_A
                                 ).drop(columns=["refined", "fit_error_px"])
     atoms["intensity"] = peak_heights(work, atoms, bond_px=CC_BOND_A / pixel_A)
+    atoms["faint"] = (faint_atoms(work, atoms, bond_px=CC_BOND_A / pixel_A,
+                                  min_level=faint_level)
+                      if faint_level is not None and len(atoms) else False)
     if work.shape != data.shape:
         atoms = drop_border(atoms.assign(y=atoms.y - top, x=atoms.x - left),
                             (height, width), -0.5)
@@ -433,9 +455,15 @@ def find_atoms(
         warnings.warn("no atoms found in the movie", stacklevel=2)
     atoms = label_heavy(atoms.reset_index(drop=True))
     quality = frame_quality(atoms, (height, width), pixel_A, n_frames=len(data))
-    atoms = atoms.drop(columns="fit_residual", errors="ignore")
-    unusual = unusual_frames(quality)
     outside = domain_problems(atoms, quality, pixel_size_known=source != "lattice")
+    # the ghosts' test takes the frame's typical atom for a graphene lattice's: on an
+    # image outside that domain, a dim species would be taken for ghosts
+    n_faint = 0 if outside else int(atoms["faint"].sum())
+    if n_faint:
+        atoms = atoms[~atoms["faint"]].reset_index(drop=True)
+        quality = frame_quality(atoms, (height, width), pixel_A, n_frames=len(data))
+    atoms = atoms.drop(columns=["fit_residual", "faint"], errors="ignore")
+    unusual = unusual_frames(quality)
     if outside:
         warnings.warn("the image looks outside what the atom model knows (graphene, C and "
                       "Si): " + "; ".join(outside), stacklevel=2)
@@ -446,6 +474,7 @@ def find_atoms(
         "pixel_size_A": pixel_A, "pixel_size_source": source, "pixel_size": size.as_dict(),
         "precision": network_precision,
         "padded_to_px": list(work.shape[1:]) if work.shape != data.shape else None,
+        "faint_dropped": n_faint,
         "quality": _json_columns(quality), "unusual_frames": unusual,
         "outside_domain": outside,
     })
@@ -486,6 +515,9 @@ def describe_found(atoms: pd.DataFrame) -> list[str]:
         h, w = atoms.attrs["padded_to_px"]
         lines.append(f"frames padded (reflected) to {h}x{w} px for the network, atoms "
                      "found in the padding dropped")
+    if atoms.attrs.get("faint_dropped"):
+        lines.append(f"{atoms.attrs['faint_dropped']} unsure atoms on dark ground (holes) "
+                     "dropped as ghosts (faint_level)")
     heavy = int((atoms.species == "heavy").sum()) if len(atoms) else 0
     if heavy:
         lines.append(f"{heavy} atoms far brighter than Si, labelled 'heavy' (an element "

@@ -341,3 +341,75 @@ def peak_heights(images: np.ndarray, atoms: pd.DataFrame, *, bond_px: float) -> 
                          - ndimage.map_coordinates(floor, at[:, here], order=1,
                                                    mode="nearest"))
     return heights
+
+
+#: a found atom the network is less sure of than this...
+FAINT_SCORE = 0.95
+#: ...standing on less than this share of the way from the frame's floor to its
+#: typical atom is taken for a ghost (docs/atoms.md)
+FAINT_LEVEL = 0.6
+
+
+def faint_atoms(images: np.ndarray, atoms: pd.DataFrame, *, bond_px: float,
+                min_score: float = FAINT_SCORE, min_level: float = FAINT_LEVEL
+                ) -> np.ndarray:
+    """Which found atoms are ghosts: unsure, and standing where the frame is dark.
+
+    At low dose the network places a few atoms in holes beside their edges (on the
+    probe's tails and the shot noise there). Its score is lower at them, but a cut on
+    the score alone loses as many true atoms as it drops ghosts; what marks a ghost
+    is the image under it, near the vacuum's level where a true atom stands at its
+    lattice's. The level is the frame smoothed over a third of a bond, read at the
+    atom, as a share of the way from the frame's floor (its 1st percentile: vacuum, or
+    ring centres) to the median level of the frame's atoms; a detector's offset does
+    not move it.
+
+    Parameters
+    ----------
+    images : ndarray, shape (T, H, W)
+        Raw frames.
+    atoms : DataFrame
+        ``frame, y, x, score``, pixels.
+    bond_px : float
+        C-C bond length, pixels.
+    min_score, min_level : float
+        An atom is a ghost where its score is below ``min_score`` and its level below
+        ``min_level``.
+
+    Returns
+    -------
+    ndarray (N,) of bool
+        One flag per row of ``atoms``.
+
+    Examples
+    --------
+    >>> frame = np.zeros((1, 40, 40), np.float32)
+    >>> frame[0, 10, 10] = frame[0, 10, 20] = frame[0, 20, 10] = 1.0
+    >>> atoms = pd.DataFrame({"frame": [0, 0, 0, 0], "y": [10.0, 10, 20, 30],
+    ...                       "x": [10.0, 20, 10, 30], "score": [1.0, 0.9, 0.9, 0.9]})
+    >>> faint_atoms(frame, atoms, bond_px=3.0).tolist()
+    [False, False, False, True]
+    """
+    images = np.asarray(images, dtype=np.float32)
+    faint = np.zeros(len(atoms), bool)
+    unsure = atoms["score"].to_numpy(np.float64) < min_score
+    if not unsure.any():
+        return faint
+    # binned to about five pixels per bond first, as for peak_heights
+    step = max(1, int(bond_px / 5))
+    frames = atoms["frame"].to_numpy(np.int64)
+    at = np.vstack([(atoms["y"].to_numpy(np.float64) + 0.5) / step - 0.5,
+                    (atoms["x"].to_numpy(np.float64) + 0.5) / step - 0.5])
+    for t in np.unique(frames[unsure]):
+        here = np.flatnonzero(frames == t)
+        image = images[t]
+        if step > 1:
+            h, w = image.shape[0] // step * step, image.shape[1] // step * step
+            image = _bin(image[:h, :w], step)
+        smooth = ndimage.gaussian_filter(image, bond_px / step / 3)
+        level = ndimage.map_coordinates(smooth, at[:, here], order=1, mode="nearest")
+        floor = np.percentile(smooth, 1)
+        typical = np.median(level) - floor
+        if typical > 0:
+            faint[here] = unsure[here] & ((level - floor) / typical < min_level)
+    return faint
