@@ -36,3 +36,9 @@ def test_the_pfm_benchmark_runs_and_scores_a_small_movie():
     out = _script("bench_pfm.py", "--frames", "6", "--size", "128", "--mode", "tip",
                   "--epochs", "2", "--max-steps", "6", "--cooldown", "0.3")
     assert "end to end" in out and "curvature_sign" in out
+
+
+def test_the_plane_against_pca_script_scores_every_view(stem_run):
+    out = _script("eval_plane_vs_pca.py", str(stem_run[0]), "--kind", "hollow", "--top", "1")
+    for view in ("plane (z1, z2)", "2-D PCA", "10-D PCA", "30-D PCA", "raw pixels"):
+        assert view in out
