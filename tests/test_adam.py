@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,6 +95,16 @@ def test_training_does_not_import_torch_dynamo():
 def test_nonsense_settings_are_refused_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Adam([torch.nn.Parameter(torch.ones(1))], **kwargs)
+
+
+def test_one_tensor_instead_of_an_iterable_is_refused_and_numpy_numbers_taken():
+    with pytest.raises(TypeError, match="not one tensor"):
+        Adam(torch.nn.Parameter(torch.ones(3)))
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = Adam([w], lr=np.float32(0.5), betas=(np.float64(0.9), 0.999))
+    w.sum().backward()
+    opt.step()
+    assert torch.allclose(w, torch.full((2,), 0.5))
 
 
 def test_no_parameters_is_refused():

@@ -12,6 +12,7 @@ under the other.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -44,13 +45,17 @@ class Adam:
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params must be an iterable of tensors (model.parameters()), "
+                            "not one tensor")
         self.params = list(params)
         if not self.params:
             raise ValueError("params is empty: Adam needs at least one tensor to optimise")
         self.lr = _positive("lr", lr)
         self.eps = _positive("eps", eps)
         if (not isinstance(betas, tuple | list) or len(betas) != 2
-                or not all(isinstance(b, float | int) and 0 <= b < 1 for b in betas)):
+                or not all(isinstance(b, numbers.Real) and not isinstance(b, bool)
+                           and 0 <= b < 1 for b in betas)):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         self.betas = (float(betas[0]), float(betas[1]))
         self.state: dict[torch.nn.Parameter, dict[str, torch.Tensor]] = {}
@@ -87,7 +92,7 @@ class Adam:
 
 def _positive(name: str, value: float) -> float:
     # latentpath.checks sits beside this module in the module map, not below it
-    if isinstance(value, bool) or not isinstance(value, float | int) or not value > 0 \
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
             or value == float("inf"):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)

@@ -324,8 +324,9 @@ def _atoms(args: argparse.Namespace) -> None:
     atoms = find_atoms(movie, model=model, progress=True, **kwargs)
     pixel_A = atoms.attrs["pixel_size_A"]
     if args.self_train:
+        faint = {k: v for k, v in kwargs.items() if k == "faint_level"}
         model, _ = self_train(movie, n_frames=args.self_train, pixel_size_A=pixel_A, model=model,
-                              device=device, progress=True)
+                              device=device, progress=True, **faint)
         before = atoms
         atoms = find_atoms(movie, model=model, progress=True, **{**kwargs, "pixel_size_A": pixel_A})
         change = compare_tables(before, atoms, radius_px=0.5 / pixel_A)

@@ -453,14 +453,16 @@ def find_atoms(
         atoms = drop_border(atoms, (height, width), border_A / pixel_A)
     if len(atoms) == 0:
         warnings.warn("no atoms found in the movie", stacklevel=2)
-    atoms = label_heavy(atoms.reset_index(drop=True))
+    found = atoms.reset_index(drop=True)
+    atoms = label_heavy(found)
     quality = frame_quality(atoms, (height, width), pixel_A, n_frames=len(data))
     outside = domain_problems(atoms, quality, pixel_size_known=source != "lattice")
     # the ghosts' test takes the frame's typical atom for a graphene lattice's: on an
     # image outside that domain, a dim species would be taken for ghosts
-    n_faint = 0 if outside else int(atoms["faint"].sum())
+    n_faint = 0 if outside else int(found["faint"].sum())
     if n_faint:
-        atoms = atoms[~atoms["faint"]].reset_index(drop=True)
+        # labelled again without them: their low heights pulled the frame's C median down
+        atoms = label_heavy(found[~found["faint"]].reset_index(drop=True))
         quality = frame_quality(atoms, (height, width), pixel_A, n_frames=len(data))
     atoms = atoms.drop(columns=["fit_residual", "faint"], errors="ignore")
     unusual = unusual_frames(quality)

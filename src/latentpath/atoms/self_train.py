@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from latentpath.atoms.find import find_atoms, movie_pixel_size, movie_stack
+from latentpath.atoms.locate import FAINT_LEVEL
 from latentpath.atoms.match import match_atoms
 from latentpath.atoms.model import AtomUNet, load_model
 from latentpath.atoms.segment import normalize_frame, resample, to_model_pixels
@@ -37,6 +38,7 @@ def self_train(
     batch_size: int = 8,
     seed: int = 0,
     device: str | torch.device = "auto",
+    faint_level: float | None = FAINT_LEVEL,
     progress: bool = False,
 ) -> tuple[AtomUNet, pd.DataFrame]:
     """Fine-tune a segmentation model on its own refined atoms of the first frames.
@@ -51,6 +53,8 @@ def self_train(
     model : AtomUNet, optional
         Starting model; the shipped weights by default. It is not modified.
     steps, lr, batch_size, seed : fine-tuning schedule (Adam, cross-entropy).
+    faint_level : float or None
+        As in :func:`~latentpath.atoms.find.find_atoms`, for the atoms taken as labels.
 
     Returns
     -------
@@ -67,7 +71,7 @@ def self_train(
     pixel_A = movie_pixel_size(movie, pixel_size_A, model=base, device=device).pixel_size_A
     first = data[: min(n_frames, len(data))]
     labels_table = find_atoms(first, pixel_size_A=pixel_A, model=base, device=device,
-                              keep_border=True)
+                              keep_border=True, faint_level=faint_level)
     tuned = copy.deepcopy(base)
     factor = pixel_A / tuned.config.pixel_size_A
     index = {name: k + 1 for k, name in enumerate(tuned.config.species)}

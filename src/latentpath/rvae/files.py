@@ -114,8 +114,12 @@ def load_checkpoint(directory: Path, model: SkipRVAE, optimizer: Adam,
     load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     params = list(model.parameters())
     for i, p in enumerate(params):
+        # the running moments go where their parameter is (safetensors loads onto the
+        # CPU, which a CUDA step refuses); the step count stays on the CPU, as torch's
         entry = {key.split(".", 2)[2]: value for key, value in tensors.items()
                  if key.startswith(f"adam.{i}.")}
+        entry = {key: value if key == "step" else value.to(p.device)
+                 for key, value in entry.items()}
         if entry:
             optimizer.state[p] = entry
     if "torch_generator" not in tensors:
