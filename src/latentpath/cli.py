@@ -317,14 +317,14 @@ def _atoms(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
     start = time.perf_counter()
+    # left out unless asked for, so that find_atoms' default applies
+    faint = ({"faint_level": None if args.keep_faint else args.faint_level}
+             if args.keep_faint or args.faint_level is not None else {})
     kwargs = {"pixel_size_A": args.pixel_size, "device": device, "threshold": args.threshold,
-              "keep_border": args.keep_border, "precision": args.precision}
-    if args.keep_faint or args.faint_level is not None:
-        kwargs["faint_level"] = None if args.keep_faint else args.faint_level
+              "keep_border": args.keep_border, "precision": args.precision, **faint}
     atoms = find_atoms(movie, model=model, progress=True, **kwargs)
     pixel_A = atoms.attrs["pixel_size_A"]
     if args.self_train:
-        faint = {k: v for k, v in kwargs.items() if k == "faint_level"}
         model, _ = self_train(movie, n_frames=args.self_train, pixel_size_A=pixel_A, model=model,
                               device=device, progress=True, **faint)
         before = atoms

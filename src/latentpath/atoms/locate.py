@@ -8,7 +8,7 @@ of a movie run together as one batched Gauss-Newton (Levenberg-Marquardt) solve.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -317,30 +317,38 @@ def peak_heights(images: np.ndarray, atoms: pd.DataFrame, *, bond_px: float) -> 
     ndarray (N,), float64
         One height per row of ``atoms``.
     """
-    images = np.asarray(images, dtype=np.float32)
     heights = np.full(len(atoms), np.nan)
     if len(atoms) == 0:
         return heights
-    # binned to about five pixels per bond first: the filters below are wide, and a
-    # third of a bond is all the detail they keep
+    frames = atoms["frame"].to_numpy(np.int64)
+    for here, smooth, at, bond in _smoothed_frames(images, atoms, bond_px, np.unique(frames)):
+        reach = max(3, round(3 * bond) | 1)
+        floor = ndimage.gaussian_filter(ndimage.minimum_filter(smooth, size=reach), bond)
+        heights[here] = (ndimage.map_coordinates(smooth, at, order=1, mode="nearest")
+                         - ndimage.map_coordinates(floor, at, order=1, mode="nearest"))
+    return heights
+
+
+def _smoothed_frames(images: np.ndarray, atoms: pd.DataFrame, bond_px: float,
+                     frames: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray,
+                                                           np.ndarray, float]]:
+    """For each frame of ``frames``: the rows of its atoms, the frame binned to about
+    five pixels per bond and smoothed over a third of a bond, the atoms' (y, x) in the
+    binned pixels (2, n), and the bond length in them. The binning first: the readings
+    made on it are wide, and a third of a bond is all the detail they keep."""
+    images = np.asarray(images, dtype=np.float32)
     step = max(1, int(bond_px / 5))
     bond = bond_px / step
-    frames = atoms["frame"].to_numpy(np.int64)
+    rows = atoms["frame"].to_numpy(np.int64)
     at = np.vstack([(atoms["y"].to_numpy(np.float64) + 0.5) / step - 0.5,
                     (atoms["x"].to_numpy(np.float64) + 0.5) / step - 0.5])
-    reach = max(3, round(3 * bond) | 1)
-    for t in np.unique(frames):
-        here = np.flatnonzero(frames == t)
+    for t in frames:
+        here = np.flatnonzero(rows == t)
         image = images[t]
         if step > 1:
             h, w = image.shape[0] // step * step, image.shape[1] // step * step
             image = _bin(image[:h, :w], step)
-        smooth = ndimage.gaussian_filter(image, bond / 3)
-        floor = ndimage.gaussian_filter(ndimage.minimum_filter(smooth, size=reach), bond)
-        heights[here] = (ndimage.map_coordinates(smooth, at[:, here], order=1, mode="nearest")
-                         - ndimage.map_coordinates(floor, at[:, here], order=1,
-                                                   mode="nearest"))
-    return heights
+        yield here, ndimage.gaussian_filter(image, bond / 3), at[:, here], bond
 
 
 #: a found atom the network is less sure of than this...
@@ -390,24 +398,13 @@ def faint_atoms(images: np.ndarray, atoms: pd.DataFrame, *, bond_px: float,
     >>> faint_atoms(frame, atoms, bond_px=3.0).tolist()
     [False, False, False, True]
     """
-    images = np.asarray(images, dtype=np.float32)
     faint = np.zeros(len(atoms), bool)
     unsure = atoms["score"].to_numpy(np.float64) < min_score
     if not unsure.any():
         return faint
-    # binned to about five pixels per bond first, as for peak_heights
-    step = max(1, int(bond_px / 5))
-    frames = atoms["frame"].to_numpy(np.int64)
-    at = np.vstack([(atoms["y"].to_numpy(np.float64) + 0.5) / step - 0.5,
-                    (atoms["x"].to_numpy(np.float64) + 0.5) / step - 0.5])
-    for t in np.unique(frames[unsure]):
-        here = np.flatnonzero(frames == t)
-        image = images[t]
-        if step > 1:
-            h, w = image.shape[0] // step * step, image.shape[1] // step * step
-            image = _bin(image[:h, :w], step)
-        smooth = ndimage.gaussian_filter(image, bond_px / step / 3)
-        level = ndimage.map_coordinates(smooth, at[:, here], order=1, mode="nearest")
+    frames = np.unique(atoms["frame"].to_numpy(np.int64)[unsure])
+    for here, smooth, at, _ in _smoothed_frames(images, atoms, bond_px, frames):
+        level = ndimage.map_coordinates(smooth, at, order=1, mode="nearest")
         floor = np.percentile(smooth, 1)
         typical = np.median(level) - floor
         if typical > 0:
