@@ -719,15 +719,15 @@ def test_run_settings_pass_the_stopping_rule_on(tmp_path, monkeypatch):
     monkeypatch.setattr(rvae, "fit_rvae", lambda windows, folder, **kw: seen.update(kw))
     monkeypatch.setattr(rvae, "load_rvae", lambda folder: None)
     settings = RunSettings(patience=5, max_steps=100, time_budget_s=60.0, cooldown=0.3,
-                           pixel_fraction=0.5)
+                           pixel_fraction=0.5, neighbour_weight=30.0)
     settings.train_rvae(np.zeros((4, 8, 8)), tmp_path, sample_weights=np.ones(4))
-    assert (seen["patience"], seen["max_steps"], seen["time_budget_s"],
-            seen["cooldown"], seen["pixel_fraction"]) == (5, 100, 60.0, 0.3, 0.5)
+    assert (seen["patience"], seen["max_steps"], seen["time_budget_s"], seen["cooldown"],
+            seen["pixel_fraction"], seen["neighbour_weight"]) == (5, 100, 60.0, 0.3, 0.5, 30)
     assert np.array_equal(seen["sample_weights"], np.ones(4))
     defaults = RunSettings()
     assert (defaults.patience, defaults.max_steps, defaults.time_budget_s) == (None,) * 3
     for bad in ({"patience": 0}, {"max_steps": -1}, {"time_budget_s": 0.0},
-                {"cooldown": 1.0}, {"pixel_fraction": 0.0}):
+                {"cooldown": 1.0}, {"pixel_fraction": 0.0}, {"neighbour_weight": -1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             RunSettings(**bad)
     assert RunSettings.from_dict({"patience": 3}).patience == 3
@@ -744,3 +744,102 @@ def test_rvae_command_stops_early_and_says_why(tmp_path, toy, capsys):
                  "--hidden", "16", "--layers", "2", "--batch-size", "32", "--device",
                  "cpu", "--precision", "float32", "--no-compile"]) == 0
     assert "stopped: max_steps after 2 epochs, 4 steps" in capsys.readouterr().out
+
+
+def _nuisance_and_spots(n: int = 480, w: int = 10, seed: int = 0):
+    """Windows whose largest variance is a brightness ramp in two random directions (two
+    continuous nuisances), with one faint spot in one of four places: the structure."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:w, :w] / (w - 1) - 0.5
+    a, b = rng.normal(size=(2, n))
+    label = rng.integers(0, 4, n)
+    windows = a[:, None, None] * xx + b[:, None, None] * yy
+    spots = np.array([(3, 3), (3, 6), (6, 3), (6, 6)])[label]
+    r2 = (np.arange(w)[None, :, None] - spots[:, 0, None, None]) ** 2 \
+        + (np.arange(w)[None, None, :] - spots[:, 1, None, None]) ** 2
+    windows += np.exp(-r2 / 2) + 0.05 * rng.normal(size=windows.shape)
+    return windows.astype(np.float32), label
+
+
+def test_the_neighbour_term_keeps_a_structure_the_reconstruction_drops(tmp_path):
+    from latentpath.discovery import knn_balanced_accuracy
+
+    windows, label = _nuisance_and_spots()
+    scores = {}
+    for weight in (0.0, 100.0):
+        fit_rvae(windows, tmp_path / str(weight), epochs=40, seed=0,
+                 neighbour_weight=weight, **SMALL)
+        z = encode(load_rvae(tmp_path / str(weight)), windows)[["z1", "z2"]].to_numpy()
+        scores[weight] = knn_balanced_accuracy(z, label)[0]
+    # the two latents go to the two ramps without it (chance: 0.25); the windows'
+    # nearest neighbours share their spot, and the term keeps them together
+    assert scores[0.0] < 0.4 and scores[100.0] > 0.65
+
+
+def test_neighbour_graph_finds_the_nearest_windows():
+    from latentpath.rvae.neighbours import neighbour_graph
+
+    x = np.random.default_rng(1).normal(size=(300, 4, 4)).astype(np.float32)
+    graph = neighbour_graph(torch.from_numpy(x), k=5).numpy()
+    _, expected = cKDTree(x.reshape(300, -1)).query(x.reshape(300, -1), k=6)
+    assert np.array_equal(np.sort(graph, 1), np.sort(expected[:, 1:], 1))
+    with pytest.raises(ValueError, match="k must be"):
+        neighbour_graph(torch.from_numpy(x), k=300)
+
+
+def test_the_neighbour_loss_is_t_sne_s_and_its_written_gradient_is_right():
+    import math
+
+    from latentpath.rvae.neighbours import _LogRepulsion, neighbour_loss
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(24, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_LogRepulsion.apply, (z,))
+    a, b = z[:12], z[12:]
+    kernel = (1 / (1 + torch.cdist(z, z).square())) * (1 - torch.eye(24, dtype=z.dtype))
+    log_q = torch.log(kernel[torch.arange(12), torch.arange(12, 24)] / kernel.sum())
+    # KL(P || Q) with P = 1/24 on each ordered anchor-neighbour pair
+    assert torch.isclose(neighbour_loss(a, b), -math.log(24) - log_q.mean())
+
+
+def test_training_with_the_neighbour_term_resumes_to_the_same_result(tmp_path):
+    windows, _ = _nuisance_and_spots(160)
+    kw = {"seed": 7, "neighbour_weight": 50.0, "neighbour_batch": 64, **SMALL}
+    straight = fit_rvae(windows, tmp_path / "a", epochs=4, **kw)
+    fit_rvae(windows, tmp_path / "b", epochs=2, **kw)
+    resumed = fit_rvae(windows, tmp_path / "b", epochs=4, resume=True, **kw)
+    assert np.array_equal(straight.val_loss, resumed.val_loss)
+    assert np.array_equal(encode(load_rvae(tmp_path / "a"), windows).to_numpy(),
+                          encode(load_rvae(tmp_path / "b"), windows).to_numpy())
+    assert training_record(tmp_path / "a").steps == 20
+    with pytest.raises(ModelFileError, match="other data or settings"):
+        fit_rvae(windows, tmp_path / "a", epochs=5, resume=True,
+                 **{**kw, "neighbour_weight": 10.0})
+
+
+def test_the_neighbour_graph_of_many_windows_holds_a_spread_share(monkeypatch):
+    import latentpath.rvae.neighbours as neighbours
+
+    monkeypatch.setattr(neighbours, "GRAPH_WINDOWS", 30)
+    windows = torch.from_numpy(_nuisance_and_spots(100)[0])
+    term = neighbours.NeighbourTerm.build(5.0, 16, 4, lambda rows: windows[rows],
+                                          np.arange(10, 100), np.arange(10))
+    assert len(term.rows) == 30 and term.rows[0] == 10 and term.rows[-1] == 99
+    assert term.graph.shape == (30, 4) and len(term.val_anchors) == 10
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(100, 2, generator=gen)
+    value = term.step(lambda rows: z[rows], np.arange(10, 100), gen)
+    assert torch.isfinite(value) and value > 0
+    assert term.step(lambda rows: z[rows], np.arange(11, 13), gen) == 0
+    assert term.validation(lambda rows: z[rows]) > 0
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"neighbour_weight": -1.0}, "neighbour_weight"),
+    ({"neighbour_weight": float("nan")}, "neighbour_weight"),
+    ({"neighbour_batch": 0}, "neighbour_batch"),
+    ({"neighbour_k": 2.5}, "neighbour_k")])
+def test_bad_neighbour_settings_are_refused(tmp_path, setting, message):
+    windows, _ = _nuisance_and_spots(40)
+    with pytest.raises(ValueError, match=message):
+        fit_rvae(windows, tmp_path / "m", epochs=1, **setting, **SMALL)

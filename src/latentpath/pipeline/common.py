@@ -33,7 +33,7 @@ RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
 #: key; the speed settings, steps.SPEED_SETTINGS, change only how fast it comes)
 MODEL_SETTINGS = ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
                   "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
-                  "kl_weight", "precision", "seed")
+                  "kl_weight", "neighbour_weight", "precision", "seed")
 #: fewer windows than this cannot train a skip-rVAE
 MIN_WINDOWS = 20
 
@@ -86,6 +86,9 @@ class RunSettings:
     pixel_fraction : float
         Share of each window's pixels decoded in a training step (1: all). See
         :func:`latentpath.rvae.fit_rvae`.
+    neighbour_weight : float
+        Weight of the term that keeps each window's nearest windows near it in the
+        latent plane (0: the plain skip-rVAE). See :func:`latentpath.rvae.fit_rvae`.
     side_by_side : bool
         On a CPU, train the run's skip-rVAEs (STEM: of atom and hollow windows) at the
         same time, each on its share of the threads (:func:`model_steps`); False: one
@@ -109,6 +112,7 @@ class RunSettings:
     time_budget_s: float | None = None
     cooldown: float = 0.0
     pixel_fraction: float = 1.0
+    neighbour_weight: float = 0.0
     side_by_side: bool = True
     label: ClassVar[str] = ""
     #: size and epochs of the skip-rVAE per device kind, where left as None
@@ -123,6 +127,9 @@ class RunSettings:
             raise ValueError(f"cooldown must lie in [0, 1), got {self.cooldown}")
         if not 0 < self.pixel_fraction <= 1:
             raise ValueError(f"pixel_fraction must lie in (0, 1], got {self.pixel_fraction}")
+        if not 0 <= self.neighbour_weight < float("inf"):
+            raise ValueError(f"neighbour_weight must be 0 or a positive number, got "
+                             f"{self.neighbour_weight}")
         if self.compile not in (True, False, "auto"):
             raise ValueError(f"compile must be true, false or \"auto\", got {self.compile!r}")
 
@@ -142,6 +149,7 @@ class RunSettings:
                  progress=progress, patience=self.patience, max_steps=self.max_steps,
                  time_budget_s=self.time_budget_s, cooldown=self.cooldown,
                  pixel_fraction=self.pixel_fraction, sample_weights=sample_weights,
+                 neighbour_weight=self.neighbour_weight,
                  overwrite=overwrite)
         return load_rvae(folder)
 

@@ -46,6 +46,7 @@ from latentpath.rvae.files import (
     update_training_record,
 )
 from latentpath.rvae.model import RVAEConfig, SkipRVAE
+from latentpath.rvae.neighbours import NeighbourTerm
 
 _CHUNK = 4096
 #: why a training run stopped (:class:`TrainingStop`)
@@ -61,7 +62,8 @@ class TrainingDivergedError(ValueError):
     data. Nothing of the diverged epoch is saved."""
 #: the stopping and sampling settings of checkpoints written before they existed
 _UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None,
-          "cooldown": 0.0, "pixel_fraction": 1.0, "pixel_weights": None}
+          "cooldown": 0.0, "pixel_fraction": 1.0, "pixel_weights": None,
+          "neighbour_weight": 0.0, "neighbour_batch": 256, "neighbour_k": 10}
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,9 @@ def fit_rvae(
     cooldown: float = 0.0,
     pixel_fraction: float = 1.0,
     pixel_weights: np.ndarray | None = None,
+    neighbour_weight: float = 0.0,
+    neighbour_batch: int = 256,
+    neighbour_k: int = 10,
     overwrite: bool = False,
 ) -> pd.DataFrame:
     """Train a skip-rVAE on windows and keep the best model in ``out_dir``.
@@ -446,6 +451,20 @@ def fit_rvae(
         Weight of each pixel's reconstruction error, in training and validation alike
         (scaled to mean 1, so the balance with the KL term holds): e.g. more weight at
         the centre, where a window's structure is. None: every pixel alike.
+    neighbour_weight : float
+        Weight of a term that keeps each window's nearest windows near it in the plane
+        of the content latents (:mod:`latentpath.rvae.neighbours`; t-SNE's loss, as in
+        VAE-SNE): the windows' ``neighbour_k`` nearest windows are found once, in 32
+        principal components of the training windows, and every step draws
+        ``neighbour_batch`` training windows (as the epoch draws them) with one
+        neighbour each. The reconstruction alone spends two latents on what explains
+        most pixels; on atom windows this lifted the plane's 5-NN balanced accuracy
+        over their ring structures from 0.60 to 0.79 (docs/chemical-space.md). It
+        needs windows turned to a common frame, whose pixels can be compared as they
+        are. 0 (the default): the plain skip-rVAE.
+    neighbour_batch, neighbour_k : int
+        Windows drawn per step for the neighbour term, and neighbours found per window
+        (at most the training windows less one).
     overwrite : bool
         Start afresh in an ``out_dir`` that holds a model's files (``config.json``,
         ``weights.safetensors``, a checkpoint): they are replaced. Without it, and
@@ -473,6 +492,7 @@ def fit_rvae(
                     batch_size=batch_size, patience=patience, max_steps=max_steps,
                     min_delta=min_delta, cooldown=cooldown, pixel_fraction=pixel_fraction,
                     time_budget_s=time_budget_s)
+    _check_neighbours(neighbour_weight, neighbour_batch, neighbour_k)
     pixel_weights = _check_pixel_weights(pixel_weights, data.shape[-2:])
     out_dir = Path(out_dir)
     resuming = resume and (out_dir / CHECKPOINT).exists()
@@ -512,7 +532,8 @@ def fit_rvae(
                 "compile": bool(compile), "patience": patience, "min_delta": min_delta,
                 "max_steps": max_steps, "cooldown": cooldown,
                 "pixel_fraction": pixel_fraction, "pixel_weights": _digest(pixel_weights),
-                "sample_weights": _digest(weights)}
+                "sample_weights": _digest(weights), "neighbour_weight": neighbour_weight,
+                "neighbour_batch": neighbour_batch, "neighbour_k": neighbour_k}
     if resuming:
         state = _resumed_state(out_dir, model, optimizer, gen, settings, n_batches)
     else:
@@ -527,13 +548,15 @@ def fit_rvae(
     steps = _Steps(model, optimizer, gen, data, device, group, lr,
                    _loss_terms(model, weights_t, group, device, compile), n_pixels, n_drawn,
                    precision == "bfloat16")
+    steps.neighbours = NeighbourTerm.build(
+        neighbour_weight, neighbour_batch, neighbour_k,
+        lambda rows: model.normalize(_batch(data, rows, device)), train_idx, val_idx)
     # a run that converged or hit its step ceiling would stop again at once
     first = epochs + 1 if state["stop"] in _FINAL_STOPS else state["epoch"] + 1
     if first <= epochs and "initial_val" not in state:
         # the yardstick of divergence: what a model that learned nothing scores
-        state["initial_val"] = _validation_loss(model, data, val_idx, batch_size, device,
-                                                seed, kl_weight, group, weights_t,
-                                                steps.bf16)
+        state["initial_val"] = steps.validation_loss(val_idx, batch_size, seed, kl_weight,
+                                                     weights_t)
     for epoch in range(first, epochs + 1):
         # A tensor, not a float, so that a KL warm-up does not recompile every epoch.
         beta = torch.tensor(kl_weight * (min(1.0, epoch / kl_warmup_epochs)
@@ -550,8 +573,7 @@ def fit_rvae(
         sums = steps.epoch(shuffled, batches, batch_size, beta, state,
                            desc=f"epoch {epoch}/{epochs}", progress=progress)
         seconds = time.perf_counter() - start
-        val = _validation_loss(model, data, val_idx, batch_size, device, seed, kl_weight,
-                               group, weights_t, steps.bf16)
+        val = steps.validation_loss(val_idx, batch_size, seed, kl_weight, weights_t)
         _check_divergence(epoch, sums.sum() / seen, val, state["initial_val"], lr)
         row = _epoch_row(epoch, sums, seen, val, seconds, state["steps"])
         state["history"].append(row)
@@ -706,6 +728,7 @@ class _Steps:
     n_pixels: int
     n_drawn: int | None
     bf16: bool
+    neighbours: NeighbourTerm | None = None
 
     def epoch(self, shuffled: np.ndarray, batches: range, batch_size: int,
               beta: torch.Tensor, state: dict, *, desc: str, progress: bool) -> np.ndarray:
@@ -730,12 +753,28 @@ class _Steps:
             rec, kl = self._terms(x, eps[mine], beta, pixels)
             self.optimizer.lr = _step_lr(state, self.lr)
             self.optimizer.zero_grad()
-            ((rec + kl) * share).backward()
+            total = (rec + kl) * share
+            if self.neighbours is not None:
+                total = total + self.neighbours.step(self.content, shuffled, self.gen)
+            total.backward()
             self.optimizer.step()
             state["steps"] += 1
             n = len(x) if share else 0
             sums += [float(rec.detach()) * n, float(kl.detach()) * n]
         return self.group.all_sum(sums, self.device)
+
+    def content(self, rows: np.ndarray) -> torch.Tensor:
+        """The content latents' means (N, k) of the windows in ``rows``."""
+        x = torch.from_numpy(np.asarray(self.data[rows], dtype=np.float32)).to(self.device)
+        return self.model.encode(self.model.normalize(x))[0][:, 3:]
+
+    def validation_loss(self, idx: np.ndarray, batch_size: int, seed: int,
+                        kl_weight: float, pixel_weights: torch.Tensor | None) -> float:
+        """:func:`_validation_loss`, plus the neighbour term's validation value."""
+        val = _validation_loss(self.model, self.data, idx, batch_size, self.device, seed,
+                               kl_weight, self.group, pixel_weights, self.bf16)
+        return val + (0.0 if self.neighbours is None
+                      else self.neighbours.validation(self.content))
 
     def _terms(self, x: torch.Tensor, eps: torch.Tensor, beta: torch.Tensor,
                pixels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -805,6 +844,15 @@ def _record(state: dict, lr: float, epochs: int) -> dict:
     return {"best_epoch": state["best_epoch"], "val_loss": state["best_val"],
             **state["settings"], "lr": lr, "epochs": epochs, "steps": state["steps"],
             "epochs_run": state["epoch"], "stop_reason": state["stop"]}
+
+
+def _check_neighbours(weight: float, batch: int, k: int) -> None:
+    """Refuse neighbour-term settings out of their ranges (ValueError naming the setting)."""
+    if not (np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"neighbour_weight must be 0 or a positive number, got {weight}")
+    for name, value in (("neighbour_batch", batch), ("neighbour_k", k)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
 def _check_training(*, val_fraction: float, kl_weight: float, epochs: int, batch_size: int,
