@@ -5,6 +5,7 @@ discovery yardstick against the bond graph and the synthetic truth.
         [--balance POWER] [--epochs N --patience N --max-steps N --cooldown S] [--seed N]
         [--pixel-fraction F]
         [--batch-size N --lr LR --kl-weight W --latent-dim K --hidden N --no-compile]
+        [--neighbour-weight W]
         [--window A --window-px N --map-px N --read-px N]
         [--taper-flat 0.8] [--no-orient] [--blobs] [--regraph] [--map-points 200]
         [--render-atoms SIGMA_A] [--centre-weight SIGMA]
@@ -101,6 +102,8 @@ def main() -> None:
                         help="resample the map's images to this many samples a side "
                              "before reading them (default: the run's map_read_px)")
     parser.add_argument("--map-points", type=int, default=200)
+    parser.add_argument("--neighbour-weight", type=float,
+                        help="weight of the neighbour-keeping term (0: none)")
     args = parser.parse_args()
     print(machine_line())
 
@@ -110,7 +113,8 @@ def main() -> None:
     changes = {name: getattr(args, name) for name in
                ("seed", "epochs", "patience", "max_steps", "cooldown", "pixel_fraction",
                 "batch_size", "lr", "kl_weight", "latent_dim", "hidden", "compile",
-                "window_A", "window_px", "map_read_px", "balance_power", "orient_windows")
+                "window_A", "window_px", "map_read_px", "balance_power", "orient_windows",
+                "neighbour_weight")
                if getattr(args, name) is not None}
     if args.per_frame is not None:
         chosen = None if args.per_frame < 0 else args.per_frame
@@ -118,7 +122,8 @@ def main() -> None:
             changes["atoms_per_frame"] = {**config.atoms_per_frame, "C": chosen}
         else:
             changes["hollow_per_frame"] = chosen
-    config = dataclasses.replace(config, device="cpu", **changes).for_device("cpu")
+    config = dataclasses.replace(config, device="cpu", **changes).for_device("cpu") \
+        .for_kind(args.kind)
     if args.centre_weight:
         half = (config.window_px - 1) / 2
         yy, xx = np.mgrid[:config.window_px, :config.window_px]

@@ -241,7 +241,8 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
     values = _flag_settings(args, base, ("pixel_size_A", "channel", "self_train_frames",
                                          "window_A", "window_px", "orient_windows",
                                          "track_search_A", "hollow_max_steps",
-                                         "track_memory", "track_border_A"))
+                                         "track_memory", "track_border_A",
+                                         "neighbour_weight"))
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
         if getattr(args, name, None) is not None:
             chosen = getattr(args, name)
@@ -638,6 +639,10 @@ def _add_stem_command(sub: _SubParsers) -> None:
                                "structure)^-POWER: 1 draws every structure equally often, 0 "
                                "as they come; one POWER for both kinds or e.g. atom=0.5 "
                                "hollow=1 (atom 0.5, hollow 1)")
+    stem_run.add_argument("--neighbour-weight", type=float, metavar="W",
+                          help="weight of the term that keeps each atom window's nearest "
+                               "windows near it in the latent plane (100; 0: the plain "
+                               "skip-rVAE)")
     _add_run_options(stem_run, map_help="chemical-space map points per axis (200)",
                      cpu_epochs=1000)
     stem_run.add_argument("--one-at-a-time", dest="side_by_side", action="store_false",
