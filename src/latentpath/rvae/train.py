@@ -459,7 +459,7 @@ def fit_rvae(
         ``neighbour_batch`` training windows (as the epoch draws them) with one
         neighbour each. The reconstruction alone spends two latents on what explains
         most pixels; on atom windows this lifted the plane's 5-NN balanced accuracy
-        over their ring structures from 0.60 to 0.79 (docs/chemical-space.md). It
+        over their ring structures from 0.60 to 0.81 (docs/chemical-space.md). It
         needs windows turned to a common frame, whose pixels can be compared as they
         are. 0 (the default): the plain skip-rVAE.
     neighbour_batch, neighbour_k : int
