@@ -192,7 +192,7 @@ def test_balance_flag_sets_one_or_each_window_kind(tmp_path, capsys):
     assert config("--balance", "hollow=0.25").balance_power == {"atom": 0.5, "hollow": 0.25}
     assert config("--hollow-max-steps", "2500").hollow_max_steps == 2500
     assert (config().neighbour_weight, config("--neighbour-weight", "0").neighbour_weight) \
-        == (100.0, 0.0)
+        == (200.0, 0.0)
     assert (config().side_by_side, config("--one-at-a-time").side_by_side) == (True, False)
     args = build_parser().parse_args(["stem", "m.npy", "--out", "r", "--balance", "atom=1"])
     assert _stem_config(args, {"balance_power": 0.3}).balance_power == \

@@ -817,6 +817,14 @@ def test_training_with_the_neighbour_term_resumes_to_the_same_result(tmp_path):
                  **{**kw, "neighbour_weight": 10.0})
 
 
+def test_without_the_neighbour_term_its_batch_does_not_block_a_resume(tmp_path):
+    windows, _ = _nuisance_and_spots(40)
+    fit_rvae(windows, tmp_path / "m", epochs=1, neighbour_batch=256, **SMALL)
+    resumed = fit_rvae(windows, tmp_path / "m", epochs=2, resume=True,
+                       neighbour_batch=64, neighbour_k=5, **SMALL)
+    assert len(resumed) == 2
+
+
 def test_the_neighbour_graph_of_many_windows_holds_a_spread_share(monkeypatch):
     import latentpath.rvae.neighbours as neighbours
 

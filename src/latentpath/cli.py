@@ -641,7 +641,7 @@ def _add_stem_command(sub: _SubParsers) -> None:
                                "hollow=1 (atom 0.5, hollow 1)")
     stem_run.add_argument("--neighbour-weight", type=float, metavar="W",
                           help="weight of the term that keeps each atom window's nearest "
-                               "windows near it in the latent plane (100; 0: the plain "
+                               "windows near it in the latent plane (200; 0: the plain "
                                "skip-rVAE)")
     _add_run_options(stem_run, map_help="chemical-space map points per axis (200)",
                      cpu_epochs=1000)

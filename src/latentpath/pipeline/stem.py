@@ -212,15 +212,16 @@ class StemConfig(RunSettings):
     neighbour_weight : float
         Weight of the term that keeps each atom window's nearest windows (in 32
         principal components of the windows) near it in the latent plane
-        (:func:`latentpath.rvae.fit_rvae`, :mod:`latentpath.rvae.neighbours`); the
-        hollow-site model has none (:meth:`for_kind`). Without it the two content
-        latents kept the atom structures worse than a 10-component PCA of the windows;
-        retrained with it on four held-out runs, the plane's 5-NN balanced accuracy
-        over every structure rose from 0.60-0.85 to 0.80-0.93, and the map named the
-        weakest of the three commonest structures as often or more. At 300 the plane
-        gained a little more and the map lost (6-6-6 read for 0.76 of its windows on
-        one run, 5-6-8 for 0.16 on another). 0: the plain skip-rVAE
-        (docs/chemical-space.md).
+        (:func:`latentpath.rvae.fit_rvae`, :mod:`latentpath.rvae.neighbours`, 64 pairs
+        a step); the hollow-site model has none (:meth:`for_kind`). Without it the two
+        content latents kept the atom structures worse than a 10-component PCA of the
+        windows; retrained with it on four held-out runs, the plane's 5-NN balanced
+        accuracy over every structure rose from 0.60-0.85 to 0.77-0.92 and the map
+        named each of the three commonest structures for 0.82 or more of their windows
+        on three of the four (one of four without the term). At 100 the map was as
+        good and the plane weaker (0.73-0.91); 256 pairs a step at 100 kept the plane
+        0.00-0.04 higher, named the three on one run of four and cost three times as
+        much. 0: the plain skip-rVAE (docs/chemical-space.md).
     latent_dim, hidden, layers, epochs, patience, max_steps, time_budget_s, cooldown,
     batch_size, lr, kl_weight, precision, compile, device, seed
         The skip-rVAE, its training, device and seed
@@ -262,7 +263,7 @@ class StemConfig(RunSettings):
     batch_size: int = 32
     lr: float = 3e-3
     cooldown: float = 0.3
-    neighbour_weight: float = 100.0
+    neighbour_weight: float = 200.0
     label: ClassVar[str] = "STEM"
     rvae_sizes: ClassVar[dict] = STEM_RVAE_SIZES
 
@@ -316,7 +317,7 @@ class StemConfig(RunSettings):
         >>> config.for_kind("atom").max_steps, config.for_kind("hollow").max_steps
         (4000, 3000)
         >>> config.for_kind("atom").neighbour_weight, config.for_kind("hollow").neighbour_weight
-        (100.0, 0.0)
+        (200.0, 0.0)
         """
         if kind not in KINDS:
             raise ValueError(f"no window kind {kind!r}; kinds: {KINDS}")

@@ -358,7 +358,7 @@ def fit_rvae(
     pixel_fraction: float = 1.0,
     pixel_weights: np.ndarray | None = None,
     neighbour_weight: float = 0.0,
-    neighbour_batch: int = 256,
+    neighbour_batch: int = 64,
     neighbour_k: int = 10,
     overwrite: bool = False,
 ) -> pd.DataFrame:
@@ -459,7 +459,7 @@ def fit_rvae(
         ``neighbour_batch`` training windows (as the epoch draws them) with one
         neighbour each. The reconstruction alone spends two latents on what explains
         most pixels; on atom windows this lifted the plane's 5-NN balanced accuracy
-        over their ring structures from 0.60 to 0.81 (docs/chemical-space.md). It
+        over their ring structures from 0.60 to 0.77 (weight 200; docs/chemical-space.md). It
         needs windows turned to a common frame, whose pixels can be compared as they
         are. 0 (the default): the plain skip-rVAE.
     neighbour_batch, neighbour_k : int
@@ -670,14 +670,23 @@ def _fresh_state(settings: dict) -> dict:
             "cooldown_stop": None}
 
 
+def _stepping(settings: dict) -> dict:
+    """The recorded ``settings`` that decide the training's steps."""
+    # compiled or not, the steps are the same (to the last bits of the rounding); without
+    # the neighbour term, its batch and k decide nothing
+    out = {**_UNSET, **settings, "compile": None}
+    if out["neighbour_weight"] == 0:
+        out["neighbour_batch"] = out["neighbour_k"] = None
+    return out
+
+
 def _resumed_state(out_dir: Path, model: SkipRVAE, optimizer: Adam,
                    gen: torch.Generator, settings: dict, n_batches: int) -> dict:
     """The checkpoint's state, loaded into the model, optimiser and generator; refused
     if it was made with other data or settings."""
     state = load_checkpoint(out_dir, model, optimizer, gen)
     _check_state(state, out_dir / CHECKPOINT)
-    # compiled or not, the steps are the same (to the last bits of the rounding)
-    if {**_UNSET, **state["settings"], "compile": settings["compile"]} != settings:
+    if _stepping(state["settings"]) != _stepping(settings):
         raise ModelFileError(f"{out_dir}: checkpoint was made with other data or "
                              f"settings ({state['settings']} vs {settings})")
     if "steps" not in state:
