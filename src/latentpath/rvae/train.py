@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from latentpath.adam import Adam
+from latentpath.checks import check_float, check_int
 from latentpath.device import resolve_device, uses_bfloat16
 from latentpath.distributed import Group, local_device, process_group
 from latentpath.modelfiles import MODEL_CONFIG, WEIGHTS, ModelFileError, read_record
@@ -63,7 +64,7 @@ class TrainingDivergedError(ValueError):
 #: the stopping and sampling settings of checkpoints written before they existed
 _UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None,
           "cooldown": 0.0, "pixel_fraction": 1.0, "pixel_weights": None,
-          "neighbour_weight": 0.0, "neighbour_batch": 256, "neighbour_k": 10}
+          "neighbour_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -492,7 +493,9 @@ def fit_rvae(
                     batch_size=batch_size, patience=patience, max_steps=max_steps,
                     min_delta=min_delta, cooldown=cooldown, pixel_fraction=pixel_fraction,
                     time_budget_s=time_budget_s)
-    _check_neighbours(neighbour_weight, neighbour_batch, neighbour_k)
+    check_float("neighbour_weight", neighbour_weight, minimum=0)
+    check_int("neighbour_batch", neighbour_batch, 1)
+    check_int("neighbour_k", neighbour_k, 1)
     pixel_weights = _check_pixel_weights(pixel_weights, data.shape[-2:])
     out_dir = Path(out_dir)
     resuming = resume and (out_dir / CHECKPOINT).exists()
@@ -853,15 +856,6 @@ def _record(state: dict, lr: float, epochs: int) -> dict:
     return {"best_epoch": state["best_epoch"], "val_loss": state["best_val"],
             **state["settings"], "lr": lr, "epochs": epochs, "steps": state["steps"],
             "epochs_run": state["epoch"], "stop_reason": state["stop"]}
-
-
-def _check_neighbours(weight: float, batch: int, k: int) -> None:
-    """Refuse neighbour-term settings out of their ranges (ValueError naming the setting)."""
-    if not (np.isfinite(weight) and weight >= 0):
-        raise ValueError(f"neighbour_weight must be 0 or a positive number, got {weight}")
-    for name, value in (("neighbour_batch", batch), ("neighbour_k", k)):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
 def _check_training(*, val_fraction: float, kl_weight: float, epochs: int, batch_size: int,
