@@ -35,6 +35,15 @@ def identity(**changes):
             "config": {"epochs": 3, "seed": 0, **changes}}
 
 
+def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path):
+    movie = tmp_path / "movie.npy"
+    movie.write_bytes(b"the user's movie")
+    with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
+        RunSteps.open(movie, identity(), outputs=[], inputs={"movie": movie},
+                      progress=False)
+    assert movie.read_bytes() == b"the user's movie"
+
+
 def test_a_finished_step_is_reused_only_with_its_key_and_its_files(tmp_path):
     steps = RunSteps.open(tmp_path, identity(), outputs=[], progress=False)
     assert not steps.reusable("atoms", "k1")

@@ -166,8 +166,13 @@ class RunSteps:
             another live process is running in ``out``.
         ValueError
             An input is, or lies in, an output.
+        NotADirectoryError
+            ``out`` is a file (the movie itself, say): a run's output is a directory.
         """
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"the output {out} is a file, not a directory: choose "
+                                     "a new or a run's directory for the run's output")
         state = out / STATE_DIR
         record = state / IDENTITY_FILE
         owned = _read_owned(state)
