@@ -12,7 +12,11 @@ resampled to the run's ``map_read_px`` and read as
 
 - ``one level``: atoms at 0.5 of each image's range only;
 - ``+ 0.4``: images whose structure does not close read again at 0.4;
-- ``+ stand-in``: and a third time with one missing ring atom stood in for (the default);
+- ``stand-in anywhere``: and a third time with one missing ring atom stood in for,
+  wherever two atoms leave room for one (as before issue 20's seventeenth stop);
+- ``stand-in at 0.2``, ``stand-in at 0.25``, ``+ stand-in``: the same, only where the
+  image at the missing atom's place is as bright as 0.2, 0.25 or
+  :data:`latentpath.latent.STAND_IN_LEVEL` (0.3, the default);
 - ``smear 2.5 l``: the default reading, with smeared atoms counted out to 2.5 bond
   lengths for hollow windows too (as before issue 20's third stop);
 - ``fixed smear``: the default reading with a smeared atom any blob larger than the
@@ -52,6 +56,9 @@ from latentpath.synth import read_synth_stem
 
 READINGS = {"one level": {"retry_threshold": None, "bridge_gaps": False},
             "+ 0.4": {"bridge_gaps": False},
+            "stand-in anywhere": {"stand_in_level": None},
+            "stand-in at 0.2": {"stand_in_level": 0.2},
+            "stand-in at 0.25": {"stand_in_level": 0.25},
             "+ stand-in": {},
             "smear 2.5 l": {"smear_reach": 2.5},
             "fixed smear": {"smear_ratio": None},
@@ -106,7 +113,7 @@ def main() -> None:
                                          kind)
                 named = labels_at(space, latents)["structure"]
                 shares = " ".join(f"{t}:{(named[true == t] == t).mean():.2f}" for t in top)
-                print(f"  {reading:12s} {shares} | unphysical "
+                print(f"  {reading:17s} {shares} | unphysical "
                       f"{(named == 'unphysical').mean():.3f}", flush=True)
 
 

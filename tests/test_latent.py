@@ -98,15 +98,23 @@ def test_a_ring_missing_one_far_atom_is_read_with_a_stand_in():
     size, bond = 32, 4.5
     atoms = _graphene("atom", size, bond)
     r = np.hypot(*(atoms - (size - 1) / 2).T)
-    # the far corner of one of the three hexagons through the centre atom, not drawn
-    gap = np.delete(atoms, np.flatnonzero(np.abs(r - 2 * bond) < 0.2 * bond)[0], axis=0)
-    images = np.stack([_render(gap, size), _render(atoms, size)]).astype(np.float32)
+    # the far corner of one of the three hexagons through the centre atom, drawn dim
+    corner = np.flatnonzero(np.abs(r - 2 * bond) < 0.2 * bond)[0]
+    gap = np.delete(atoms, corner, axis=0)
+    dim = _render(gap, size) + 0.35 * _render(atoms[corner:corner + 1], size)
+    images = np.stack([dim, _render(atoms, size)]).astype(np.float32)
     found = find_decoded_atoms(images)
     assert centre_rings(found, 2, size, bond).tolist() == [[0, 2, 0, 0], [0, 3, 0, 0]]
     assert centre_rings(found, 2, size, bond, bridge_gaps=True).tolist() == [
         [0, 3, 0, 0], [0, 3, 0, 0]]
     assert read_structures(images, bond, bridge_gaps=False)[0].tolist() == [0, 2, 0, 0]
     assert ring_label(read_structures(images, bond)[0]) == "6-6-6"
+    # where the corner's place is dark, nothing was drawn there to stand in for
+    assert centre_rings(found, 2, size, bond, bridge_gaps=True, images=images,
+                        stand_in_level=0.4).tolist() == [[0, 2, 0, 0], [0, 3, 0, 0]]
+    dark = _render(gap, size)[None].astype(np.float32)
+    assert read_structures(dark, bond)[0].tolist() == [0, 2, 0, 0]
+    assert read_structures(dark, bond, stand_in_level=None)[0].tolist() == [0, 3, 0, 0]
     # a 7-ring around a hollow site with one corner missing reads as a 7-ring
     angles = 2 * np.pi * np.arange(1, 7) / 7
     radius = bond / (2 * np.sin(np.pi / 7))
@@ -115,6 +123,27 @@ def test_a_ring_missing_one_far_atom_is_read_with_a_stand_in():
     assert (centre_rings(found, 1, size, bond, kind="hollow") == -1).all()
     assert centre_rings(found, 1, size, bond, kind="hollow", bridge_gaps=True).tolist() == [
         [0, 0, 1, 0]]
+
+
+def test_a_faint_ring_drawn_into_a_hole_is_not_closed_by_a_stand_in():
+    size, bond = 32, 4.5
+    atoms = _graphene("atom", size, bond)
+    offset = atoms - (size - 1) / 2
+    centre = np.argmin(np.hypot(*offset.T))
+    far = np.argmin(np.abs(np.hypot(*offset.T) - 2 * bond))
+    # past the rim (the centre atom's third hexagon, towards the far corner) is a hole,
+    # into which the decoder draws the next row faint and the corner not at all
+    along = (offset - offset[centre]) @ (offset[far] - offset[centre]) / (2 * bond)
+    lattice = atoms[along < 0.6 * bond]
+    faint = atoms[(along > 0.6 * bond) & (along < 1.6 * bond)]
+    image = (_render(lattice, size) + 0.45 * _render(faint, size))[None].astype(np.float32)
+    assert ring_label(read_structures(image, bond)[0]) == "6-6"
+    assert ring_label(read_structures(image, bond, stand_in_level=None)[0]) == "6-6-6"
+    with pytest.raises(ValueError, match="stand_in_level"):
+        read_structures(image, bond, stand_in_level=1.5)
+    with pytest.raises(ValueError, match="the 1 images of 32 x 32 px"):
+        centre_rings(find_decoded_atoms(image), 1, size, bond, bridge_gaps=True,
+                     stand_in_level=0.3)
 
 
 def test_smeared_and_isolated_centres_are_unphysical():

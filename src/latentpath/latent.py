@@ -50,6 +50,9 @@ RING_REACH = MappingProxyType({"atom": 2.5, "hollow": 1.6})
 
 #: a smeared atom is larger than this many times its image's typical atom
 SMEAR_RATIO = 1.5
+#: a missing ring atom is stood in for where the image at its place is this bright:
+#: chosen on the twelve kept runs of the discovery benchmark (docs/chemical-space.md)
+STAND_IN_LEVEL = 0.3
 
 
 def latent_grid(latents: pd.DataFrame, n: int, *, columns: tuple[str, str] = ("z1", "z2"),
@@ -262,7 +265,9 @@ def _peak_atoms(images: np.ndarray, labels: np.ndarray, n_blobs: int, threshold:
 def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_px: float, *,
                  kind: str = "atom", smeared_area_px: float | None = None,
                  smear_reach: float | None = None, smear_ratio: float | None = SMEAR_RATIO,
-                 max_ring: int = max(RING_SIZES), bridge_gaps: bool = False) -> np.ndarray:
+                 max_ring: int = max(RING_SIZES), bridge_gaps: bool = False,
+                 images: np.ndarray | None = None, stand_in_level: float | None = None
+                 ) -> np.ndarray:
     """Rings of each size at the centre of every image, from its atoms.
 
     All images' atoms go into one graph (each image shifted far from the others), so
@@ -299,6 +304,14 @@ def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_p
         stand-in atom between them (:func:`bridge_missing_atoms`). A decoder draws
         the far atom of a rarer ring dim where the windows it averages disagree; the
         two atoms beside it still say where the ring runs.
+    images : ndarray (n_images, size_px, size_px), optional
+        The images the atoms were found in; needed for ``stand_in_level``.
+    stand_in_level : float, optional
+        Stand in only where the image is at least this bright at the missing atom's
+        place (one bond length from both atoms, on their side away from the centre):
+        a decoder draws a rarer ring's far atom dim, and past a hole's rim it draws
+        the next row of the lattice faint and the atom beyond it darker still, so
+        that a stand-in there closes a ring across the hole. None: anywhere.
 
     Returns
     -------
@@ -311,13 +324,15 @@ def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_p
     return _centre_structure(atoms, n_images, size_px, bond_length_px, kind=kind,
                              smeared_area_px=smeared_area_px, smear_reach=smear_reach,
                              smear_ratio=smear_ratio, max_ring=max_ring,
-                             bridge_gaps=bridge_gaps)[0]
+                             bridge_gaps=bridge_gaps, images=images,
+                             stand_in_level=stand_in_level)[0]
 
 
 def _centre_structure(atoms: pd.DataFrame, n_images: int, size_px: int,
                       bond_length_px: float, *, kind: str, smeared_area_px: float | None,
                       smear_reach: float | None, smear_ratio: float | None, max_ring: int,
-                      bridge_gaps: bool) -> tuple[np.ndarray, np.ndarray]:
+                      bridge_gaps: bool, images: np.ndarray | None = None,
+                      stand_in_level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`centre_rings`, and the bonds of each image's centre atom (0 where there is
     none, and for hollow windows)."""
     if kind not in KINDS:
@@ -354,8 +369,20 @@ def _centre_structure(atoms: pd.DataFrame, n_images: int, size_px: int,
     if bridge_gaps:
         # within an atom window's reach for either kind: a hollow site's ring lies
         # inside it, and a stand-in only counts where it closes the centre's rings
+        drawn = None
+        if stand_in_level is not None:
+            if images is None or np.shape(images) != (n_images, size_px, size_px):
+                raise ValueError(f"stand_in_level needs the {n_images} images of "
+                                 f"{size_px} x {size_px} px the atoms were found in, got "
+                                 f"{None if images is None else np.shape(images)}")
+
+            def drawn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                apex = _missing_atom(yx[a], yx[b], bond_length_px, centre)
+                at = ndimage.map_coordinates(
+                    images, [image[a], apex[:, 0], apex[:, 1]], order=1, mode="nearest")
+                return at >= stand_in_level
         pos, bonds = bridge_missing_atoms(pos, bonds, bond_length_px,
-                                          r < RING_REACH["atom"] * bond_length_px)
+                                          r < RING_REACH["atom"] * bond_length_px, keep=drawn)
     rings = find_rings(pos, bonds, max_size=max_ring)
     if kind == "atom":
         counts = ring_counts(len(pos), rings, sizes=RING_SIZES).to_numpy()
@@ -381,15 +408,32 @@ def _centre_structure(atoms: pd.DataFrame, n_images: int, size_px: int,
     return out, centre_bonds
 
 
+def _missing_atom(a_yx: np.ndarray, b_yx: np.ndarray, bond_length: float, centre: float
+                  ) -> np.ndarray:
+    """Where the atom bonded to both of each pair would sit: one bond length from each,
+    on the side of the pair away from the image's centre (outside the ring through it)."""
+    mid = (a_yx + b_yx) / 2
+    chord = b_yx - a_yx
+    half = np.hypot(*chord.T) / 2
+    normal = np.stack([-chord[:, 1], chord[:, 0]], 1) / (2 * half[:, None])
+    out = np.sign(((mid - centre) * normal).sum(1))
+    out[out == 0] = 1
+    rise = np.sqrt(np.clip(bond_length**2 - half**2, 0, None))
+    return mid + (out * rise)[:, None] * normal
+
+
 def bridge_missing_atoms(positions: np.ndarray, bonds: np.ndarray, bond_length: float,
-                         inner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                         inner: np.ndarray, *,
+                         keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """Add a stand-in atom, bonded to both, between each pair of atoms that a single
     missing atom of a ring would leave: fewer than three bonds each, not bonded and
     without a common neighbour, 1.45 to 2.05 bond lengths apart (atoms two steps round
     a 5- to 8-ring: 1.62-1.85 l, with room for strain), both ``inner``.
 
-    Returns the positions with the stand-ins appended (at each pair's midpoint, so
-    that no new bond crosses another) and the bonds with theirs.
+    ``keep(a, b)``, where given, says which of the candidate pairs (indices into
+    ``positions``) to join. Returns the positions with the stand-ins appended (at each
+    pair's midpoint, so that no new bond crosses another) and the bonds with theirs.
     """
     n = len(positions)
     degree = np.bincount(bonds.ravel(), minlength=n)
@@ -404,6 +448,9 @@ def bridge_missing_atoms(positions: np.ndarray, bonds: np.ndarray, bond_length: 
     adjacency = sparse.coo_matrix((np.ones(2 * len(bonds)), ends), shape=(n, n)).tocsr()
     shared = np.asarray(adjacency[a].multiply(adjacency[b]).sum(1)).ravel()
     a, b = a[shared == 0], b[shared == 0]
+    if keep is not None and len(a):
+        chosen = keep(a, b)
+        a, b = a[chosen], b[chosen]
     stand_in = n + np.arange(len(a))
     positions = np.concatenate([positions, (positions[a] + positions[b]) / 2])
     bonds = np.concatenate([bonds, np.stack([a, stand_in], 1), np.stack([stand_in, b], 1)])
@@ -457,6 +504,7 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
                        bond_length_px: float, kind: str = "atom",
                        value_range: tuple[float, float] | None = None, threshold: float = 0.5,
                        retry_threshold: float | None = 0.4, bridge_gaps: bool = True,
+                       stand_in_level: float | None = STAND_IN_LEVEL,
                        smear_ratio: float | None = SMEAR_RATIO, retry_edges: bool = False,
                        method: str = "peaks", size: int | None = None,
                        read_px: int | None = None, coarse_step: int | None = None,
@@ -487,6 +535,9 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
     bridge_gaps : bool
         Images that close at neither share are read a third time with one missing
         ring atom stood in for (:func:`read_structures`).
+    stand_in_level : float, optional
+        Only where the image is at least this bright at the missing atom's place
+        (:func:`centre_rings`); None: wherever two atoms leave room for one.
     smear_ratio : float, optional
         A smeared atom is also larger than this many times its image's typical atom
         (:func:`centre_rings`); None: any blob larger than a disc of 0.45 bond lengths.
@@ -553,8 +604,9 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
             images = resample_images(images, read_px)
         return read_structures(images, bond_length_px * scale, kind=kind,
                                threshold=threshold, retry_threshold=retry_threshold,
-                               bridge_gaps=bridge_gaps, smear_ratio=smear_ratio,
-                               retry_edges=retry_edges, method=method)
+                               bridge_gaps=bridge_gaps, stand_in_level=stand_in_level,
+                               smear_ratio=smear_ratio, retry_edges=retry_edges,
+                               method=method)
 
     if coarse_step is None:
         counts = np.concatenate([read(images) for images in decoded_grid(
@@ -752,8 +804,8 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
                     threshold: float = 0.5, retry_threshold: float | None = 0.4,
                     bridge_gaps: bool = True, method: str = "peaks",
                     smear_reach: float | None = None,
-                    smear_ratio: float | None = SMEAR_RATIO, retry_edges: bool = False
-                    ) -> np.ndarray:
+                    smear_ratio: float | None = SMEAR_RATIO, retry_edges: bool = False,
+                    stand_in_level: float | None = STAND_IN_LEVEL) -> np.ndarray:
     """Rings at the centre of normalised decoded images, read again at a lower threshold
     where the structure does not close.
 
@@ -781,7 +833,8 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
         ``retry_threshold`` (or ``threshold``) with one missing atom of a ring stood in
         for (:func:`centre_rings`), kept where the structure then closes. On six kept
         runs' atom maps it named no structure less often and 6-6-7 for up to 0.20,
-        5-7-7 for up to 0.38 more of their windows (docs/chemical-space.md).
+        5-7-7 for up to 0.38 more of their windows (docs/chemical-space.md); see
+        ``stand_in_level`` for the atoms at a hole's rim.
     method : {"peaks", "blobs"}
     smear_reach, smear_ratio : float, optional
         As in :func:`centre_rings`.
@@ -790,6 +843,10 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
         ``threshold``. False (default): such an atom is at the rim of a hole and keeps
         its first reading, since the retries, chosen for the dim far atoms of a rarer
         ring, close a ring across the hole instead.
+    stand_in_level : float, optional
+        The third reading stands in for a missing atom only where the image is at
+        least this bright at its place (:func:`centre_rings`; default
+        :data:`STAND_IN_LEVEL`). None: wherever two atoms leave room for one.
 
     Returns
     -------
@@ -806,6 +863,9 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
     if retry_threshold is not None and not 0 < retry_threshold < threshold:
         raise ValueError(f"retry_threshold must lie between 0 and threshold ({threshold}), "
                          f"got {retry_threshold}")
+    if stand_in_level is not None and not 0 <= stand_in_level <= 1:
+        raise ValueError(f"stand_in_level must lie between 0 and 1 (a share of the "
+                         f"image's range), got {stand_in_level}")
     images = np.asarray(images, np.float32)
     size = images.shape[-1]
     smear = {"smeared_area_px": None, "smear_reach": smear_reach, "smear_ratio": smear_ratio,
@@ -825,7 +885,8 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
         again = np.flatnonzero(open_)
         atoms = find_decoded_atoms(images[again], threshold=level, method=method)
         later = centre_rings(atoms, len(again), size, bond_length_px, kind=kind,
-                             bridge_gaps=bridge, **smear)
+                             bridge_gaps=bridge, images=images[again],
+                             stand_in_level=stand_in_level, **smear)
         closed = later.sum(1) == whole
         counts[again[closed]] = later[closed]
         open_[again[closed]] = False
