@@ -1,6 +1,7 @@
 """Speed of atom finding (segment + locate) on 1024x1024 frames, against AtomAI.
 
     python benchmarks/bench_atoms.py [--repeat 5] [--atomai-python PATH] [--keep-large-blocks]
+        [--augment]
 
 Target (issue: atom finding): a 1024x1024 frame segmented and located in at most 1 s on
 the 2-core development CPU. AtomAI runs in its own environment (it pulls its own torch
@@ -10,6 +11,8 @@ AtomAI's U-Net (16 filters, dilated bottleneck, 0.59 M parameters) is the same s
 ours (0.64 M); timings do not depend on the weights, so it runs untrained.
 ``--keep-large-blocks`` sets the process's allocator as the ``latentpath`` command does
 (``latentpath.allocator``); without it the figures are a notebook's, which has not.
+``--augment`` times ``find_atoms(augment=True)``, the network averaged over the eight
+rotations and reflections of each frame.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ def main() -> None:
     parser.add_argument("--atomai-python", type=Path)
     parser.add_argument("--keep-large-blocks", action="store_true",
                         help="keep freed large blocks for reuse, as the command does")
+    parser.add_argument("--augment", action="store_true",
+                        help="find_atoms(augment=True)")
     args = parser.parse_args()
     print(machine_line())
     if args.keep_large_blocks:
@@ -65,7 +70,8 @@ def main() -> None:
     print(f"latentpath U-Net: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
           f"parameters, model sampling {model.config.pixel_size_A} A/px")
     start = time.perf_counter()
-    find_atoms(sim.movie[:1], pixel_size_A=0.1, model=model, device="cpu")
+    find_atoms(sim.movie[:1], pixel_size_A=0.1, model=model, device="cpu",
+               augment=args.augment)
     print(f"latentpath find_atoms, first call of the process (the network folded for "
           f"inference, the kernels' first use): {time.perf_counter() - start:.3f} s")
     results = {}
@@ -75,10 +81,11 @@ def main() -> None:
             for t in range(args.frames):
                 start = time.perf_counter()
                 found = find_atoms(sim.movie[t:t + 1], pixel_size_A=0.1, model=model,
-                                   device="cpu", refine=refine)
+                                   device="cpu", refine=refine, augment=args.augment)
                 times.append(time.perf_counter() - start)
         results[refine] = float(np.median(times))
-        print(f"latentpath find_atoms, 1024x1024 at 0.1 A/px, refine={refine}: "
+        print(f"latentpath find_atoms, 1024x1024 at 0.1 A/px, refine={refine}, "
+              f"augment={args.augment}: "
               f"{results[refine]:.3f} s per frame (median of {len(times)}), "
               f"{len(found)} atoms")
     if args.atomai_python:

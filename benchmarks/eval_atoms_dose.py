@@ -2,6 +2,7 @@
 
     python benchmarks/eval_atoms_dose.py [--model DIR] [--seeds 2] [--frames 4]
         [--precision auto|float32|bfloat16] [--faint-level 0.6|none] [--first-seed N]
+        [--augment]
 
 Movies of 384 x 384 px from both of the simulator's imaging models (a Gaussian probe
 with tails; an aperture-limited probe with a finite source), contrast exponents 1.64
@@ -38,6 +39,9 @@ def main() -> None:
                         help="of the segmentation network (auto: find_atoms' default)")
     parser.add_argument("--faint-level", default="0.6",
                         help="find_atoms' faint_level ('none' keeps the ghosts)")
+    parser.add_argument("--augment", action="store_true",
+                        help="find_atoms(augment=True): the network averaged over the eight "
+                             "rotations and reflections")
     parser.add_argument("--first-seed", type=int, default=SEED0,
                         help="of the movies (another one gives a held-out table)")
     args = parser.parse_args()
@@ -54,7 +58,8 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             found = find_atoms(sim.movie, pixel_size_A=px, model=model, device="cpu",
-                               precision=args.precision, faint_level=faint)
+                               precision=args.precision, faint_level=faint,
+                               augment=args.augment)
         s = score_atoms(found, sim.atoms, pixel_size_A=px, image_shape=sim.movie.shape[1:])
         rows.append({"dose": dose, "render": render, "z": z, "px": px, "seed": seed,
                      "f1": s["f1"], "species_accuracy": s["species_accuracy"],

@@ -26,6 +26,7 @@ from latentpath.atoms import (
     segment,
     self_train,
 )
+from latentpath.atoms.find import describe_found
 from latentpath.atoms.model import SHIPPED_MODEL_DIR
 from latentpath.atoms.training import label_map, synthetic_training_set, train_segmenter
 from latentpath.evaluate import score_atoms
@@ -330,6 +331,28 @@ def test_shipped_weights_are_small_and_load():
 
 
 @shipped
+def test_the_averaged_network_turns_with_the_frame():
+    # averaged over the eight orientations, the probabilities of a turned or mirrored
+    # frame are those of the frame, turned or mirrored alike; one pass's are not
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AtomUNet(TINY).eval()
+    frame = np.random.default_rng(1).random((1, 48, 48)).astype(np.float32)
+    turned = np.rot90(frame, 1, (-2, -1)).copy()
+    mirrored = frame[..., ::-1].copy()
+    kwargs = {"pixel_size_A": TINY.pixel_size_A, "at_input_sampling": False,
+              "precision": "float32"}
+    once = segment(frame, model, **kwargs)
+    assert not np.allclose(segment(turned, model, **kwargs), np.rot90(once, 1, (-2, -1)),
+                           atol=1e-4)
+    both = segment(frame, model, augment=True, **kwargs)
+    assert np.allclose(segment(turned, model, augment=True, **kwargs),
+                       np.rot90(both, 1, (-2, -1)), atol=1e-5)
+    assert np.allclose(segment(mirrored, model, augment=True, **kwargs), both[..., ::-1],
+                       atol=1e-5)
+    assert np.allclose(both.sum(1), 1, atol=1e-5)
+
+
 def test_shipped_weights_find_atoms_on_unseen_synthetic_frames(frame):
     found = find_atoms(frame.movie, pixel_size_A=frame.pixel_size_A, device="cpu")
     scores = score_atoms(found, frame.atoms, pixel_size_A=frame.pixel_size_A,
@@ -338,6 +361,14 @@ def test_shipped_weights_find_atoms_on_unseen_synthetic_frames(frame):
     assert scores["species_accuracy"] > 0.98
     assert scores["mean_error_A"] < 0.1
     assert found.attrs["pixel_size_source"] == "argument"
+    assert not found.attrs["augmented"]
+    averaged = find_atoms(frame.movie, pixel_size_A=frame.pixel_size_A, device="cpu",
+                          augment=True)
+    assert averaged.attrs["augmented"]
+    assert any("averaged over 8" in line for line in describe_found(averaged))
+    again = score_atoms(averaged, frame.atoms, pixel_size_A=frame.pixel_size_A,
+                        image_shape=frame.movie.shape[1:])
+    assert again["f1"] > 0.98 and again["mean_error_A"] < 0.1
 
 
 @shipped

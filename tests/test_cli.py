@@ -84,9 +84,12 @@ def test_atoms_and_evaluate_commands(tmp_path, capsys):
     other = str(tmp_path / "other.csv")
     assert main(["atoms", str(sim), "--out", other, "--faint-level", "2"]) == 2
     assert "faint_level must be <= 1" in capsys.readouterr().err
-    assert main(["atoms", str(sim), "--out", other, "--keep-faint", "--device", "cpu"]) == 0
+    assert main(["atoms", str(sim), "--out", other, "--keep-faint", "--device", "cpu",
+                 "--augment"]) == 0
     assert json.loads((tmp_path / "other.json").read_text())["faint_dropped"] == 0
-    capsys.readouterr()
+    assert json.loads((tmp_path / "other.json").read_text())["augmented"] is True
+    assert metadata["augmented"] is False
+    assert "averaged over 8 rotations and reflections" in capsys.readouterr().out
     scores = tmp_path / "scores.json"
     assert main(["evaluate", str(table), "--truth", str(sim), "--out", str(scores)]) == 0
     assert "f1" in capsys.readouterr().out
