@@ -141,6 +141,9 @@ def test_a_faint_ring_drawn_into_a_hole_is_not_closed_by_a_stand_in():
     assert ring_label(read_structures(image, bond, stand_in_level=None)[0]) == "6-6-6"
     with pytest.raises(ValueError, match="stand_in_level"):
         read_structures(image, bond, stand_in_level=1.5)
+    with pytest.raises(ValueError, match="stand_in_level"):
+        centre_rings(find_decoded_atoms(image), 1, size, bond, bridge_gaps=True,
+                     images=image, stand_in_level=-0.1)
     with pytest.raises(ValueError, match="the 1 images of 32 x 32 px"):
         centre_rings(find_decoded_atoms(image), 1, size, bond, bridge_gaps=True,
                      stand_in_level=0.3)

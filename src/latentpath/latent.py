@@ -28,6 +28,7 @@ from scipy import ndimage, sparse
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
+from latentpath.checks import check_float
 from latentpath.graph import (
     KINDS,
     RING_SIZES,
@@ -371,6 +372,7 @@ def _centre_structure(atoms: pd.DataFrame, n_images: int, size_px: int,
         # inside it, and a stand-in only counts where it closes the centre's rings
         drawn = None
         if stand_in_level is not None:
+            check_float("stand_in_level", stand_in_level, minimum=0, maximum=1)
             if images is None or np.shape(images) != (n_images, size_px, size_px):
                 raise ValueError(f"stand_in_level needs the {n_images} images of "
                                  f"{size_px} x {size_px} px the atoms were found in, got "
@@ -863,9 +865,8 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
     if retry_threshold is not None and not 0 < retry_threshold < threshold:
         raise ValueError(f"retry_threshold must lie between 0 and threshold ({threshold}), "
                          f"got {retry_threshold}")
-    if stand_in_level is not None and not 0 <= stand_in_level <= 1:
-        raise ValueError(f"stand_in_level must lie between 0 and 1 (a share of the "
-                         f"image's range), got {stand_in_level}")
+    if stand_in_level is not None:
+        check_float("stand_in_level", stand_in_level, minimum=0, maximum=1)
     images = np.asarray(images, np.float32)
     size = images.shape[-1]
     smear = {"smeared_area_px": None, "smear_reach": smear_reach, "smear_ratio": smear_ratio,
@@ -883,9 +884,10 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
         [(retry_threshold or threshold, True)] if bridge_gaps else [])
     for level, bridge in readings:
         again = np.flatnonzero(open_)
-        atoms = find_decoded_atoms(images[again], threshold=level, method=method)
+        subset = images[again]
+        atoms = find_decoded_atoms(subset, threshold=level, method=method)
         later = centre_rings(atoms, len(again), size, bond_length_px, kind=kind,
-                             bridge_gaps=bridge, images=images[again],
+                             bridge_gaps=bridge, images=subset,
                              stand_in_level=stand_in_level, **smear)
         closed = later.sum(1) == whole
         counts[again[closed]] = later[closed]
