@@ -3,7 +3,7 @@ movies, scored by the discovery yardstick against their truth.
 
     python benchmarks/eval_discovery.py [--variants reference aperture-fine ...]
         [--seeds 0 1] [--out /tmp/discovery] [--set patience=10 --set epochs=400 ...]
-        [--keep-runs] [--rescore]
+        [--keep-runs] [--rescore [--read-maps-again]]
 
 Each variant changes what real data change: the rendering model (a Gaussian probe with
 Lorentzian tails, or an aperture-limited probe with correlated scan jitter and a
@@ -25,7 +25,10 @@ rings (``_closed``, ``_open``: an atom missed or misplaced nearby; the share clo
 beside them). ``--set name=value``
 overrides a StemConfig setting for every run, to compare defaults on the whole table.
 The scores of every run are written to ``OUT/results.json``; ``--rescore`` scores the
-kept runs of an earlier call again (with its run times) without running them.
+kept runs of an earlier call again (with its run times) without running them;
+``--read-maps-again`` first drops each kept run's ``maps.npz`` and resumes the run, so
+that only its maps step (and what follows it) is computed again, with today's code:
+the map's reading compared on the same models.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ from common import machine_line  # benchmarks/common.py, beside this script
 
 from latentpath.discovery import graph_labels, score_discovery
 from latentpath.evaluate import discovery_scores, score_chemical_space, true_window_labels
+from latentpath.graph import KINDS
 from latentpath.pipeline import StemRun, run_stem
+from latentpath.rundir import MAPS
 from latentpath.rvae import training_record
 from latentpath.synth import read_synth_stem, synth_stem_movie, write_synth_stem
 
@@ -137,10 +142,12 @@ def main() -> None:
                         help="keep each run directory (by default only the scores)")
     parser.add_argument("--rescore", action="store_true",
                         help="score the kept runs in --out again without running them")
+    parser.add_argument("--read-maps-again", action="store_true",
+                        help="with --rescore: compute the kept runs' maps again first")
     args = parser.parse_args()
     print(machine_line())
     if args.rescore:
-        rescore(args.out)
+        rescore(args.out, read_maps_again=args.read_maps_again)
         return
     settings = dict(args.settings)
     print(f"settings: {settings or 'the defaults'}")
@@ -168,8 +175,9 @@ def main() -> None:
     print(markdown_table(results))
 
 
-def rescore(out: Path) -> None:
-    """Score the kept runs of an earlier call in ``out`` again, with their run times."""
+def rescore(out: Path, *, read_maps_again: bool = False) -> None:
+    """Score the kept runs of an earlier call in ``out`` again, with their run times;
+    ``read_maps_again``: their maps computed again first, the models kept."""
     earlier = json.loads((out / "results.json").read_text())
     print(f"settings: {earlier['settings'] or 'the defaults'}")
     results = []
@@ -177,7 +185,13 @@ def rescore(out: Path) -> None:
         run_dir = out / f"run-{old['variant']}-{old['seed']}"
         if not run_dir.is_dir():
             raise SystemExit(f"{run_dir} was not kept: run without --rescore")
-        truth = read_synth_stem(out / f"{old['variant']}-{old['seed']}.npz")
+        movie = out / f"{old['variant']}-{old['seed']}.npz"
+        if read_maps_again:
+            for kind in KINDS:
+                (run_dir / kind / MAPS).unlink(missing_ok=True)
+            run_stem(movie, run_dir, {**earlier["settings"], "seed": old["seed"]},
+                     truth=movie, progress=False)
+        truth = read_synth_stem(movie)
         row = {"variant": old["variant"], "seed": old["seed"], "run_s": old["run_s"],
                **score_run(run_dir, truth)}
         results.append(row)
