@@ -95,6 +95,26 @@ def test_a_separating_latent_plane_beats_pca_of_noise_windows():
     assert "better than a 2-D PCA" in sentence and "never names 5-6-7" in sentence
 
 
+def test_a_common_structure_named_for_too_few_of_its_windows_is_said():
+    latents, windows, labels = _run_tables(20.0)
+    five_six_six = np.flatnonzero(labels.to_numpy() == "5-6-6")  # 40 windows
+    mapped = latents["map_structure"].to_numpy().copy()
+    mapped[five_six_six[:12]] = "6"  # 28 of 40 named right: 70 %
+    score = score_discovery(latents.assign(map_structure=mapped), windows, labels,
+                            kind="atom")
+    assert score.weakly_named_common() == {"5-6-6": 0.7}
+    sentence = score.sentence()
+    assert "never names 5-6-7" in sentence
+    assert "of the commonest it names 5-6-6 for only 70% of its windows" in sentence
+    assert "another seed may name it better" in sentence
+    mapped[five_six_six[:12]] = "5-6-6"
+    mapped[five_six_six[:4]] = "6"  # 90 %: nothing to say
+    score = score_discovery(latents.assign(map_structure=mapped), windows, labels,
+                            kind="atom")
+    assert score.weakly_named_common() == {}
+    assert "for only" not in score.sentence()
+
+
 def test_a_plane_that_keeps_nothing_is_said_to_be_no_better():
     latents, windows, labels = _run_tables(0.0, seed=4)
     score = score_discovery(latents, windows, labels, kind="hollow")
