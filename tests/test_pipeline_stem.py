@@ -191,6 +191,38 @@ def test_bad_settings_are_named():
     assert StemConfig.from_dict({"track_species": ["Si", "C"]}).track_species == ("Si", "C")
 
 
+def test_atom_draws_keep_the_model_whose_map_names_the_graph_best(stem_movie, tmp_path):
+    from latentpath.discovery import graph_labels
+    from latentpath.pipeline.stem import draw_agreement
+    from latentpath.rvae import load_rvae
+
+    path, _ = stem_movie
+    config = StemConfig(**TINY, track_species=None, atom_draws=2)
+    run = run_stem(path, tmp_path / "run", config, progress=False)
+    atom = tmp_path / "run" / "atom"
+    choice = json.loads((atom / "draws" / "choice.json").read_text())
+    assert choice["seeds"] == [config.seed, config.seed + 1]
+    scores = choice["weakest_agreement"]
+    assert len(scores) == 2 and all(0 <= a <= 1 for a in scores)
+    assert choice["kept"] == int(np.argmax(scores))
+    kept = atom / "draws" / str(choice["kept"])
+    assert (atom / "model" / "weights.safetensors").read_bytes() == \
+        (kept / "weights.safetensors").read_bytes()
+    assert not (tmp_path / "run" / "hollow" / "draws").exists()
+    # the score is the kept model's own: its map at the run's settings, against the graph
+    windows = np.load(atom / "windows.npy")
+    labels = graph_labels(run.kinds["atom"].latents, run.atoms, run.rings, "atom")
+    assert draw_agreement(load_rvae(kept), windows, labels.to_numpy(object),
+                          config) == pytest.approx(scores[choice["kept"]])
+    # resumed: nothing is trained again
+    again = run_stem(path, tmp_path / "run", config, progress=False)
+    assert "atom model" in again.reused
+    with pytest.raises(ValueError, match="atom_draws"):
+        StemConfig(atom_draws=0)
+    assert config.for_kind("hollow").atom_draws == 1
+    assert config.for_kind("atom").atom_draws == 2
+
+
 def test_balance_power_per_window_kind():
     assert StemConfig().balance_power == {"atom": 0.5, "hollow": 1.0}
     assert StemConfig(balance_power=0).balance_power == {"atom": 0.0, "hollow": 0.0}

@@ -242,7 +242,7 @@ def _stem_config(args: argparse.Namespace, base: dict | None = None):
                                          "window_A", "window_px", "orient_windows",
                                          "track_search_A", "hollow_max_steps",
                                          "track_memory", "track_border_A",
-                                         "neighbour_weight"))
+                                         "neighbour_weight", "atom_draws"))
     for name, key in (("c_per_frame", "C"), ("si_per_frame", "Si")):
         if getattr(args, name, None) is not None:
             chosen = getattr(args, name)
@@ -644,6 +644,11 @@ def _add_stem_command(sub: _SubParsers) -> None:
                           help="weight of the term that keeps each atom window's nearest "
                                "windows near it in the latent plane (200; 0: the plain "
                                "skip-rVAE)")
+    stem_run.add_argument("--atom-draws", type=int, metavar="K",
+                          help="train the atom skip-rVAE K times from seeds SEED..SEED+K-1 "
+                               "and keep the one whose map names the bond graph's three "
+                               "commonest structures best (1; each draw costs a model's "
+                               "training)")
     _add_run_options(stem_run, map_help="chemical-space map points per axis (200)",
                      cpu_epochs=1000)
     stem_run.add_argument("--one-at-a-time", dest="side_by_side", action="store_false",

@@ -33,6 +33,10 @@ STATE_LIFETIMES = "state_lifetimes.csv"
 WINDOWS = "windows.npy"
 WINDOW_TABLE = "windows.parquet"
 MODEL = "model"
+#: (STEM ``atom/``, with ``StemConfig.atom_draws`` above 1) each draw's model, as
+#: ``DRAWS/<i>/``, and the choice among them, ``DRAWS/DRAW_CHOICE``
+DRAWS = "draws"
+DRAW_CHOICE = "choice.json"
 LATENTS = "latents.parquet"
 MAPS = "maps.npz"
 DISCOVERY = "discovery.json"

@@ -321,9 +321,10 @@ def check_enough_windows(n: int, what: str, why: str) -> None:
 class ModelJob:
     """One window kind's skip-rVAE step for :func:`model_steps`: the step's ``name`` and
     ``key``, the ``settings`` it trains with, its windows (a ``.npy`` file, read
-    memory-mapped), the kind's ``folder`` (the model goes to ``folder/model``) and what
-    gives the windows' training draws, called only if the model is trained (None:
-    uniform)."""
+    memory-mapped), the kind's ``folder`` (the model goes to ``folder/model``), what
+    gives the windows' training draws (None: uniform) and, for settings that keep the
+    best of several trained models, what gives the labels they are judged by; both are
+    called only if the model is trained."""
 
     name: str
     key: str
@@ -331,6 +332,7 @@ class ModelJob:
     windows: Path
     folder: Path
     sample_weights: Callable[[], Any] | None = None
+    draw_labels: Callable[[], Any] | None = None
 
 
 def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
@@ -360,12 +362,15 @@ def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
     side_by_side = (side_by_side and len(jobs) > 1 and _can_spawn()
                     and all(_on_cpu(job.settings.device) for job in jobs))
     threads = max(1, torch.get_num_threads() // len(jobs)) if side_by_side else None
-    weights = {job.name: job.sample_weights and job.sample_weights() for job in todo}
-    # the other processes get the job without its (unpicklable) weights' maker
-    todo = [dataclasses.replace(job, sample_weights=None) for job in todo]
+    weights = {job.name: (job.sample_weights and job.sample_weights(),
+                          job.draw_labels and job.draw_labels()) for job in todo}
+    # the other processes get the job without its (unpicklable) makers
+    todo = [dataclasses.replace(job, sample_weights=None, draw_labels=None) for job in todo]
     for job in todo:
-        if not steps.begin(job.name, job.key) and (job.folder / rundir.MODEL).exists():
-            shutil.rmtree(job.folder / rundir.MODEL)
+        if not steps.begin(job.name, job.key):
+            for stale in (job.folder / rundir.MODEL, job.folder / rundir.DRAWS):
+                if stale.exists():
+                    shutil.rmtree(stale)
     trained: dict[str, Any] = dict.fromkeys(job.name for job in jobs)
     if not todo:
         return trained
@@ -427,11 +432,14 @@ def _on_cpu(device: str) -> bool:
     return resolve_device(device).type == "cpu"
 
 
-def _train_here(job: ModelJob, sample_weights: Any, threads: int | None, *,
+def _train_here(job: ModelJob, weights_and_labels: tuple[Any, Any], threads: int | None, *,
                 progress: bool) -> Any:
-    """Train ``job``'s model in this process, on ``threads`` threads if given."""
+    """Train ``job``'s model in this process, on ``threads`` threads if given, with its
+    sample weights and, where the job has them, the labels its draws are judged by."""
     import torch
 
+    sample_weights, labels = weights_and_labels
+    judged = {} if labels is None else {"draw_labels": labels}
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -439,13 +447,13 @@ def _train_here(job: ModelJob, sample_weights: Any, threads: int | None, *,
         windows = np.load(job.windows, mmap_mode="r")
         return job.settings.train_rvae(windows, job.folder / rundir.MODEL, resume=True,
                                        overwrite=True, progress=progress,
-                                       sample_weights=sample_weights)
+                                       sample_weights=sample_weights, **judged)
     finally:
         torch.set_num_threads(before)
 
 
-def _train_elsewhere(job: ModelJob, sample_weights: Any, threads: int, parent: int,
-                     send: Any) -> None:
+def _train_elsewhere(job: ModelJob, weights_and_labels: tuple[Any, Any], threads: int,
+                     parent: int, send: Any) -> None:
     """A second process's work: train ``job``'s model, send its seconds (or the error and
     its traceback) back, and end at once should the process that started it end first."""
     def end_with_parent() -> None:
@@ -457,7 +465,7 @@ def _train_elsewhere(job: ModelJob, sample_weights: Any, threads: int, parent: i
     keep_large_blocks()
     started = time.perf_counter()
     try:
-        _train_here(job, sample_weights, threads, progress=False)
+        _train_here(job, weights_and_labels, threads, progress=False)
     except Exception as err:
         send.send((f"{type(err).__name__}: {err}", traceback.format_exc()))
         return
