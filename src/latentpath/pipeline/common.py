@@ -362,8 +362,8 @@ def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
     side_by_side = (side_by_side and len(jobs) > 1 and _can_spawn()
                     and all(_on_cpu(job.settings.device) for job in jobs))
     threads = max(1, torch.get_num_threads() // len(jobs)) if side_by_side else None
-    weights = {job.name: (job.sample_weights and job.sample_weights(),
-                          job.draw_labels and job.draw_labels()) for job in todo}
+    made = {job.name: (job.sample_weights and job.sample_weights(),
+                       job.draw_labels and job.draw_labels()) for job in todo}
     # the other processes get the job without its (unpicklable) makers
     todo = [dataclasses.replace(job, sample_weights=None, draw_labels=None) for job in todo]
     for job in todo:
@@ -380,7 +380,7 @@ def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
         for job in todo[1:]:
             receive, send = context.Pipe(duplex=False)
             child = context.Process(target=_train_elsewhere, daemon=True,
-                                    args=(job, weights[job.name], threads, os.getpid(),
+                                    args=(job, made[job.name], threads, os.getpid(),
                                           send))
             child.start()
             # the child holds the only sending end now, so its death ends the wait
@@ -393,7 +393,7 @@ def model_steps(steps: Any, jobs: list[ModelJob], *, side_by_side: bool,
     try:
         for job in todo if not side_by_side else todo[:1]:
             started = time.perf_counter()
-            trained[job.name] = _train_here(job, weights[job.name], threads,
+            trained[job.name] = _train_here(job, made[job.name], threads,
                                             progress=progress)
             steps.finish(job.name, job.key, [job.folder / rundir.MODEL],
                          seconds=time.perf_counter() - started,
