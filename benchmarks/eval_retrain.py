@@ -44,7 +44,6 @@ from latentpath.discovery import (
     score_discovery,
 )
 from latentpath.evaluate import score_chemical_space, true_window_labels
-from latentpath.graph import CC_BOND_A
 from latentpath.latent import chemical_space_map, labels_at, latent_grid
 from latentpath.pipeline import StemRun
 from latentpath.pipeline.stem import (
@@ -158,7 +157,7 @@ def main() -> None:
     seconds = time.perf_counter() - began
     latents = encode(model, windows, table=table)
     z1, z2 = latent_grid(latents, args.map_points)
-    bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
+    bond_px = config.window_bond_px
     reading = {"method": "blobs", "value_range": (0.0, 1.0)} if args.blobs else {}
     space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind=args.kind,
                                size=args.map_px, read_px=config.map_read_px, **reading)

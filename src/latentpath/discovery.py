@@ -301,9 +301,8 @@ def score_discovery(latents: pd.DataFrame, windows: np.ndarray, labels: pd.Serie
         pcs = pca_features(windows, min(10, int(np.prod(windows.shape[1:]))), seed=seed)
         pca2, pca2_recall = knn_balanced_accuracy(pcs[scored, :2], y, **kw)
         pca10, _ = knn_balanced_accuracy(pcs[scored], y, **kw)
-    mapped = latents["map_structure"].astype(str).to_numpy()
-    agreement = {str(label): float((mapped[has][labels[has].to_numpy() == label]
-                                    == str(label)).mean()) for label in counts.index}
+    agreement = map_agreement(latents["map_structure"].to_numpy(), labels.to_numpy(),
+                              counts.index)
     return DiscoveryScore(kind=kind, reference=reference, n_windows=len(latents),
                           n_scored=int(scored.sum()),
                           label_counts={str(a): int(b) for a, b in counts.items()},
@@ -311,6 +310,14 @@ def score_discovery(latents: pd.DataFrame, windows: np.ndarray, labels: pd.Serie
                           latent=latent, pca2=pca2, pca10=pca10,
                           latent_recall=latent_recall, pca2_recall=pca2_recall,
                           map_agreement=agreement)
+
+
+def map_agreement(mapped: np.ndarray, labels: np.ndarray, names) -> dict[str, float]:
+    """Per label of ``names``: the share of the windows with that reference label
+    (``labels``, None where unscored) whose map class (``mapped``) is that label."""
+    mapped = np.asarray(mapped).astype(str)
+    labels = np.asarray(labels, dtype=object)
+    return {str(name): float((mapped[labels == name] == str(name)).mean()) for name in names}
 
 
 def graph_labels(table: pd.DataFrame, atoms: pd.DataFrame, rings: pd.DataFrame, kind: str

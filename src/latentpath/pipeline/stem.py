@@ -340,6 +340,11 @@ class StemConfig(RunSettings):
                                    neighbour_weight=self.neighbour_weight * (kind == "atom"),
                                    atom_draws=self.atom_draws if kind == "atom" else 1)
 
+    @property
+    def window_bond_px(self) -> float:
+        """The C-C bond length in samples of the windows (and of the decoded images)."""
+        return CC_BOND_A / (self.window_A / (self.window_px - 1))
+
     def train_rvae(self, windows: np.ndarray, folder: Path, *, resume: bool = False,
                    overwrite: bool = False, progress: bool = True,
                    sample_weights: np.ndarray | None = None,
@@ -398,22 +403,30 @@ def draw_agreement(model: object, windows: np.ndarray, labels: np.ndarray,
         The map's settings (``map_points``, ``map_decode_px``, ``map_read_px``,
         ``map_coarse_step``, the window's size).
     """
-    from latentpath.discovery import COMMON_STRUCTURES
-    from latentpath.rvae import encode
+    from latentpath.discovery import COMMON_STRUCTURES, map_agreement
 
-    labels = pd.Series(np.asarray(labels, dtype=object))
-    common = labels.dropna().value_counts().index[:COMMON_STRUCTURES]
+    labels = np.asarray(labels, dtype=object)
+    common = pd.Series(labels).dropna().value_counts().index[:COMMON_STRUCTURES]
     if not len(common):
         return float("nan")
-    latents = encode(model, windows)
+    latents, _ = latents_and_map(model, windows, config, "atom")
+    return min(map_agreement(latents["map_structure"].to_numpy(), labels, common).values())
+
+
+def latents_and_map(model: object, windows: np.ndarray, config: StemConfig, kind: str, *,
+                    table: pd.DataFrame | None = None, progress: bool = False
+                    ) -> tuple[pd.DataFrame, ChemicalSpaceMap]:
+    """The windows' latents (joined to ``table`` if given) with the map's class at each
+    (``map_*`` columns), and the chemical-space map, read with the run's settings."""
+    from latentpath.rvae import encode
+
+    latents = encode(model, windows, table=table)
     z1, z2 = latent_grid(latents, config.map_points)
-    bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
-    space = chemical_space_map(model, z1, z2, bond_length_px=bond_px, kind="atom",
-                               size=config.map_decode_px, read_px=config.map_read_px,
-                               coarse_step=config.map_coarse_step)
-    named = labels_at(space, latents)["structure"].to_numpy(object)
-    return min(float((named[(labels == name).to_numpy()] == name).mean())
-               for name in common)
+    space = chemical_space_map(model, z1, z2, bond_length_px=config.window_bond_px,
+                               kind=kind, size=config.map_decode_px,
+                               read_px=config.map_read_px,
+                               coarse_step=config.map_coarse_step, progress=progress)
+    return latents.join(labels_at(space, latents).add_prefix("map_")), space
 
 
 def atoms_and_probabilities(movie: Movie, config: StemConfig, *,
@@ -947,14 +960,14 @@ def _stem_steps(steps: RunSteps, movie: Movie, movie_path: str | None, truth: st
     atoms = read_table(out / rundir.ATOMS)
     rings = _read_rings(out / rundir.RINGS)
     source = np.load(out / rundir.WINDOW_IMAGES, mmap_mode="r")
-    bond_px = CC_BOND_A / (config.window_A / (config.window_px - 1))
+    bond_px = config.window_bond_px
     jobs = [_model_job(kind, _windows_step(kind, steps, keys[0], source, source_px_A,
                                            movie.data.shape, atoms, rings, config),
                        steps, atoms, rings, config) for kind in KINDS]
     models = model_steps(steps, jobs, side_by_side=config.side_by_side, progress=progress)
     for kind, job in zip(KINDS, jobs, strict=True):
         keys.append(_maps_step(kind, steps, job.key, models[job.name], atoms, rings, config,
-                               bond_px, progress=progress))
+                               progress=progress))
 
     key = step_key("tracks", config, STEP_SETTINGS["tracks"], keys[0], keys[1])
     keys.append(key)
@@ -1034,11 +1047,11 @@ def _model_job(kind: str, windows_key: str, steps: RunSteps, atoms: pd.DataFrame
 
 
 def _maps_step(kind: str, steps: RunSteps, model_key: str, model: object | None,
-               atoms: pd.DataFrame, rings: pd.DataFrame, config: StemConfig, bond_px: float,
-               *, progress: bool) -> str:
+               atoms: pd.DataFrame, rings: pd.DataFrame, config: StemConfig, *,
+               progress: bool) -> str:
     """The latents, maps and discovery score of one kind's windows, reused when finished
     earlier; returns the step's key."""
-    from latentpath.rvae import encode, load_rvae
+    from latentpath.rvae import load_rvae
 
     folder = steps.out / kind
     key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], model_key)
@@ -1047,13 +1060,9 @@ def _maps_step(kind: str, steps: RunSteps, model_key: str, model: object | None,
         decoder = load_rvae(folder / rundir.MODEL) if model is None else model
         windows = np.load(folder / rundir.WINDOWS, mmap_mode="r")
         table = read_table(folder / rundir.WINDOW_TABLE)
-        latents = encode(decoder, windows, table=table)
-        z1, z2 = latent_grid(latents, config.map_points)
-        space = chemical_space_map(decoder, z1, z2, bond_length_px=bond_px, kind=kind,
-                                   size=config.map_decode_px, read_px=config.map_read_px,
-                                   coarse_step=config.map_coarse_step, progress=progress)
+        latents, space = latents_and_map(decoder, windows, config, kind, table=table,
+                                         progress=progress)
         m1, m2 = latent_grid(latents, config.manifold_points)
-        latents = latents.join(labels_at(space, latents).add_prefix("map_"))
         write_table(latents, folder / rundir.LATENTS, overwrite=True)
         save_npz(folder / rundir.MAPS, {**space.to_arrays(),
                                        "manifold": manifold(decoder, m1, m2,
