@@ -26,6 +26,13 @@ resampled to the run's ``map_read_px`` and read as
 - ``retry edges``: the default reading with the retries also for atom images whose
   centre atom has one or two bonds at the first level (edge atoms; as before issue
   20's eleventh stop); ``fixed smear, retry edges``: both as before.
+- ``bonds to 1.2``, ``bonds to 1.25``, ``bonds to 1.35``, ``bonds to 1.4``: the
+  default reading with decoded atoms bonded up to 1.2 (the method's window, as before
+  issue 20's nineteenth stop), 1.25, 1.35 or 1.4 bond lengths apart instead of
+  :data:`latentpath.latent.DECODED_BOND_HIGH` (1.3).
+
+Every other reading bonds the decoded atoms as the default does, so each differs from
+today's default in one thing only.
 
 Printed: the share of the windows of each of the ``--top`` commonest true structures
 whose map class is that structure, and the share read as unphysical. ``--edges`` counts
@@ -65,7 +72,11 @@ READINGS = {"one level": {"retry_threshold": None, "bridge_gaps": False},
             "smear x1.3": {"smear_ratio": 1.3},
             "smear x2": {"smear_ratio": 2.0},
             "retry edges": {"retry_edges": True},
-            "fixed smear, retry edges": {"smear_ratio": None, "retry_edges": True}}
+            "fixed smear, retry edges": {"smear_ratio": None, "retry_edges": True},
+            "bonds to 1.2": {"bond_high": 1.2},
+            "bonds to 1.25": {"bond_high": 1.25},
+            "bonds to 1.35": {"bond_high": 1.35},
+            "bonds to 1.4": {"bond_high": 1.4}}
 
 
 def read_map(images: list[np.ndarray], bond_px: float, kind: str, reading: str) -> np.ndarray:

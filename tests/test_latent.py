@@ -50,6 +50,14 @@ def _graphene(centre_on: str, size: int = 24, bond_px: float = 4.5, angle: float
     return pts[((pts > -2) & (pts < size + 1)).all(1)]
 
 
+def _centre_and_far(size: int, bond: float) -> tuple[np.ndarray, int, int]:
+    """Graphene atoms centred on an atom, that atom's row and the row of a far corner
+    (2 bond lengths away) of one of its three hexagons."""
+    atoms = _graphene("atom", size, bond)
+    r = np.hypot(*(atoms - (size - 1) / 2).T)
+    return atoms, int(np.argmin(r)), int(np.argmin(np.abs(r - 2 * bond)))
+
+
 def test_decoded_atoms_are_blobs_of_each_image_alone():
     atoms = np.array([[5.0, 5.0], [5.0, 12.0], [14.2, 9.6]])
     images = np.stack([_render(atoms, 20), _render(atoms[:1], 20), np.zeros((20, 20))])
@@ -125,15 +133,37 @@ def test_a_ring_missing_one_far_atom_is_read_with_a_stand_in():
         [0, 0, 1, 0]]
 
 
+def test_a_ring_drawn_strained_is_closed_by_the_decoded_bond_window():
+    size, bond = 32, 4.5
+    atoms, centre, far = _centre_and_far(size, bond)
+    # a hexagon through the centre atom made a pentagon: its far atom gone, and the two
+    # beside it drawn 1.25 l apart, as a decoder draws a 5-ring where the windows it
+    # averages are half 5-rings and half 6-rings
+    beside = np.flatnonzero((np.abs(np.hypot(*(atoms - atoms[far]).T) - bond) < 0.2 * bond)
+                            & (np.abs(np.hypot(*(atoms - atoms[centre]).T) - np.sqrt(3) * bond)
+                               < 0.2 * bond))
+    assert len(beside) == 2
+    middle = atoms[beside].mean(0)
+    along = (atoms[beside[0]] - atoms[beside[1]]) / np.hypot(*(atoms[beside[0]] - atoms[beside[1]]))
+    strained = atoms.copy()
+    strained[beside] = middle + np.outer([0.625, -0.625], along) * bond
+    image = _render(np.delete(strained, far, axis=0), size)[None].astype(np.float32)
+    assert ring_label(read_structures(image, bond)[0]) == "5-6-6"
+    # the method's window for found atoms leaves the strained side unbonded
+    assert ring_label(read_structures(image, bond, bond_high=1.2)[0]) == "6-6"
+    # the wider window bonds no second neighbours of the lattice
+    lattice = _render(atoms, size)[None].astype(np.float32)
+    assert ring_label(read_structures(lattice, bond)[0]) == "6-6-6"
+    with pytest.raises(ValueError, match="bond_high"):
+        read_structures(image, bond, bond_high=1.8)
+
+
 def test_a_faint_ring_drawn_into_a_hole_is_not_closed_by_a_stand_in():
     size, bond = 32, 4.5
-    atoms = _graphene("atom", size, bond)
-    offset = atoms - (size - 1) / 2
-    centre = np.argmin(np.hypot(*offset.T))
-    far = np.argmin(np.abs(np.hypot(*offset.T) - 2 * bond))
+    atoms, centre, far = _centre_and_far(size, bond)
     # past the rim (the centre atom's third hexagon, towards the far corner) is a hole,
     # into which the decoder draws the next row faint and the corner not at all
-    along = (offset - offset[centre]) @ (offset[far] - offset[centre]) / (2 * bond)
+    along = (atoms - atoms[centre]) @ (atoms[far] - atoms[centre]) / (2 * bond)
     lattice = atoms[along < 0.6 * bond]
     faint = atoms[(along > 0.6 * bond) & (along < 1.6 * bond)]
     image = (_render(lattice, size) + 0.45 * _render(faint, size))[None].astype(np.float32)
