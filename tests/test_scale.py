@@ -3,16 +3,19 @@ one-process tables."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from latentpath.atoms import find_atoms, save_model, self_train
+from latentpath.atoms.quality import unusual_warning
 from latentpath.io import Movie, save_zarr
 from latentpath.pipeline import StemConfig, run_stem
 from latentpath.pipeline.stem import frame_graphs
 from latentpath.pipeline.steps import RunSteps
-from latentpath.scale import KIND_CENTRES, atoms_many
+from latentpath.scale import DOUBTS, KIND_CENTRES, atoms_many
 from latentpath.synth import synth_stem_movie, write_synth_stem
 
 
@@ -47,6 +50,7 @@ def test_many_movies_in_frame_tasks_give_the_one_process_tables(tmp_path):
     pd.testing.assert_frame_equal(found, atoms.reset_index(drop=True), check_dtype=False)
     assert sorted(p.name for p in (tmp_path / "out" / "sim" / "parts").iterdir()) == [
         "atoms-0000000.parquet", "atoms-0000003.parquet",
+        "quality-0000000.parquet", "quality-0000003.parquet",
         "rings-0000000.parquet", "rings-0000003.parquet"]
 
 
@@ -125,6 +129,38 @@ def test_windows_encoded_on_the_cluster_are_the_runs_own(tmp_path, capsys):
     assert "1 task(s) reused" in out
 
 
+def test_what_the_atom_finder_doubts_is_said_and_judged_on_the_whole_movie(tmp_path):
+    sim = synth_stem_movie(6, 160, seed=3, final_disorder=0.2)
+    frames = sim.movie.copy()
+    # half of one frame blank: in tasks of two frames no task can tell it from the rest
+    frames[4, :, 80:] = np.median(frames[4][frames[4] < np.percentile(frames[4], 20)])
+    np.save(tmp_path / "m.npy", frames)
+    with pytest.warns(UserWarning, match="m.npy: 1 frame.s. unlike the rest of the movie: "
+                      "frame 4: .*empty_area"):
+        summary = atoms_many([tmp_path / "m.npy"], tmp_path / "out",
+                             pixel_size_A=sim.pixel_size_A, frames_per_task=2, progress=False)
+    assert summary.doubts.tolist() == [1]
+    whole = find_atoms(frames, pixel_size_A=sim.pixel_size_A, device="cpu")
+    doubts = json.loads((tmp_path / "out" / "m" / DOUBTS).read_text())
+    assert doubts == [unusual_warning(whole.attrs["unusual_frames"])]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "m" / "quality.parquet"),
+                                  pd.DataFrame(whole.attrs["quality"]), check_dtype=False)
+    # a wrong pixel size, said by every task, each named with its frames
+    with pytest.warns(UserWarning, match="m.npy: frames 3-5: the image looks outside"):
+        summary = atoms_many([tmp_path / "m.npy"], tmp_path / "wrong",
+                             pixel_size_A=2 * sim.pixel_size_A, frames_per_task=3,
+                             progress=False)
+    doubts = json.loads((tmp_path / "wrong" / "m" / DOUBTS).read_text())
+    assert summary.doubts.tolist() == [len(doubts)]
+    assert [d[:11] for d in doubts if "disagrees" in d] == ["frames 0-2:", "frames 3-5:"]
+    # a resumed call says them again, from the tasks' stamps
+    with pytest.warns(UserWarning, match="m.npy: frames 0-2: the pixel size given"):
+        again = atoms_many([tmp_path / "m.npy"], tmp_path / "wrong",
+                           pixel_size_A=2 * sim.pixel_size_A, frames_per_task=3,
+                           progress=False)
+    assert again.tasks_reused.tolist() == [2] and again.doubts.tolist() == [len(doubts)]
+
+
 def test_bad_requests_are_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         atoms_many([], tmp_path)
@@ -151,3 +187,8 @@ def test_command_line(tmp_path, capsys):
     assert main(["atoms-many", str(npz), "--out", str(tmp_path / "out"), "--pixel-size",
                  "0.2"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="a.npz: frames 0-1: the pixel size given"):
+        assert main(["atoms-many", str(npz), "--out", str(tmp_path / "wrong"),
+                     "--pixel-size", "0.2"]) == 0
+    assert f"doubt(s) about its atoms, in {tmp_path / 'wrong' / 'a'}/{DOUBTS}" \
+        in capsys.readouterr().out

@@ -476,7 +476,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _atoms_many(args: argparse.Namespace) -> None:
-    from latentpath.scale import KIND_CENTRES, atoms_many
+    from latentpath.scale import DOUBTS, KIND_CENTRES, atoms_many
 
     table = atoms_many(args.movies, args.out, run=args.run, scheduler=args.scheduler,
                        workers=args.workers, frames_per_task=args.frames_per_task,
@@ -486,9 +486,11 @@ def _atoms_many(args: argparse.Namespace) -> None:
         windows = "".join(f", {row[f'windows_{kind}']} {kind} windows encoded"
                           for kind in KIND_CENTRES if f"windows_{kind}" in row)
         reused = f"; {row['tasks_reused']} task(s) reused" if row["tasks_reused"] else ""
+        doubts = (f"; {row['doubts']} doubt(s) about its atoms, in {row['folder']}/"
+                  f"{DOUBTS}" if row["doubts"] else "")
         print(f"{row['movie']}: {row['frames']} frames, {row['atoms']} atoms, "
-              f"{row['rings']} rings{windows} ({row['pixel_size_A']:.4g} A/px{reused}) "
-              f"-> {row['folder']}/")
+              f"{row['rings']} rings{windows} ({row['pixel_size_A']:.4g} A/px{reused}"
+              f"{doubts}) -> {row['folder']}/")
     print(f"{len(table)} movie(s) in {table.seconds.iloc[0]:.1f} s")
 
 

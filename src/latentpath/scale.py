@@ -15,10 +15,16 @@ on a local cluster of ``workers`` processes, or on any Dask scheduler
     OUT/<movie>/parts/          each task's tables
     OUT/<movie>/atoms.parquet   frame, y, x, species, score, coordination, n5..n8
     OUT/<movie>/rings.parquet   frame, ring, size, y, x, members (rows of atoms.parquet)
+    OUT/<movie>/quality.parquet the atom finder's measures of each frame
+        (:func:`latentpath.atoms.quality.frame_quality`)
+    OUT/<movie>/doubts.json     what the atom finder doubted (the image outside the
+        model's domain, a pixel size the lattice disagrees with, ...), each sentence
+        named with its frames, and the frames unlike the rest of the movie
     OUT/<movie>/latents_atom.parquet, latents_hollow.parquet   (with a run) every
         window's frame, y, x, its atom or ring row, latents and the run's map class
 
-These are the tables the one-process functions give for the whole movie. Each task is
+These are the tables the one-process functions give for the whole movie. The doubts are
+also warned, with the movie's name. Each task is
 stamped when its parts are written (:mod:`latentpath.pipeline.steps`), so a call
 killed part way resumes: the next call into ``OUT`` runs only the missing tasks.
 """
@@ -29,6 +35,7 @@ import contextlib
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from latentpath import rundir
+from latentpath.atoms.quality import unusual_frames, unusual_warning
 from latentpath.io import (
     Movie,
     MovieError,
@@ -44,6 +52,7 @@ from latentpath.io import (
     open_zarr_frames,
     read_table,
     save_zarr,
+    write_json,
     write_table,
 )
 from latentpath.modelfiles import WEIGHTS
@@ -55,6 +64,12 @@ if TYPE_CHECKING:
 #: the window kinds a run's models encode: the table each kind is centred on, and the
 #: latents' column that names the row of that table
 KIND_CENTRES = {"atom": ("atoms", "atom"), "hollow": ("rings", "ring")}
+#: the tables every frame task writes a part of (with a run, also its latents)
+TASK_TABLES = ("atoms", "rings", "quality")
+#: a movie's doubts, in its folder
+DOUBTS = "doubts.json"
+#: doubts a call warns of per movie (the rest are in its doubts file)
+DOUBTS_WARNED = 3
 
 
 def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
@@ -101,8 +116,10 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     -------
     DataFrame
         Per movie: ``movie, folder, frames, atoms, rings`` (with a run also
-        ``windows_atom, windows_hollow``), ``pixel_size_A``, ``tasks_reused``, and
-        ``seconds``, the time of the whole call (all movies together).
+        ``windows_atom, windows_hollow``), ``pixel_size_A``, ``doubts`` (the number of
+        sentences in its doubts file, each also warned of, up to
+        :data:`DOUBTS_WARNED`), ``tasks_reused``, and ``seconds``, the time of the
+        whole call (all movies together).
     """
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
@@ -130,7 +147,8 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             for start in range(0, n_frames, frames_per_task):
                 stop = min(start + frames_per_task, n_frames)
                 name = f"frames {start:07d}-{stop - 1:07d}"
-                key = content_key(name, steps.values("movie")["movie_key"], px, run_key)
+                key = content_key(name, steps.values("movie")["movie_key"], px, run_key,
+                                  TASK_TABLES)
                 tasks[movie, start] = name, key, (*store, start, stop, px)
                 if not steps.reusable(name, key):
                     steps.begin(name, key)
@@ -150,11 +168,12 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                            for task in todo}
                 for future in tqdm(as_completed(futures), total=len(futures),
                                    desc="frame tasks", disable=not progress):
-                    seconds, files = future.result()  # raises here what failed on a worker
+                    # raises here what failed on a worker
+                    seconds, files, doubts = future.result()
                     movie, start = futures[future]
                     name, key, _ = tasks[movie, start]
                     movies_steps[movie][0].finish(name, key, [Path(f) for f in files],
-                                                  seconds=seconds)
+                                                  seconds=seconds, values={"doubts": doubts})
             finally:
                 client.close()
                 if cluster is not None:
@@ -170,11 +189,33 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             row.update({f"windows_{kind}": rows_of[f"latents_{kind}"]
                         for kind in KIND_CENTRES if f"latents_{kind}" in rows_of})
             row["pixel_size_A"] = px
+            row["doubts"] = len(_movie_doubts(movie, steps, folder, [
+                (start, min(start + frames_per_task, n_frames), tasks[movie, start][0])
+                for start in starts]))
             row["tasks_reused"] = sum(name.startswith("frames ") for name in steps.reused)
             rows.append(row)
         table = pd.DataFrame(rows)
         table["seconds"] = round(time.perf_counter() - started, 2)
         return table
+
+
+def _movie_doubts(movie: Path, steps: RunSteps, folder: Path,
+                  frame_tasks: list[tuple[int, int, str]]) -> list[str]:
+    """What the atom finder doubted in a movie: each frame task's doubts named with its
+    frames ``(start, stop, step name)``, then the frames unlike the rest of the whole
+    movie. Written to its doubts file and warned of."""
+    doubts = [f"frames {start}-{stop - 1}: {doubt}" for start, stop, name in frame_tasks
+              for doubt in steps.values(name).get("doubts", [])]
+    unusual = unusual_frames(read_table(folder / "quality.parquet"))
+    if unusual:
+        doubts.append(unusual_warning(unusual))
+    write_json(doubts, folder / DOUBTS, overwrite=True)
+    for doubt in doubts[:DOUBTS_WARNED]:
+        warnings.warn(f"{movie.name}: {doubt}", stacklevel=3)
+    if len(doubts) > DOUBTS_WARNED:
+        warnings.warn(f"{movie.name}: {len(doubts) - DOUBTS_WARNED} more doubt(s) in "
+                      f"{folder / DOUBTS}", stacklevel=3)
+    return doubts
 
 
 def _run_key(run: Path) -> str:
@@ -277,11 +318,12 @@ def _part(folder: Path, start: int, table: str) -> Path:
 
 def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_size_A: float,
                  run: str | None, device: str, threads: int | None, folder: str
-                 ) -> tuple[float, list[str]]:
-    """One task: atoms and rings of frames ``start:stop`` of a Zarr store's ``array``
-    (None: ``movie``), and with a ``run`` the latents of their windows, written to their
-    parts in ``folder`` with frames numbered as in the movie. Returns its seconds and
-    the files it wrote."""
+                 ) -> tuple[float, list[str], list[str]]:
+    """One task: atoms, rings and quality measures of frames ``start:stop`` of a Zarr
+    store's ``array`` (None: ``movie``), and with a ``run`` the latents of their
+    windows, written to their parts in ``folder`` with frames numbered as in the movie.
+    Returns its seconds, the files it wrote and the atom finder's warnings (but that of
+    the frames unlike the rest, which only the whole movie can say)."""
     import torch
 
     from latentpath.atoms import find_atoms, load_model
@@ -294,14 +336,23 @@ def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_siz
     segmenter = None if run is None else Path(run) / rundir.SEGMENTER
     model = load_model(segmenter if segmenter and segmenter.is_dir() else None,
                        device=device)
-    try:
-        atoms, probs = find_atoms(frames, pixel_size_A=pixel_size_A, model=model,
-                                  device=device, return_probabilities=True)
-    except ValueError as err:  # name the movie and its frames, not the task's
-        raise ValueError(f"{store}, frames {start}-{stop - 1} (numbered from {start}): "
-                         f"{err}") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            atoms, probs = find_atoms(frames, pixel_size_A=pixel_size_A, model=model,
+                                      device=device, return_probabilities=True)
+        except ValueError as err:  # name the movie and its frames, not the task's
+            raise ValueError(f"{store}, frames {start}-{stop - 1} (numbered from {start}): "
+                             f"{err}") from None
+    # which frames are unlike the rest is judged on the whole movie, once it is joined
+    unlike = unusual_warning(atoms.attrs["unusual_frames"])
+    doubts = list(dict.fromkeys(
+        str(w.message) for w in caught if issubclass(w.category, UserWarning)
+        and "latentpath" in Path(w.filename).parts and str(w.message) != unlike))
+    quality = pd.DataFrame(atoms.attrs["quality"])
     atoms, rings = frame_graphs(atoms, pixel_size_A)
-    tables = {"atoms": atoms, "rings": rings.assign(members=[list(m) for m in rings.members])}
+    tables = {"atoms": atoms, "rings": rings.assign(members=[list(m) for m in rings.members]),
+              "quality": quality}
     if run is not None:
         map_pixel_A = pixel_size_A * frames.shape[2] / probs.shape[3]
         tables.update(_encode_frames(Path(run), frames, pixel_size_A, 1.0 - probs[:, 0],
@@ -311,7 +362,7 @@ def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_siz
         table["frame"] += start
         files.append(str(write_table(table, _part(Path(folder), start, name),
                                      overwrite=True)))
-    return time.perf_counter() - began, files
+    return time.perf_counter() - began, files, doubts
 
 
 def _encode_frames(run: Path, frames: np.ndarray, pixel_size_A: float,
@@ -352,7 +403,7 @@ def _join(steps: RunSteps, folder: Path, task_keys: list[str], starts: list[int]
     order, ring members and the windows' atom and ring rows renumbered to rows of the
     joined tables. Part files of other tasks (an earlier ``frames_per_task``) go.
     Returns the rows of each table."""
-    names = ["atoms", "rings"] + [f"latents_{kind}" for kind in KIND_CENTRES if encoded]
+    names = [*TASK_TABLES] + [f"latents_{kind}" for kind in KIND_CENTRES if encoded]
     key = content_key("join", *task_keys)
     if not steps.reusable("join", key):
         steps.begin("join", key)

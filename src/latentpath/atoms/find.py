@@ -30,6 +30,7 @@ from latentpath.atoms.quality import (
     domain_problems,
     frame_quality,
     unusual_frames,
+    unusual_warning,
 )
 from latentpath.atoms.segment import model_shape, segment, to_input_pixels
 from latentpath.atoms.species import label_heavy
@@ -478,8 +479,7 @@ def find_atoms(
         warnings.warn("the image looks outside what the atom model knows (graphene, C and "
                       "Si): " + "; ".join(outside), stacklevel=2)
     if unusual:
-        warnings.warn(f"{len(unusual)} frame(s) unlike the rest of the movie: "
-                      + "; ".join(unusual[:10]), stacklevel=2)
+        warnings.warn(unusual_warning(unusual), stacklevel=2)
     atoms.attrs.update({
         "pixel_size_A": pixel_A, "pixel_size_source": source, "pixel_size": size.as_dict(),
         "precision": network_precision, "augmented": augment,

@@ -268,6 +268,17 @@ def unusual_frames(quality: pd.DataFrame) -> list[str]:
     return notes
 
 
+def unusual_warning(notes: list[str]) -> str:
+    """The warning that names the frames :func:`unusual_frames` found (the first ten).
+
+    Examples
+    --------
+    >>> unusual_warning(['frame 5: doubles 0.2 (movie median 0.01)'])
+    '1 frame(s) unlike the rest of the movie: frame 5: doubles 0.2 (movie median 0.01)'
+    """
+    return f"{len(notes)} frame(s) unlike the rest of the movie: " + "; ".join(notes[:10])
+
+
 def domain_problems(atoms: pd.DataFrame, quality: pd.DataFrame, *,
                     pixel_size_known: bool) -> list[str]:
     """Why an image looks outside what the atom model knows (graphene, C and Si), in
