@@ -155,7 +155,7 @@ def test_a_ring_drawn_strained_is_closed_by_the_decoded_bond_window():
     lattice = _render(atoms, size)[None].astype(np.float32)
     assert ring_label(read_structures(lattice, bond)[0]) == "6-6-6"
     with pytest.raises(ValueError, match="bond_high"):
-        read_structures(image, bond, bond_high=1.8)
+        read_structures(image, bond, bond_high=1.5)
 
 
 def test_a_faint_ring_drawn_into_a_hole_is_not_closed_by_a_stand_in():

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from conftest import STEM_TINY as TINY
 
+import latentpath.latent
 from latentpath.cli import main
 from latentpath.evaluate import score_chemical_space, score_tracks, true_window_labels
 from latentpath.pipeline import (
@@ -191,7 +192,8 @@ def test_bad_settings_are_named():
     assert StemConfig.from_dict({"track_species": ["Si", "C"]}).track_species == ("Si", "C")
 
 
-def test_atom_draws_keep_the_model_whose_map_names_the_graph_best(stem_movie, tmp_path):
+def test_atom_draws_keep_the_model_whose_map_names_the_graph_best(stem_movie, tmp_path,
+                                                                     monkeypatch):
     from latentpath.discovery import graph_labels
     from latentpath.pipeline.stem import draw_agreement
     from latentpath.rvae import load_rvae
@@ -217,6 +219,10 @@ def test_atom_draws_keep_the_model_whose_map_names_the_graph_best(stem_movie, tm
     # resumed: nothing is trained again
     again = run_stem(path, tmp_path / "run", config, progress=False)
     assert "atom model" in again.reused
+    # a map read another way is read again, the models kept
+    monkeypatch.setattr(latentpath.latent, "DECODED_BOND_HIGH", 1.2)
+    again = run_stem(path, tmp_path / "run", config, progress=False)
+    assert "atom model" in again.reused and "atom maps" not in again.reused
     with pytest.raises(ValueError, match="atom_draws"):
         StemConfig(atom_draws=0)
     assert config.for_kind("hollow").atom_draws == 1

@@ -144,7 +144,8 @@ def test_what_the_atom_finder_doubts_is_said_and_judged_on_the_whole_movie(tmp_p
     doubts = json.loads((tmp_path / "out" / "m" / DOUBTS).read_text())
     assert doubts == [unusual_warning(whole.attrs["unusual_frames"])]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "m" / "quality.parquet"),
-                                  pd.DataFrame(whole.attrs["quality"]), check_dtype=False)
+                                  pd.DataFrame(whole.attrs["quality"]).astype(float),
+                                  check_dtype=False)
     # a wrong pixel size, said by every task, each named with its frames
     with pytest.warns(UserWarning, match="m.npy: frames 3-5: the image looks outside"):
         summary = atoms_many([tmp_path / "m.npy"], tmp_path / "wrong",
@@ -159,6 +160,15 @@ def test_what_the_atom_finder_doubts_is_said_and_judged_on_the_whole_movie(tmp_p
                            pixel_size_A=2 * sim.pixel_size_A, frames_per_task=3,
                            progress=False)
     assert again.tasks_reused.tolist() == [2] and again.doubts.tolist() == [len(doubts)]
+    # a movie without atoms is said to be one, and its measures of them are missing
+    noise = np.random.default_rng(0).poisson(2.0, (6, 96, 96)).astype(np.float32)
+    np.save(tmp_path / "noise.npy", noise)
+    with pytest.warns(UserWarning, match="noise.npy: frames 0-2: no atoms found"):
+        summary = atoms_many([tmp_path / "noise.npy"], tmp_path / "noise", pixel_size_A=0.1,
+                             frames_per_task=3, progress=False)
+    assert summary.atoms.tolist() == [0]
+    quality = pd.read_parquet(tmp_path / "noise" / "noise" / "quality.parquet")
+    assert quality.frame.tolist() == list(range(6)) and quality.bond_A.isna().all()
 
 
 def test_bad_requests_are_refused_before_any_work(tmp_path):

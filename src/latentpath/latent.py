@@ -61,6 +61,19 @@ STAND_IN_LEVEL = 0.3
 #: 1.73 l. Chosen on the twelve kept runs of the discovery benchmark's seeds 0 and 1
 #: (docs/chemical-space.md)
 DECODED_BOND_HIGH = 1.3
+#: the longest bond window a reading takes: a stand-in joins atoms farther apart
+BOND_HIGH_MAX = 1.45
+
+
+def map_reading() -> dict[str, float]:
+    """The constants a map is read with by default, for the key of a step that reads
+    one: a run resumed after they change reads its maps again."""
+    return {"bond_high": DECODED_BOND_HIGH, "stand_in_level": STAND_IN_LEVEL,
+            "smear_ratio": SMEAR_RATIO}
+
+
+def _check_bond_high(bond_high: float) -> float:
+    return check_float("bond_high", bond_high, minimum=1, maximum=BOND_HIGH_MAX, strict=True)
 
 
 def latent_grid(latents: pd.DataFrame, n: int, *, columns: tuple[str, str] = ("z1", "z2"),
@@ -322,7 +335,8 @@ def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_p
         that a stand-in there closes a ring across the hole. None: anywhere.
     bond_high : float
         Atoms closer than this many bond lengths (and farther than 0.5) are bonded
-        (default :data:`DECODED_BOND_HIGH`; the method's 1.2 for found atoms).
+        (default :data:`DECODED_BOND_HIGH`; the method's 1.2 for found atoms); above 1
+        and at most :data:`BOND_HIGH_MAX`, where the stand-in's pairs begin.
 
     Returns
     -------
@@ -332,6 +346,7 @@ def centre_rings(atoms: pd.DataFrame, n_images: int, size_px: int, bond_length_p
         no ring around the centre or an atom on it ("hollow"), or smeared atoms near
         the centre.
     """
+    bond_high = _check_bond_high(bond_high)
     return _centre_structure(atoms, n_images, size_px, bond_length_px, kind=kind,
                              smeared_area_px=smeared_area_px, smear_reach=smear_reach,
                              smear_ratio=smear_ratio, max_ring=max_ring,
@@ -351,9 +366,6 @@ def _centre_structure(atoms: pd.DataFrame, n_images: int, size_px: int,
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not bond_length_px > 0:
         raise ValueError(f"bond_length_px must be positive, got {bond_length_px}")
-    if not 1 < bond_high < 1.7:
-        raise ValueError(f"bond_high must lie between 1 and 1.7 bond lengths (second "
-                         f"neighbours stand at 1.73), got {bond_high}")
     out = np.full((n_images, len(RING_SIZES)), UNPHYSICAL, np.int64)
     centre_bonds = np.zeros(n_images, np.int64)
     if len(atoms) == 0:
@@ -613,6 +625,7 @@ def chemical_space_map(model: SkipRVAE, z1: np.ndarray, z2: np.ndarray, *,
     [{'structure': 'unphysical', 'points': 20}]
     """
     _check_side("read_px", read_px)
+    _check_bond_high(bond_high)
     w = model.config.window_px
     s = w if size is None else int(size)
     # The decoder's grid spans the window's field of view edge pixel to edge pixel.
@@ -893,6 +906,7 @@ def read_structures(images: np.ndarray, bond_length_px: float, *, kind: str = "a
                          f"got {retry_threshold}")
     if stand_in_level is not None:
         check_float("stand_in_level", stand_in_level, minimum=0, maximum=1)
+    bond_high = _check_bond_high(bond_high)
     images = np.asarray(images, np.float32)
     size = images.shape[-1]
     shared = {"smeared_area_px": None, "smear_reach": smear_reach,

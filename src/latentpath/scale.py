@@ -255,9 +255,10 @@ def _open_movie(movie: Path, folder: Path, run_key: str | None, pixel_size_A: fl
     identity = {"pipeline": "atoms-many", "version": __version__, "movie_key": movie_key,
                 "truth": None, "config": {"pixel_size_A": pixel_size_A, "channel": channel,
                                           "run": run_key}}
-    tables = ["atoms", "rings", *(f"latents_{kind}" for kind in KIND_CENTRES)]
+    tables = [*TASK_TABLES, *(f"latents_{kind}" for kind in KIND_CENTRES)]
     steps = RunSteps.open(folder, identity,
-                          outputs=[folder / f"{name}.parquet" for name in tables],
+                          outputs=[folder / f"{name}.parquet" for name in tables]
+                          + [folder / DOUBTS],
                           folders=[folder / "movie.zarr", folder / "parts"],
                           inputs={"the movie": movie}, overwrite=overwrite, resume=resume,
                           progress=False)
@@ -326,6 +327,7 @@ def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_siz
     the frames unlike the rest, which only the whole movie can say)."""
     import torch
 
+    import latentpath
     from latentpath.atoms import find_atoms, load_model
     from latentpath.pipeline.stem import frame_graphs
 
@@ -346,10 +348,13 @@ def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_siz
                              f"{err}") from None
     # which frames are unlike the rest is judged on the whole movie, once it is joined
     unlike = unusual_warning(atoms.attrs["unusual_frames"])
+    package = Path(latentpath.__file__).parent
     doubts = list(dict.fromkeys(
         str(w.message) for w in caught if issubclass(w.category, UserWarning)
-        and "latentpath" in Path(w.filename).parts and str(w.message) != unlike))
+        and Path(w.filename).is_relative_to(package) and str(w.message) != unlike))
+    # measures a frame without atoms lacks are None in the attrs' lists: NaN here
     quality = pd.DataFrame(atoms.attrs["quality"])
+    quality = quality.astype({c: float for c in quality if quality[c].dtype == object})
     atoms, rings = frame_graphs(atoms, pixel_size_A)
     tables = {"atoms": atoms, "rings": rings.assign(members=[list(m) for m in rings.members]),
               "quality": quality}

@@ -72,6 +72,7 @@ from latentpath.latent import (
     labels_at,
     latent_grid,
     manifold,
+    map_reading,
 )
 from latentpath.pipeline.common import (
     MODEL_SETTINGS,
@@ -1054,7 +1055,8 @@ def _maps_step(kind: str, steps: RunSteps, model_key: str, model: object | None,
     from latentpath.rvae import load_rvae
 
     folder = steps.out / kind
-    key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], model_key)
+    key = step_key(f"{kind} maps", config, STEP_SETTINGS["maps"], model_key,
+                   map_reading())
 
     def map_latents() -> StepOutput:
         decoder = load_rvae(folder / rundir.MODEL) if model is None else model
