@@ -146,14 +146,17 @@ def test_what_the_atom_finder_doubts_is_said_and_judged_on_the_whole_movie(tmp_p
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "m" / "quality.parquet"),
                                   pd.DataFrame(whole.attrs["quality"]).astype(float),
                                   check_dtype=False)
-    # a wrong pixel size, said by every task, each named with its frames
-    with pytest.warns(UserWarning, match="m.npy: frames 3-5: the image looks outside"):
+    # a wrong pixel size, said for the movie and by every task, each named with its
+    # frames; past the first three, the rest are counted
+    with pytest.warns(UserWarning, match=r"m.npy: 1 more doubt\(s\) in "):
         summary = atoms_many([tmp_path / "m.npy"], tmp_path / "wrong",
                              pixel_size_A=2 * sim.pixel_size_A, frames_per_task=3,
                              progress=False)
     doubts = json.loads((tmp_path / "wrong" / "m" / DOUBTS).read_text())
     assert summary.doubts.tolist() == [len(doubts)]
-    assert [d[:11] for d in doubts if "disagrees" in d] == ["frames 0-2:", "frames 3-5:"]
+    assert [d[:11] for d in doubts if "disagrees" in d] == [
+        "the pixel s", "frames 0-2:", "frames 3-5:"]
+    assert doubts[3].startswith("frames 3-5: the image looks outside")
     # a resumed call says them again, from the tasks' stamps
     with pytest.warns(UserWarning, match="m.npy: frames 0-2: the pixel size given"):
         again = atoms_many([tmp_path / "m.npy"], tmp_path / "wrong",

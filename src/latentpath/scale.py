@@ -199,13 +199,23 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         return table
 
 
+def _own_doubts(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The sentences of the warnings latentpath itself raised among ``caught``, once each
+    (those of libraries are left out)."""
+    package = Path(__file__).parent
+    return list(dict.fromkeys(str(w.message) for w in caught
+                              if issubclass(w.category, UserWarning)
+                              and Path(w.filename).is_relative_to(package)))
+
+
 def _movie_doubts(movie: Path, steps: RunSteps, folder: Path,
                   frame_tasks: list[tuple[int, int, str]]) -> list[str]:
-    """What the atom finder doubted in a movie: each frame task's doubts named with its
-    frames ``(start, stop, step name)``, then the frames unlike the rest of the whole
-    movie. Written to its doubts file and warned of."""
-    doubts = [f"frames {start}-{stop - 1}: {doubt}" for start, stop, name in frame_tasks
-              for doubt in steps.values(name).get("doubts", [])]
+    """What was doubted in a movie: its pixel size (step "movie"), each frame task's
+    doubts named with its frames ``(start, stop, step name)``, then the frames unlike
+    the rest of the whole movie. Written to its doubts file and warned of."""
+    doubts = list(steps.values("movie").get("doubts", []))
+    doubts += [f"frames {start}-{stop - 1}: {doubt}" for start, stop, name in frame_tasks
+               for doubt in steps.values(name).get("doubts", [])]
     unusual = unusual_frames(read_table(folder / "quality.parquet"))
     if unusual:
         doubts.append(unusual_warning(unusual))
@@ -268,9 +278,12 @@ def _open_movie(movie: Path, folder: Path, run_key: str | None, pixel_size_A: fl
         if data is not None:
             save_zarr(data, store, chunk_frames=1, overwrite=True)
         frames = open_zarr_frames(store, array)[0]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pixel_A = _pixel_size(store, array, pixel_size_A)
         return StepOutput([] if zarr_input else [store],
                           values={"movie_key": movie_key, "frames": int(frames.shape[0]),
-                                  "pixel_size_A": _pixel_size(store, array, pixel_size_A)})
+                                  "pixel_size_A": pixel_A, "doubts": _own_doubts(caught)})
 
     steps.run("movie", content_key("movie", movie_key, pixel_size_A), store_movie)
     values = steps.values("movie")
@@ -327,7 +340,6 @@ def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_siz
     the frames unlike the rest, which only the whole movie can say)."""
     import torch
 
-    import latentpath
     from latentpath.atoms import find_atoms, load_model
     from latentpath.pipeline.stem import frame_graphs
 
@@ -348,10 +360,7 @@ def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_siz
                              f"{err}") from None
     # which frames are unlike the rest is judged on the whole movie, once it is joined
     unlike = unusual_warning(atoms.attrs["unusual_frames"])
-    package = Path(latentpath.__file__).parent
-    doubts = list(dict.fromkeys(
-        str(w.message) for w in caught if issubclass(w.category, UserWarning)
-        and Path(w.filename).is_relative_to(package) and str(w.message) != unlike))
+    doubts = [doubt for doubt in _own_doubts(caught) if doubt != unlike]
     # measures a frame without atoms lacks are None in the attrs' lists: NaN here
     quality = pd.DataFrame(atoms.attrs["quality"])
     quality = quality.astype({c: float for c in quality if quality[c].dtype == object})
