@@ -56,6 +56,7 @@ from latentpath.io import (
     write_table,
 )
 from latentpath.modelfiles import WEIGHTS
+from latentpath.pipeline.common import own_warnings
 from latentpath.pipeline.steps import RunSteps, StepOutput, content_key, movie_content_key
 
 if TYPE_CHECKING:
@@ -199,15 +200,6 @@ def atoms_many(movies: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         return table
 
 
-def _own_doubts(caught: list[warnings.WarningMessage]) -> list[str]:
-    """The sentences of the warnings latentpath itself raised among ``caught``, once each
-    (those of libraries are left out)."""
-    package = Path(__file__).parent
-    return list(dict.fromkeys(str(w.message) for w in caught
-                              if issubclass(w.category, UserWarning)
-                              and Path(w.filename).is_relative_to(package)))
-
-
 def _movie_doubts(movie: Path, steps: RunSteps, folder: Path,
                   frame_tasks: list[tuple[int, int, str]]) -> list[str]:
     """What was doubted in a movie: its pixel size (step "movie"), each frame task's
@@ -216,7 +208,7 @@ def _movie_doubts(movie: Path, steps: RunSteps, folder: Path,
     doubts = list(steps.values("movie").get("doubts", []))
     doubts += [f"frames {start}-{stop - 1}: {doubt}" for start, stop, name in frame_tasks
                for doubt in steps.values(name).get("doubts", [])]
-    unusual = unusual_frames(read_table(folder / "quality.parquet"))
+    unusual = unusual_frames(read_table(_joined(folder, "quality")))
     if unusual:
         doubts.append(unusual_warning(unusual))
     write_json(doubts, folder / DOUBTS, overwrite=True)
@@ -267,7 +259,7 @@ def _open_movie(movie: Path, folder: Path, run_key: str | None, pixel_size_A: fl
                                           "run": run_key}}
     tables = [*TASK_TABLES, *(f"latents_{kind}" for kind in KIND_CENTRES)]
     steps = RunSteps.open(folder, identity,
-                          outputs=[folder / f"{name}.parquet" for name in tables]
+                          outputs=[_joined(folder, name) for name in tables]
                           + [folder / DOUBTS],
                           folders=[folder / "movie.zarr", folder / "parts"],
                           inputs={"the movie": movie}, overwrite=overwrite, resume=resume,
@@ -283,7 +275,8 @@ def _open_movie(movie: Path, folder: Path, run_key: str | None, pixel_size_A: fl
             pixel_A = _pixel_size(store, array, pixel_size_A)
         return StepOutput([] if zarr_input else [store],
                           values={"movie_key": movie_key, "frames": int(frames.shape[0]),
-                                  "pixel_size_A": pixel_A, "doubts": _own_doubts(caught)})
+                                  "pixel_size_A": pixel_A,
+                                  "doubts": list(dict.fromkeys(own_warnings(caught)))})
 
     steps.run("movie", content_key("movie", movie_key, pixel_size_A), store_movie)
     values = steps.values("movie")
@@ -324,6 +317,11 @@ def _pixel_size(store: Path, array: str | None, pixel_size_A: float | None) -> f
     return movie_pixel_size(first, pixel_size_A).pixel_size_A
 
 
+def _joined(folder: Path, table: str) -> Path:
+    """A movie's joined ``table``."""
+    return folder / f"{table}.parquet"
+
+
 def _part(folder: Path, start: int, table: str) -> Path:
     """The part file of ``table`` (atoms, rings, latents_atom, ...) of the task from frame
     ``start``."""
@@ -360,7 +358,7 @@ def _frames_task(store: str, array: str | None, start: int, stop: int, pixel_siz
                              f"{err}") from None
     # which frames are unlike the rest is judged on the whole movie, once it is joined
     unlike = unusual_warning(atoms.attrs["unusual_frames"])
-    doubts = [doubt for doubt in _own_doubts(caught) if doubt != unlike]
+    doubts = [doubt for doubt in dict.fromkeys(own_warnings(caught)) if doubt != unlike]
     # measures a frame without atoms lacks are None in the attrs' lists: NaN here
     quality = pd.DataFrame(atoms.attrs["quality"])
     quality = quality.astype({c: float for c in quality if quality[c].dtype == object})
@@ -434,9 +432,9 @@ def _join(steps: RunSteps, folder: Path, task_keys: list[str], starts: list[int]
                 parts[name].append(chunk[name])
             offsets = {name: offsets[name] + len(chunk[name]) for name in offsets}
         for name in names:
-            write_table(pd.concat(parts[name], ignore_index=True), folder / f"{name}.parquet",
+            write_table(pd.concat(parts[name], ignore_index=True), _joined(folder, name),
                         overwrite=True)
-        steps.finish("join", key, [folder / f"{name}.parquet" for name in names],
+        steps.finish("join", key, [_joined(folder, name) for name in names],
                      values={name: sum(map(len, parts[name])) for name in names})
         kept = {_part(folder, start, name) for start in starts for name in names}
         for stale in set((folder / "parts").glob("*.parquet")) - kept:

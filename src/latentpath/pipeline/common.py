@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -308,6 +309,14 @@ def _check_kind(name: str, annotation: str, value: Any) -> None:
     allowed = tuple(t for kind in kinds for t in _KINDS[kind])
     if (isinstance(value, bool) and "bool" not in kinds) or not isinstance(value, allowed):
         raise ValueError(f"{name} must be {' or '.join(kinds)}, got {value!r}")
+
+
+def own_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The sentences of the user warnings latentpath itself raised among ``caught``
+    (``warnings.catch_warnings(record=True)``); those of libraries are left out."""
+    package = Path(__file__).parents[1]
+    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)
+            and Path(w.filename).is_relative_to(package)]
 
 
 def check_enough_windows(n: int, what: str, why: str) -> None:

@@ -83,6 +83,7 @@ from latentpath.pipeline.common import (
     check_enough_windows,
     check_sizes,
     model_steps,
+    own_warnings,
     read_run,
     write_run_record,
 )
@@ -890,12 +891,9 @@ def _own_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     """The warnings latentpath itself raised among ``caught``, shown again (they were
     held back to be recorded) and returned as sentences for the run's record; those of
     libraries are shown only."""
-    own = []
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if "latentpath" in Path(w.filename).parts and issubclass(w.category, UserWarning):
-            own.append(str(w.message))
-    return own
+    return own_warnings(caught)
 
 
 def stem_outputs(out: Path) -> tuple[list[Path], list[Path]]:
