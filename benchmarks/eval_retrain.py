@@ -3,7 +3,7 @@ discovery yardstick against the bond graph and the synthetic truth.
 
     python benchmarks/eval_retrain.py RUN --kind atom|hollow [--per-frame N|-1]
         [--balance POWER] [--epochs N --patience N --max-steps N --cooldown S] [--seed N]
-        [--pixel-fraction F]
+        [--pixel-fraction F] [--balance-edges]
         [--batch-size N --lr LR --kl-weight W --latent-dim K --hidden N --no-compile]
         [--neighbour-weight W]
         [--window A --window-px N --map-px N --read-px N]
@@ -20,7 +20,10 @@ map's accuracy on the three commonest true structures and pooled, as ``latentpat
 evaluate`` scores it. ``--blobs`` reads the map as blobs at a fixed range (the earlier
 reading), ``--taper-flat`` sets the flat part of the round taper, ``--render-atoms``
 cuts the windows from an image of the run's found atoms instead of its window images,
-``--centre-weight`` weighs the reconstruction error towards the window's centre.
+``--centre-weight`` weighs the reconstruction error towards the window's centre,
+``--balance-edges`` draws atom windows balanced with the atoms at a hole's rim named by
+their rings ("6-6", "6", ...) instead of counted as one structure with the atoms of no
+ring (issue 20's twentieth stop).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from latentpath.discovery import (
     score_discovery,
 )
 from latentpath.evaluate import score_chemical_space, true_window_labels
+from latentpath.graph import RING_SIZES, ring_label
 from latentpath.latent import chemical_space_map, labels_at, latent_grid
 from latentpath.pipeline import StemRun
 from latentpath.pipeline.stem import (
@@ -52,7 +56,7 @@ from latentpath.pipeline.stem import (
     structure_weights,
     window_points,
 )
-from latentpath.rvae import encode, training_record
+from latentpath.rvae import balanced_weights, encode, training_record
 from latentpath.synth import read_synth_stem
 
 
@@ -101,6 +105,8 @@ def main() -> None:
                         help="resample the map's images to this many samples a side "
                              "before reading them (default: the run's map_read_px)")
     parser.add_argument("--map-points", type=int, default=200)
+    parser.add_argument("--balance-edges", action="store_true",
+                        help="balance atom windows with rim atoms named by their rings")
     parser.add_argument("--neighbour-weight", type=float,
                         help="weight of the neighbour-keeping term (0: none)")
     args = parser.parse_args()
@@ -149,6 +155,8 @@ def main() -> None:
     graph = graph_labels(table, atoms, rings, args.kind)
     weights = structure_weights(table, atoms, rings, args.kind,
                                 config.balance_power[args.kind])
+    if args.balance_edges and args.kind == "atom" and config.balance_power["atom"]:
+        weights = balanced_weights(edge_labels(table, atoms), config.balance_power["atom"])
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         model = config.train_rvae(windows, Path(tmp) / "model", progress=False,
@@ -185,6 +193,13 @@ def main() -> None:
         parts = ", ".join(f"{scores[f'atom_top{k}_structure']} "
                           f"{scores[f'atom_top{k}_map_accuracy']:.3f}" for k in (1, 2, 3))
         print(f"  map accuracy: {parts}; pooled {scores['atom_common3_map_accuracy']:.3f}")
+
+
+def edge_labels(table, atoms) -> list[str]:
+    """Each atom window's rings ("6-6-6", and at a hole's rim "6-6", "6", ...); "other"
+    for atoms of no ring."""
+    counts = atoms.loc[table["atom"].to_numpy(), [f"n{s}" for s in RING_SIZES]].to_numpy()
+    return [ring_label(c) if c.sum() else "other" for c in counts]
 
 
 def render_atoms(atoms, shape: tuple[int, ...], movie_shape: tuple[int, ...],

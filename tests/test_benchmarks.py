@@ -32,6 +32,18 @@ def test_the_retraining_script_trains_scores_and_maps_a_kind_again(stem_run):
     assert "steps" in out and "map" in out
 
 
+def test_the_retraining_script_balances_rim_atoms_by_their_rings(stem_run):
+    out = _script("eval_retrain.py", str(stem_run[0]), "--kind", "atom", "--epochs", "1",
+                  "--max-steps", "5", "--hidden", "32", "--no-compile", "--map-points", "12",
+                  "--balance-edges")
+    assert "map accuracy" in out
+
+
+def test_the_decoder_tuning_script_trains_the_decoder_and_reads_the_map_again(stem_run):
+    out = _script("eval_decoder_tune.py", str(stem_run[0]), "--steps", "3")
+    assert f"{stem_run[0].name}: " in out and "-> " in out and "3 decoder steps" in out
+
+
 def test_the_pfm_benchmark_runs_and_scores_a_small_movie():
     out = _script("bench_pfm.py", "--frames", "6", "--size", "128", "--mode", "tip",
                   "--epochs", "2", "--max-steps", "6", "--cooldown", "0.3")
