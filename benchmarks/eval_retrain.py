@@ -2,7 +2,8 @@
 discovery yardstick against the bond graph and the synthetic truth.
 
     python benchmarks/eval_retrain.py RUN --kind atom|hollow [--per-frame N|-1]
-        [--balance POWER] [--epochs N --patience N --max-steps N --cooldown S] [--seed N]
+        [--balance POWER] [--epochs N --patience N --max-steps N --min-steps N
+        --cooldown S] [--seed N]
         [--pixel-fraction F] [--balance-edges]
         [--batch-size N --lr LR --kl-weight W --latent-dim K --hidden N --no-compile]
         [--neighbour-weight W]
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--patience", type=int)
     parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--min-steps", type=int, help="no patience stop before this step")
     parser.add_argument("--cooldown", type=float, help="share of training with a falling lr")
     parser.add_argument("--pixel-fraction", type=float,
                         help="share of each window's pixels decoded in a training step")
@@ -116,7 +118,8 @@ def main() -> None:
     truth = read_synth_stem(saved.truth)
     config = saved.settings
     changes = {name: getattr(args, name) for name in
-               ("seed", "epochs", "patience", "max_steps", "cooldown", "pixel_fraction",
+               ("seed", "epochs", "patience", "max_steps", "min_steps", "cooldown",
+                "pixel_fraction",
                 "batch_size", "lr", "kl_weight", "latent_dim", "hidden", "compile",
                 "window_A", "window_px", "map_read_px", "balance_power", "orient_windows",
                 "neighbour_weight")

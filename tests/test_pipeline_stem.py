@@ -399,6 +399,11 @@ def test_rvae_size_follows_the_device_unless_set():
     cpu = StemConfig().for_device("cpu")
     # runs train to convergence: at most 4,000 steps on a CPU for STEM, 700 for PFM
     assert (cpu.hidden, cpu.layers, cpu.max_steps, cpu.patience) == (128, 3, 4000, 10)
+    # a single image's short epochs do not end its training by patience before 2,000
+    # steps, on either device; PFM runs have no floor
+    assert cpu.min_steps == 2000 and StemConfig.rvae_sizes["cuda"]["min_steps"] == 2000
+    assert PfmConfig().for_device("cpu").min_steps is None
+    assert StemConfig(min_steps=1).for_device("cpu").min_steps == 1
     # a hollow-site ceiling of its own, below max_steps only
     assert (cpu.for_kind("atom").max_steps, cpu.for_kind("hollow").max_steps) == (4000, 4000)
     fast = StemConfig(hollow_max_steps=3000).for_device("cpu")

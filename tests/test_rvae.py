@@ -407,6 +407,28 @@ def test_patience_stops_a_stalled_run_before_the_epoch_ceiling(tmp_path, toy):
     assert stop.best_val_loss == history.val_loss.min()
 
 
+def test_the_patience_stops_no_training_before_min_steps(tmp_path, toy):
+    windows, _ = toy
+    plain = fit_rvae(windows, tmp_path / "plain", epochs=40, **STALL, **TOY)
+    stalled = plain.attrs["stop"].steps
+    floor = stalled + 2 * TOY_BATCHES + 1
+    history = fit_rvae(windows, tmp_path / "m", epochs=40, min_steps=floor, **STALL, **TOY)
+    stop = history.attrs["stop"]
+    # the patience ran out before the floor and is obeyed at the first check past it
+    assert stop.reason == "converged"
+    assert floor <= stop.steps < floor + TOY_BATCHES
+    assert np.array_equal(history.val_loss.to_numpy()[:len(plain)], plain.val_loss.to_numpy())
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["training"][
+        "min_steps"] == floor
+    # a floor the run passes anyway changes nothing
+    _same_run(fit_rvae(windows, tmp_path / "low", epochs=40, min_steps=1, **STALL, **TOY),
+              plain)
+    # the other stops still end it before the floor
+    capped = fit_rvae(windows, tmp_path / "capped", epochs=40, max_steps=4, min_steps=100,
+                      **STALL, **TOY)
+    assert capped.attrs["stop"].reason == "max_steps" and capped.attrs["stop"].steps == 4
+
+
 def test_max_steps_stops_part_way_through_an_epoch(tmp_path, toy):
     windows, _ = toy
     history = fit_rvae(windows, tmp_path / "m", epochs=40, max_steps=7, **TOY)
@@ -701,6 +723,7 @@ def test_bad_sample_weights_are_refused(tmp_path, toy, weights, message):
 
 @pytest.mark.parametrize(("setting", "message"), [
     ({"patience": 0}, "patience"), ({"max_steps": 2.5}, "max_steps"),
+    ({"min_steps": 0}, "min_steps"),
     ({"min_delta": 1.0}, "min_delta"), ({"time_budget_s": 0}, "time_budget_s"),
     ({"cooldown": 1.0, "max_steps": 10}, "cooldown must lie"),
     ({"cooldown": 0.2}, "cooldown needs patience or max_steps"),
@@ -718,15 +741,16 @@ def test_run_settings_pass_the_stopping_rule_on(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(rvae, "fit_rvae", lambda windows, folder, **kw: seen.update(kw))
     monkeypatch.setattr(rvae, "load_rvae", lambda folder: None)
-    settings = RunSettings(patience=5, max_steps=100, time_budget_s=60.0, cooldown=0.3,
-                           pixel_fraction=0.5, neighbour_weight=30.0)
+    settings = RunSettings(patience=5, max_steps=100, min_steps=50, time_budget_s=60.0,
+                           cooldown=0.3, pixel_fraction=0.5, neighbour_weight=30.0)
     settings.train_rvae(np.zeros((4, 8, 8)), tmp_path, sample_weights=np.ones(4))
-    assert (seen["patience"], seen["max_steps"], seen["time_budget_s"], seen["cooldown"],
-            seen["pixel_fraction"], seen["neighbour_weight"]) == (5, 100, 60.0, 0.3, 0.5, 30)
+    assert (seen["patience"], seen["max_steps"], seen["min_steps"], seen["time_budget_s"],
+            seen["cooldown"], seen["pixel_fraction"], seen["neighbour_weight"]) == (
+        5, 100, 50, 60.0, 0.3, 0.5, 30)
     assert np.array_equal(seen["sample_weights"], np.ones(4))
     defaults = RunSettings()
     assert (defaults.patience, defaults.max_steps, defaults.time_budget_s) == (None,) * 3
-    for bad in ({"patience": 0}, {"max_steps": -1}, {"time_budget_s": 0.0},
+    for bad in ({"patience": 0}, {"max_steps": -1}, {"min_steps": 0}, {"time_budget_s": 0.0},
                 {"cooldown": 1.0}, {"pixel_fraction": 0.0}, {"neighbour_weight": -1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             RunSettings(**bad)

@@ -151,7 +151,8 @@ def _flag_settings(args: argparse.Namespace, base: dict | None, names: tuple[str
     """Settings of ``base`` (a config file's) overridden by the flags given: those
     ``names`` and the run options every pipeline takes (:func:`_add_run_options`)."""
     values = dict(base or {})
-    for name in (*names, "epochs", "patience", "max_steps", "cooldown", "pixel_fraction",
+    for name in (*names, "epochs", "patience", "max_steps", "min_steps", "cooldown",
+                 "pixel_fraction",
                  "time_budget_s", "hidden", "layers", "map_points", "device", "seed"):
         value = getattr(args, name, None)
         if value is not None:
@@ -503,7 +504,8 @@ def _rvae(args: argparse.Namespace) -> None:
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, precision=args.precision, compile=args.compile,
                        resume=args.resume, progress=True, patience=args.patience,
-                       max_steps=args.max_steps, time_budget_s=args.time_budget,
+                       max_steps=args.max_steps, min_steps=args.min_steps,
+                       time_budget_s=args.time_budget,
                        cooldown=args.cooldown, pixel_fraction=args.pixel_fraction,
                        overwrite=args.overwrite)
     if not is_main_process():
@@ -558,6 +560,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, map_help: str, cpu_epochs: i
     p.add_argument("--max-steps", type=int,
                    help="ceiling on the skip-rVAE's optimiser steps (on a CPU: STEM 4000, "
                         "PFM 700)")
+    p.add_argument("--min-steps", type=int,
+                   help="the patience does not stop the skip-rVAE's training before this "
+                        "many optimiser steps (STEM 2000, so that a small image's short "
+                        "epochs do not end it early; 1: no floor)")
     p.add_argument("--cooldown", type=float, metavar="SHARE",
                    help="share of the skip-rVAE's training spent at the end with the "
                         "learning rate falling to zero, begun by the patience or the step "
@@ -827,6 +833,9 @@ def _add_rvae_command(sub: _SubParsers) -> None:
                       help="stop once the validation loss has not improved for this many "
                            "epochs (default: train all --epochs)")
     rvae.add_argument("--max-steps", type=int, help="ceiling on optimiser steps")
+    rvae.add_argument("--min-steps", type=int,
+                      help="the patience does not stop training before this many "
+                           "optimiser steps (default: no floor)")
     rvae.add_argument("--cooldown", type=float, default=0.0, metavar="SHARE",
                       help="share of training spent at the end with the learning rate "
                            "falling to zero, begun by --patience or --max-steps (0)")

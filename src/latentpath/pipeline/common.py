@@ -33,7 +33,7 @@ RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
 #: the settings a skip-rVAE's training depends on, in every pipeline (part of its step's
 #: key; the speed settings, steps.SPEED_SETTINGS, change only how fast it comes)
 MODEL_SETTINGS = ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
-                  "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
+                  "min_steps", "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
                   "kl_weight", "neighbour_weight", "precision", "seed")
 #: fewer windows than this cannot train a skip-rVAE
 MIN_WINDOWS = 20
@@ -43,6 +43,7 @@ MIN_WINDOWS = 20
 RUN_SIZE_BOUNDS = {"epochs": (1, 100_000), "batch_size": (1, 65_536),
                    "hidden": (1, SIZE_LIMITS["hidden"]), "layers": (1, SIZE_LIMITS["layers"]),
                    "patience": (1, 100_000), "max_steps": (1, 10**8),
+                   "min_steps": (1, 10**8),
                    "latent_dim": (2, SIZE_LIMITS["latent_dim"])}
 
 
@@ -78,6 +79,10 @@ class RunSettings:
         Stop the skip-rVAE's training once its validation loss has not improved for
         ``patience`` epochs, or after ``max_steps`` optimiser steps (None, the
         default: train for ``epochs``). See :func:`latentpath.rvae.fit_rvae`.
+    min_steps : int, optional
+        The patience does not stop training before this many optimiser steps (None:
+        no floor, unless the pipeline's ``rvae_sizes`` give one; 1: none). See
+        :func:`latentpath.rvae.fit_rvae`.
     time_budget_s : float, optional
         Wall-clock budget of one training call, seconds; a run stopped by it is not
         reproducible.
@@ -110,6 +115,7 @@ class RunSettings:
     seed: int = 0
     patience: int | None = None
     max_steps: int | None = None
+    min_steps: int | None = None
     time_budget_s: float | None = None
     cooldown: float = 0.0
     pixel_fraction: float = 1.0
@@ -148,7 +154,7 @@ class RunSettings:
                  lr=self.lr, kl_weight=self.kl_weight, seed=self.seed, device=self.device,
                  precision=self.precision, compile=self.compile, resume=resume,
                  progress=progress, patience=self.patience, max_steps=self.max_steps,
-                 time_budget_s=self.time_budget_s, cooldown=self.cooldown,
+                 min_steps=self.min_steps, time_budget_s=self.time_budget_s, cooldown=self.cooldown,
                  pixel_fraction=self.pixel_fraction, sample_weights=sample_weights,
                  neighbour_weight=self.neighbour_weight,
                  overwrite=overwrite)

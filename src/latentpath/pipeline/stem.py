@@ -105,10 +105,13 @@ BALANCE_POWER = MappingProxyType({"atom": 0.5, "hollow": 1.0})
 #: epochs, at most 4,000 steps on a CPU (the paper's 300 epochs on a GPU). A fixed number
 #: of epochs gave a 12-frame movie a quarter of the steps of a 50-frame one; with every
 #: window drawn balanced by its structure, the decoder needs the steps to draw the rare
-#: rings (docs/chemical-space.md).
+#: rings (docs/chemical-space.md). The patience stops no training before 2,000 steps: a
+#: single image's epochs are a dozen steps, and 10 of them ended its training after a few
+#: hundred steps with a map that named nothing. Of the discovery benchmark's 48 models,
+#: one had stopped before 2,000 steps (docs/chemical-space.md).
 STEM_RVAE_SIZES = {"cpu": {**RVAE_SIZES["cpu"], "epochs": 1000, "max_steps": 4000,
-                           "patience": 10},
-                   "cuda": {**RVAE_SIZES["cuda"], "patience": 10}}
+                           "patience": 10, "min_steps": 2000},
+                   "cuda": {**RVAE_SIZES["cuda"], "patience": 10, "min_steps": 2000}}
 
 
 @dataclass
@@ -234,8 +237,8 @@ class StemConfig(RunSettings):
         draw ranked first this way was the best against the truth on all four; the best
         of three lifted them by 0.01-0.06. Each draw costs a whole atom model's
         training (docs/chemical-space.md). 1, the default: one model.
-    latent_dim, hidden, layers, epochs, patience, max_steps, time_budget_s, cooldown,
-    batch_size, lr, kl_weight, precision, compile, device, seed
+    latent_dim, hidden, layers, epochs, patience, max_steps, min_steps, time_budget_s,
+    cooldown, batch_size, lr, kl_weight, precision, compile, device, seed
         The skip-rVAE, its training, device and seed
         (:class:`~latentpath.pipeline.common.RunSettings`). Batches of 32 at lr 3e-3: on
         the demo, 40 epochs of them separate the atom structures as well as 160 epochs
@@ -243,6 +246,10 @@ class StemConfig(RunSettings):
         validation loss has not improved for 10 epochs, at most 4,000 steps on a CPU
         (:data:`STEM_RVAE_SIZES`): the decoder needs the steps to close the rings of
         the rarer structures, whatever the movie's length (docs/chemical-space.md).
+        The patience ends no training before 2,000 steps (``min_steps``): one real
+        image gives epochs of a dozen steps, and on the shared grain boundary 10 epochs
+        without a better validation loss ended training after 291-840 steps (on one
+        seed with a map that named no structure).
         Either stop begins a **cool-down** of 30 % of the training (``cooldown``), the
         learning rate falling to zero: at lr 3e-3 the validation loss swings by 10 %
         between epochs, and a patience stop had ended one held-out movie's atom model

@@ -62,7 +62,8 @@ class TrainingDivergedError(ValueError):
     """The loss became non-finite or exploded: the learning rate is too high for the
     data. Nothing of the diverged epoch is saved."""
 #: the stopping and sampling settings of checkpoints written before they existed
-_UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "sample_weights": None,
+_UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "min_steps": None,
+          "sample_weights": None,
           "cooldown": 0.0, "pixel_fraction": 1.0, "pixel_weights": None,
           "neighbour_weight": 0.0}
 
@@ -353,6 +354,7 @@ def fit_rvae(
     patience: int | None = None,
     min_delta: float = 1e-3,
     max_steps: int | None = None,
+    min_steps: int | None = None,
     time_budget_s: float | None = None,
     sample_weights: np.ndarray | None = None,
     cooldown: float = 0.0,
@@ -406,7 +408,7 @@ def fit_rvae(
         checkpoint is an error (nothing is overwritten, see ``overwrite``). A run that stopped for
         "converged" or "max_steps" returns at once; one that stopped at the epoch
         ceiling or the time budget trains on (to a higher ``epochs``, with a new
-        budget). Other ``patience``, ``min_delta``, ``max_steps`` or
+        budget). Other ``patience``, ``min_delta``, ``max_steps``, ``min_steps`` or
         ``sample_weights`` than the checkpoint's are refused, as other settings are;
         ``epochs`` and ``time_budget_s`` may change.
     patience : int, optional
@@ -422,6 +424,13 @@ def fit_rvae(
         Ceiling on optimiser steps (batches), over all calls of a resumed run. The
         epoch that reaches it stops part-way, so exactly ``max_steps`` steps are
         done; it is validated and checkpointed as a whole epoch would be.
+    min_steps : int, optional
+        The patience does not end training before this many optimiser steps (the
+        other stops still do). Patience counts epochs, and a small dataset's epochs are
+        short: one real 512 x 512 image gives a STEM run some 400 atom windows, 12
+        steps an epoch, so 10 epochs without a better validation loss (on 40 windows,
+        which swings by chance) came after 290-840 steps, and on one seed the map then
+        named no structure at all (docs/chemical-space.md). None: no floor.
     time_budget_s : float, optional
         Wall-clock budget of this call, seconds, from its start (setup included):
         training stops after the epoch in which it ran out. Where it stops depends
@@ -491,8 +500,8 @@ def fit_rvae(
     weights = _check_weights(sample_weights, len(data))
     _check_training(val_fraction=val_fraction, kl_weight=kl_weight, epochs=epochs,
                     batch_size=batch_size, patience=patience, max_steps=max_steps,
-                    min_delta=min_delta, cooldown=cooldown, pixel_fraction=pixel_fraction,
-                    time_budget_s=time_budget_s)
+                    min_steps=min_steps, min_delta=min_delta, cooldown=cooldown,
+                    pixel_fraction=pixel_fraction, time_budget_s=time_budget_s)
     check_float("neighbour_weight", neighbour_weight, minimum=0)
     check_int("neighbour_batch", neighbour_batch, 1)
     check_int("neighbour_k", neighbour_k, 1)
@@ -533,7 +542,7 @@ def fit_rvae(
                 "kl_weight": kl_weight, "kl_warmup_epochs": kl_warmup_epochs,
                 "precision": precision,
                 "compile": bool(compile), "patience": patience, "min_delta": min_delta,
-                "max_steps": max_steps, "cooldown": cooldown,
+                "max_steps": max_steps, "min_steps": min_steps, "cooldown": cooldown,
                 "pixel_fraction": pixel_fraction, "pixel_weights": _digest(pixel_weights),
                 "sample_weights": _digest(weights), "neighbour_weight": neighbour_weight,
                 "neighbour_batch": neighbour_batch, "neighbour_k": neighbour_k}
@@ -591,7 +600,7 @@ def fit_rvae(
         state["stop"] = _stop_after(state, val, last_epoch=epoch == epochs,
                                     out_of_time=out_of_time, patience=patience,
                                     min_delta=min_delta, max_steps=max_steps,
-                                    cooldown=cooldown)
+                                    min_steps=min_steps, cooldown=cooldown)
         state["epoch"] = epoch
         _checkpoint(state, val, steps, out_dir, lr, epochs)
         if state["stop"]:
@@ -860,8 +869,8 @@ def _record(state: dict, lr: float, epochs: int) -> dict:
 
 def _check_training(*, val_fraction: float, kl_weight: float, epochs: int, batch_size: int,
                     patience: int | None, max_steps: int | None, min_delta: float,
-                    cooldown: float, pixel_fraction: float, time_budget_s: float | None
-                    ) -> None:
+                    cooldown: float, pixel_fraction: float, time_budget_s: float | None,
+                    min_steps: int | None = None) -> None:
     """Refuse training settings out of their ranges (ValueError naming the setting)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
@@ -869,7 +878,8 @@ def _check_training(*, val_fraction: float, kl_weight: float, epochs: int, batch
         raise ValueError(f"kl_weight must be a positive number, got {kl_weight}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
-    for name, value in (("patience", patience), ("max_steps", max_steps)):
+    for name, value in (("patience", patience), ("max_steps", max_steps),
+                        ("min_steps", min_steps)):
         if value is not None and (int(value) != value or value < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {value}")
     if not 0 <= min_delta < 1:
@@ -901,7 +911,7 @@ def _check_pixel_weights(pixel_weights: np.ndarray | None, shape: tuple[int, ...
 
 def _stop_after(state: dict, val: float, *, last_epoch: bool, out_of_time: bool,
                 patience: int | None, min_delta: float, max_steps: int | None,
-                cooldown: float) -> str | None:
+                cooldown: float, min_steps: int | None = None) -> str | None:
     """Why training stops after an epoch whose validation loss is ``val`` (None: it goes
     on), updating the patience count and the cool-down in ``state``. The deterministic
     reasons go first, so that the reason is reproducible wherever one of them applies."""
@@ -917,7 +927,8 @@ def _stop_after(state: dict, val: float, *, last_epoch: bool, out_of_time: bool,
     if state["cooldown_from"] is not None:
         if state["steps"] >= state["cooldown_from"] + state["cooldown_steps"]:
             final = state["cooldown_stop"]
-    elif patience is not None and state["bad_checks"] >= patience:
+    elif (patience is not None and state["bad_checks"] >= patience
+          and state["steps"] >= (min_steps or 0)):
         final = _begin_cooldown(state, "converged", max_steps, cooldown)
     elif max_steps is not None and state["steps"] >= max_steps * (1 - cooldown):
         final = _begin_cooldown(state, "max_steps", max_steps, cooldown)
