@@ -194,6 +194,7 @@ def test_balance_flag_sets_one_or_each_window_kind(tmp_path, capsys):
     assert config("--balance", "0").balance_power == {"atom": 0.0, "hollow": 0.0}
     assert config("--balance", "hollow=0.25").balance_power == {"atom": 0.5, "hollow": 0.25}
     assert config("--hollow-max-steps", "2500").hollow_max_steps == 2500
+    assert (config().min_steps, config("--min-steps", "1").min_steps) == (None, 1)
     assert (config().atom_draws, config("--atom-draws", "3").atom_draws) == (1, 3)
     assert (config().neighbour_weight, config("--neighbour-weight", "0").neighbour_weight) \
         == (200.0, 0.0)

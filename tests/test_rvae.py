@@ -427,6 +427,12 @@ def test_the_patience_stops_no_training_before_min_steps(tmp_path, toy):
     capped = fit_rvae(windows, tmp_path / "capped", epochs=40, max_steps=4, min_steps=100,
                       **STALL, **TOY)
     assert capped.attrs["stop"].reason == "max_steps" and capped.attrs["stop"].steps == 4
+    # a floor out of the epochs' reach still leaves the cool-down its share: the
+    # patience is obeyed at 0.7 of the 30 steps the epochs allow, and the cool-down ends
+    # the training, not the epoch ceiling
+    short = fit_rvae(windows, tmp_path / "short", epochs=10, cooldown=0.3, min_steps=1000,
+                     **STALL, **TOY)
+    assert short.attrs["stop"].reason == "converged" and short.attrs["stop"].steps == 30
 
 
 def test_max_steps_stops_part_way_through_an_epoch(tmp_path, toy):
@@ -581,6 +587,7 @@ def test_a_stopped_run_resumes_without_training(tmp_path, toy, monkeypatch):
     _same_run(capped, fit_rvae(windows, tmp_path / "s", epochs=80, max_steps=4,
                                resume=True, **TOY))
     for changed in ({**STALL, "patience": 3}, {**STALL, "max_steps": 100},
+                    {**STALL, "min_steps": 100},
                     {**STALL, "sample_weights": balanced_weights(labels)}):
         with pytest.raises(ModelFileError, match="other data or settings"):
             fit_rvae(windows, tmp_path / "c", epochs=40, resume=True, **changed, **TOY)

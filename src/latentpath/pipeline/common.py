@@ -33,8 +33,8 @@ RVAE_SIZES = {"cpu": {"hidden": 128, "layers": 3, "epochs": 40},
 #: the settings a skip-rVAE's training depends on, in every pipeline (part of its step's
 #: key; the speed settings, steps.SPEED_SETTINGS, change only how fast it comes)
 MODEL_SETTINGS = ("latent_dim", "hidden", "layers", "epochs", "patience", "max_steps",
-                  "min_steps", "cooldown", "pixel_fraction", "time_budget_s", "batch_size", "lr",
-                  "kl_weight", "neighbour_weight", "precision", "seed")
+                  "min_steps", "cooldown", "pixel_fraction", "time_budget_s", "batch_size",
+                  "lr", "kl_weight", "neighbour_weight", "precision", "seed")
 #: fewer windows than this cannot train a skip-rVAE
 MIN_WINDOWS = 20
 
@@ -154,9 +154,9 @@ class RunSettings:
                  lr=self.lr, kl_weight=self.kl_weight, seed=self.seed, device=self.device,
                  precision=self.precision, compile=self.compile, resume=resume,
                  progress=progress, patience=self.patience, max_steps=self.max_steps,
-                 min_steps=self.min_steps, time_budget_s=self.time_budget_s, cooldown=self.cooldown,
-                 pixel_fraction=self.pixel_fraction, sample_weights=sample_weights,
-                 neighbour_weight=self.neighbour_weight,
+                 min_steps=self.min_steps, time_budget_s=self.time_budget_s,
+                 cooldown=self.cooldown, pixel_fraction=self.pixel_fraction,
+                 sample_weights=sample_weights, neighbour_weight=self.neighbour_weight,
                  overwrite=overwrite)
         return load_rvae(folder)
 

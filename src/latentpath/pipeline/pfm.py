@@ -133,8 +133,8 @@ class PfmConfig(RunSettings):
         (:func:`latentpath.pfm.window_physics`).
     map_points, manifold_points : int
         Grid points per axis of the physics maps and of the manifold figure.
-    latent_dim, hidden, layers, epochs, patience, max_steps, min_steps, time_budget_s, cooldown,
-    batch_size, lr, kl_weight, precision, compile, device, seed
+    latent_dim, hidden, layers, epochs, patience, max_steps, min_steps, time_budget_s,
+    cooldown, batch_size, lr, kl_weight, precision, compile, device, seed
         The skip-rVAE, its training, device and seed
         (:class:`~latentpath.pipeline.common.RunSettings`). Unless set, training stops
         when the validation loss has not improved for 10 epochs, at most 700 steps on a

@@ -63,9 +63,8 @@ class TrainingDivergedError(ValueError):
     data. Nothing of the diverged epoch is saved."""
 #: the stopping and sampling settings of checkpoints written before they existed
 _UNSET = {"patience": None, "min_delta": 1e-3, "max_steps": None, "min_steps": None,
-          "sample_weights": None,
-          "cooldown": 0.0, "pixel_fraction": 1.0, "pixel_weights": None,
-          "neighbour_weight": 0.0}
+          "sample_weights": None, "cooldown": 0.0, "pixel_fraction": 1.0,
+          "pixel_weights": None, "neighbour_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -413,11 +412,11 @@ def fit_rvae(
         ``epochs`` and ``time_budget_s`` may change.
     patience : int, optional
         Stop once the validation loss (checked after every epoch) has not improved
-        for this many checks in a row. Improving means falling below the reference
-        by more than ``min_delta`` of it: ``val < ref * (1 - min_delta)``, where the
-        reference is the loss of the last such improvement (as Keras' and
-        Lightning's early stopping), so a slow steady descent still counts. None:
-        no early stop.
+        for this many checks in a row (not before ``min_steps``). Improving means
+        falling below the reference by more than ``min_delta`` of it: ``val < ref *
+        (1 - min_delta)``, where the reference is the loss of the last such
+        improvement (as Keras' and Lightning's early stopping), so a slow steady
+        descent still counts. None: no early stop.
     min_delta : float
         Relative improvement, in [0, 1), that resets the patience count.
     max_steps : int, optional
@@ -426,11 +425,14 @@ def fit_rvae(
         done; it is validated and checkpointed as a whole epoch would be.
     min_steps : int, optional
         The patience does not end training before this many optimiser steps (the
-        other stops still do). Patience counts epochs, and a small dataset's epochs are
-        short: one real 512 x 512 image gives a STEM run some 400 atom windows, 12
-        steps an epoch, so 10 epochs without a better validation loss (on 40 windows,
-        which swings by chance) came after 290-840 steps, and on one seed the map then
-        named no structure at all (docs/chemical-space.md). None: no floor.
+        other stops still do), nor before ``1 - cooldown`` of the most steps that
+        ``epochs`` and ``max_steps`` allow, so that a floor out of their reach still
+        leaves room for the cool-down. Patience counts epochs, and a small dataset's
+        epochs are short: one real 512 x 512 image gives a STEM run some 400 atom
+        windows, 12 steps an epoch, so 10 epochs without a better validation loss (on
+        40 windows, which swings by chance) came after 291-840 steps, and on one seed
+        the map then named no structure at all (docs/chemical-space.md). None: no
+        floor.
     time_budget_s : float, optional
         Wall-clock budget of this call, seconds, from its start (setup included):
         training stops after the epoch in which it ran out. Where it stops depends
@@ -528,9 +530,9 @@ def fit_rvae(
     n_batches = -(-len(train_idx) // batch_size)
     n_pixels = data.shape[-1] * data.shape[-2]
     n_drawn = max(1, round(pixel_fraction * n_pixels)) if pixel_fraction < 1 else None
+    planned = epochs * n_batches if max_steps is None else min(epochs * n_batches, max_steps)
+    floor = None if min_steps is None else min(min_steps, int((1 - cooldown) * planned))
     if compile == "auto":
-        planned = epochs * n_batches if max_steps is None else min(epochs * n_batches,
-                                                                   max_steps)
         compile = compile_pays(planned, batch_size,
                                (n_drawn or n_pixels) * model.config.channels, hidden,
                                layers, device)
@@ -600,7 +602,7 @@ def fit_rvae(
         state["stop"] = _stop_after(state, val, last_epoch=epoch == epochs,
                                     out_of_time=out_of_time, patience=patience,
                                     min_delta=min_delta, max_steps=max_steps,
-                                    min_steps=min_steps, cooldown=cooldown)
+                                    min_steps=floor, cooldown=cooldown)
         state["epoch"] = epoch
         _checkpoint(state, val, steps, out_dir, lr, epochs)
         if state["stop"]:
@@ -870,7 +872,7 @@ def _record(state: dict, lr: float, epochs: int) -> dict:
 def _check_training(*, val_fraction: float, kl_weight: float, epochs: int, batch_size: int,
                     patience: int | None, max_steps: int | None, min_delta: float,
                     cooldown: float, pixel_fraction: float, time_budget_s: float | None,
-                    min_steps: int | None = None) -> None:
+                    min_steps: int | None) -> None:
     """Refuse training settings out of their ranges (ValueError naming the setting)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
@@ -911,7 +913,7 @@ def _check_pixel_weights(pixel_weights: np.ndarray | None, shape: tuple[int, ...
 
 def _stop_after(state: dict, val: float, *, last_epoch: bool, out_of_time: bool,
                 patience: int | None, min_delta: float, max_steps: int | None,
-                cooldown: float, min_steps: int | None = None) -> str | None:
+                cooldown: float, min_steps: int | None) -> str | None:
     """Why training stops after an epoch whose validation loss is ``val`` (None: it goes
     on), updating the patience count and the cool-down in ``state``. The deterministic
     reasons go first, so that the reason is reproducible wherever one of them applies."""
