@@ -35,12 +35,12 @@ from latentpath.synth import read_synth_stem
 BATCH = 32
 
 
-def map_accuracy(run: StemRun, model: SkipRVAE, windows: np.ndarray) -> str:
-    """The run's atom map read off ``model``, scored on the three commonest structures."""
+def map_accuracy(run: StemRun, model: SkipRVAE, windows: np.ndarray, truth) -> str:
+    """The run's atom map read off ``model``, scored against its synthetic ``truth``
+    on the three commonest structures."""
     table = run.kinds["atom"].latents[["atom", "frame", "y", "x", "kind"]]
     latents, space = latents_and_map(model, windows, run.settings, "atom", table=table)
     atom = dataclasses.replace(run.kinds["atom"], latents=latents, map=space)
-    truth = read_synth_stem(run.truth)
     scores = score_chemical_space(dataclasses.replace(run, kinds={**run.kinds, "atom": atom}),
                                   truth.atoms, truth.rings, pixel_size_A=truth.pixel_size_A)
     return ", ".join(f"{scores[f'atom_top{k}_structure']} "
@@ -84,14 +84,15 @@ def main() -> None:
         run = StemRun.read(run_dir)
         model = load_rvae(run_dir / "atom" / "model")
         windows = np.load(run_dir / "atom" / "windows.npy")
-        before = map_accuracy(run, model, windows)
+        truth = read_synth_stem(run.truth)
+        before = map_accuracy(run, model, windows, truth)
         weights = structure_weights(run.kinds["atom"].latents, run.atoms, run.rings, "atom",
                                     run.settings.balance_power["atom"])
         began = time.perf_counter()
         tune_decoder(model, windows, weights, steps=args.steps, lr=args.lr,
                      noise=args.noise, seed=args.seed)
         seconds = time.perf_counter() - began
-        print(f"{run_dir.name}: {before} -> {map_accuracy(run, model, windows)} "
+        print(f"{run_dir.name}: {before} -> {map_accuracy(run, model, windows, truth)} "
               f"({args.steps} decoder steps in {seconds:.0f} s)", flush=True)
 
 

@@ -48,7 +48,6 @@ from latentpath.discovery import (
     score_discovery,
 )
 from latentpath.evaluate import score_chemical_space, true_window_labels
-from latentpath.graph import RING_SIZES, ring_label
 from latentpath.latent import chemical_space_map, labels_at, latent_grid
 from latentpath.pipeline import StemRun
 from latentpath.pipeline.stem import (
@@ -156,10 +155,12 @@ def main() -> None:
     points = window_points(atoms, rings, args.kind, config)
     windows, table = cut_kind_windows(source, image_px_A, movie_shape, points, config, None)
     graph = graph_labels(table, atoms, rings, args.kind)
-    weights = structure_weights(table, atoms, rings, args.kind,
-                                config.balance_power[args.kind])
     if args.balance_edges and args.kind == "atom" and config.balance_power["atom"]:
-        weights = balanced_weights(edge_labels(table, atoms), config.balance_power["atom"])
+        rims = graph_labels(table, atoms, rings, "atom", edges=True).fillna("other")
+        weights = balanced_weights(rims.to_numpy(), config.balance_power["atom"])
+    else:
+        weights = structure_weights(table, atoms, rings, args.kind,
+                                    config.balance_power[args.kind])
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         model = config.train_rvae(windows, Path(tmp) / "model", progress=False,
@@ -196,13 +197,6 @@ def main() -> None:
         parts = ", ".join(f"{scores[f'atom_top{k}_structure']} "
                           f"{scores[f'atom_top{k}_map_accuracy']:.3f}" for k in (1, 2, 3))
         print(f"  map accuracy: {parts}; pooled {scores['atom_common3_map_accuracy']:.3f}")
-
-
-def edge_labels(table, atoms) -> list[str]:
-    """Each atom window's rings ("6-6-6", and at a hole's rim "6-6", "6", ...); "other"
-    for atoms of no ring."""
-    counts = atoms.loc[table["atom"].to_numpy(), [f"n{s}" for s in RING_SIZES]].to_numpy()
-    return [ring_label(c) if c.sum() else "other" for c in counts]
 
 
 def render_atoms(atoms, shape: tuple[int, ...], movie_shape: tuple[int, ...],

@@ -151,6 +151,11 @@ def test_graph_labels_of_atom_and_hollow_windows():
     rings = pd.DataFrame({"size": [6, 5, 9]})
     atom = graph_labels(pd.DataFrame({"atom": [2, 0, 1]}), atoms, rings, "atom")
     assert atom.tolist() == [None, "6-6-6", "5-6-7"]
+    # with edges, the rim atom of two hexagons is named too; an atom of no ring is not
+    rim = pd.concat([atoms, pd.DataFrame({"n5": [0], "n6": [0], "n7": [0], "n8": [0]})],
+                    ignore_index=True)
+    edged = graph_labels(pd.DataFrame({"atom": [2, 0, 3]}), rim, rings, "atom", edges=True)
+    assert edged.tolist() == ["6-6", "6-6-6", None]
     hollow = graph_labels(pd.DataFrame({"ring": [1, 2, 0]}), atoms, rings, "hollow")
     assert hollow.tolist() == ["5", None, "6"]
     with pytest.raises(ValueError, match="kind"):

@@ -320,13 +320,16 @@ def map_agreement(mapped: np.ndarray, labels: np.ndarray, names) -> dict[str, fl
     return {str(name): float((mapped[labels == name] == str(name)).mean()) for name in names}
 
 
-def graph_labels(table: pd.DataFrame, atoms: pd.DataFrame, rings: pd.DataFrame, kind: str
-                 ) -> pd.Series:
+def graph_labels(table: pd.DataFrame, atoms: pd.DataFrame, rings: pd.DataFrame, kind: str,
+                 *, edges: bool = False) -> pd.Series:
     """Each window's structure from the run's bond graph.
 
     Atom windows: the rings the centre atom belongs to ("6-6-6", "5-6-7", ...), for
-    atoms inside the sheet (three rings found); edge and hole atoms get no label.
-    Hollow windows: the size of the ring the window is centred on ("5", "6", ...).
+    atoms inside the sheet (three rings found); with ``edges`` also the atoms of one or
+    two rings at the rim of a hole ("6-6", "6", ...), as
+    :func:`latentpath.evaluate.true_window_labels` names the truth's. Atoms of no ring
+    get no label. Hollow windows: the size of the ring the window is centred on ("5",
+    "6", ...).
 
     Parameters
     ----------
@@ -341,7 +344,8 @@ def graph_labels(table: pd.DataFrame, atoms: pd.DataFrame, rings: pd.DataFrame, 
 
     if kind == "atom":
         counts = atoms.loc[table["atom"].to_numpy(), [f"n{s}" for s in RING_SIZES]].to_numpy()
-        names = [ring_label(c) if c.sum() == 3 else None for c in counts]
+        names = [ring_label(c) if c.sum() == 3 or (edges and c.sum() > 0) else None
+                 for c in counts]
     elif kind == "hollow":
         names = [str(int(s)) if s in RING_SIZES else None
                  for s in rings.loc[table["ring"].to_numpy(), "size"].to_numpy()]
